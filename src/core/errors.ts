@@ -17,6 +17,13 @@ export class SpecError extends LoomError {
   ) {
     super(`${path}: expected ${expected}${got === undefined ? '' : `, got ${describeValue(got)}`}`);
   }
+
+  /** For problems that are not "expected X, got Y" (unknown field, duplicate coordinate). */
+  static at(path: string, problem: string): SpecError {
+    const e = new SpecError(path, problem);
+    e.message = `${path}: ${problem}`;
+    return e;
+  }
 }
 
 /** A binary or text file does not follow its format (wrong magic, truncated, inconsistent counts). */

@@ -1,0 +1,96 @@
+import { dtypeName } from '../core/dtype.js';
+import { NumericError } from '../core/errors.js';
+import { Tensor } from '../core/tensor.js';
+import type { PlanStep, VolumetricNetwork } from '../grid/network.js';
+import { coordText, type LayerCache } from '../layers/layer.js';
+
+export interface ForwardOptions {
+  /** Keep what backwardNetwork needs (inputs, pre-activations). */
+  keepTrace?: boolean;
+  /** Throw a NumericError naming the first layer whose output holds NaN or Inf. */
+  checkFinite?: boolean;
+}
+
+/** What a forward pass leaves for the backward pass. */
+export interface ForwardTrace {
+  plan: PlanStep[];
+  /** values[0] is the network input, values[k + 1] the output of plan step k. */
+  values: Tensor[];
+  caches: LayerCache[];
+  weights: (Float32Array | null)[];
+}
+
+export interface ForwardResult {
+  output: Tensor;
+  /** Milliseconds per layer, indexed by flat grid index (0 for cells that did not run). */
+  layerTimesMs: Float64Array;
+  trace?: ForwardTrace;
+}
+
+export interface BackwardResult {
+  gradInput: Tensor;
+  /** Parameter gradients by flat grid index, laid out like each layer's WeightStore.master. */
+  layerGradients: Map<number, Float32Array>;
+  layerTimesMs: Float64Array;
+}
+
+/** Runs the grid in traversal order (z → y → x → l), skipping empty and disabled cells. */
+export function forwardNetwork(net: VolumetricNetwork, input: Tensor, options: ForwardOptions = {}): ForwardResult {
+  const plan = net.plan();
+  const values: Tensor[] = [input];
+  const caches: LayerCache[] = [];
+  const weightsUsed: (Float32Array | null)[] = [];
+  const layerTimesMs = new Float64Array(net.cells.length);
+  for (const step of plan) {
+    const { layer } = step;
+    const start = performance.now();
+    const weights = layer.weights ? layer.weights.getActive(layer.dtype) : null;
+    const skip = step.skipValue >= 0 ? values[step.skipValue] : null;
+    const { output, cache } = layer.kind.forward(layer, values[step.inputValue], weights, skip);
+    layerTimesMs[step.index] = performance.now() - start;
+    if (options.checkFinite) assertFinite(output.data, () => `output of ${layer.kind.name} at ${coordText(layer)} (${dtypeName(layer.dtype)})`);
+    values.push(output);
+    if (options.keepTrace) {
+      caches.push(cache);
+      weightsUsed.push(weights);
+    }
+  }
+  const result: ForwardResult = { output: values[values.length - 1], layerTimesMs };
+  if (options.keepTrace) result.trace = { plan, values, caches, weights: weightsUsed };
+  return result;
+}
+
+/** Backpropagates `gradOutput` through a traced forward pass, routing gradients along remote links and skips. */
+export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gradOutput: Tensor): BackwardResult {
+  const { plan, values, caches, weights } = trace;
+  const valueGrads: (Tensor | undefined)[] = new Array(values.length);
+  valueGrads[values.length - 1] = gradOutput;
+  const layerGradients = new Map<number, Float32Array>();
+  const layerTimesMs = new Float64Array(net.cells.length);
+  for (let k = plan.length - 1; k >= 0; k--) {
+    const grad = valueGrads[k + 1];
+    if (!grad) continue;
+    const step = plan[k];
+    const start = performance.now();
+    const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k]);
+    layerTimesMs[step.index] = performance.now() - start;
+    if (result.gradWeights) layerGradients.set(step.index, result.gradWeights);
+    valueGrads[step.inputValue] = addGrad(valueGrads[step.inputValue], result.gradInput);
+    if (result.gradSkip && step.skipValue >= 0) valueGrads[step.skipValue] = addGrad(valueGrads[step.skipValue], result.gradSkip);
+  }
+  return { gradInput: valueGrads[0] ?? Tensor.zeros(values[0].shape), layerGradients, layerTimesMs };
+}
+
+function addGrad(existing: Tensor | undefined, g: Tensor): Tensor {
+  if (!existing) return g;
+  const sum = new Float32Array(existing.size);
+  for (let i = 0; i < sum.length; i++) sum[i] = existing.data[i] + g.data[i];
+  return new Tensor(sum, existing.shape);
+}
+
+export function assertFinite(data: Float32Array, what: () => string): void {
+  for (let i = 0; i < data.length; i++) {
+    const v = data[i];
+    if (v - v !== 0) throw new NumericError(`${what()} is ${v} at element ${i}`);
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * The layer fields of the Loom JSON formats (network spec and persistence), in the order the
+ * original writes them. One table drives parsing, validation and writing.
+ */
+export interface LayerConfig {
+  inputHeight?: number;
+  inputWidth?: number;
+  inputDepth?: number;
+  outputHeight?: number;
+  outputWidth?: number;
+  outputDepth?: number;
+  inputChannels?: number;
+  filters?: number;
+  kernelSize?: number;
+  stride?: number;
+  padding?: number;
+  outputPadding?: number;
+  numHeads?: number;
+  numKVHeads?: number;
+  headDim?: number;
+  queryDim?: number;
+  dModel?: number;
+  seqLength?: number;
+  ropeFreqBase?: number;
+  vocabSize?: number;
+  embeddingDim?: number;
+  numClusters?: number;
+  kmeansTemperature?: number;
+  outputMode?: string;
+  softmaxType?: string;
+  temperature?: number;
+  softmaxRows?: number;
+  softmaxCols?: number;
+  entmaxAlpha?: number;
+  gumbelNoise?: boolean;
+  combineMode?: string;
+  useTiling?: boolean;
+  tileSize?: number;
+  mask?: boolean[];
+  hierarchyLevels?: number[];
+  /** Loom-TS extension: Dense/conv layers carry a bias vector after the weights (the original has none). */
+  useBias?: boolean;
+}
+
+export type FieldKind = 'count' | 'number' | 'bool' | 'string' | 'boolArray' | 'countArray';
+
+export interface FieldDef {
+  readonly json: string;
+  readonly key: keyof LayerConfig;
+  readonly kind: FieldKind;
+}
+
+const f = (json: string, key: keyof LayerConfig, kind: FieldKind): FieldDef => ({ json, key, kind });
+
+/** Dimension and option fields, in persistence order. */
+export const CONFIG_FIELDS: readonly FieldDef[] = [
+  f('input_height', 'inputHeight', 'count'),
+  f('input_width', 'inputWidth', 'count'),
+  f('input_depth', 'inputDepth', 'count'),
+  f('output_height', 'outputHeight', 'count'),
+  f('output_width', 'outputWidth', 'count'),
+  f('output_depth', 'outputDepth', 'count'),
+  f('input_channels', 'inputChannels', 'count'),
+  f('filters', 'filters', 'count'),
+  f('kernel_size', 'kernelSize', 'count'),
+  f('stride', 'stride', 'count'),
+  f('padding', 'padding', 'count'),
+  f('output_padding', 'outputPadding', 'count'),
+  f('num_heads', 'numHeads', 'count'),
+  f('num_kv_heads', 'numKVHeads', 'count'),
+  f('head_dim', 'headDim', 'count'),
+  f('query_dim', 'queryDim', 'count'),
+  f('d_model', 'dModel', 'count'),
+  f('seq_length', 'seqLength', 'count'),
+  f('rope_freq_base', 'ropeFreqBase', 'number'),
+  f('vocab_size', 'vocabSize', 'count'),
+  f('embedding_dim', 'embeddingDim', 'count'),
+  f('num_clusters', 'numClusters', 'count'),
+  f('kmeans_temperature', 'kmeansTemperature', 'number'),
+  f('output_mode', 'outputMode', 'string'),
+  f('softmax_type', 'softmaxType', 'string'),
+  f('temperature', 'temperature', 'number'),
+  f('softmax_rows', 'softmaxRows', 'count'),
+  f('softmax_cols', 'softmaxCols', 'count'),
+  f('entmax_alpha', 'entmaxAlpha', 'number'),
+  f('gumbel_noise', 'gumbelNoise', 'bool'),
+  f('combine_mode', 'combineMode', 'string'),
+  f('use_tiling', 'useTiling', 'bool'),
+  f('tile_size', 'tileSize', 'count'),
+  f('mask', 'mask', 'boolArray'),
+  f('hierarchy_levels', 'hierarchyLevels', 'countArray'),
+  f('use_bias', 'useBias', 'bool'),
+];
+
+/** Keys a layer entry may carry besides CONFIG_FIELDS. */
+export const STRUCTURAL_KEYS: readonly string[] = [
+  'z', 'y', 'x', 'l', 'type', 'activation', 'dtype',
+  'weights', 'native', 'scale', 'zero_point',
+  'parallel_branches', 'sequential_layers',
+  'is_remote_link', 'target_z', 'target_y', 'target_x', 'target_l', 'is_disabled',
+  'meta_rules', 'meta_observed_layer',
+];

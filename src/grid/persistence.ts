@@ -1,0 +1,67 @@
+import { DType, dtypeName } from '../core/dtype.js';
+import { encodeBase64 } from '../core/base64.js';
+import { shortestFloat32 } from '../core/floatFormat.js';
+import { activationName } from '../layers/activations.js';
+import type { Layer } from '../layers/layer.js';
+import { CONFIG_FIELDS } from './fields.js';
+import type { VolumetricNetwork } from './network.js';
+import { buildNetwork, type BuildOptions } from './spec.js';
+
+/**
+ * The original's persistence JSON: the spec fields plus `weights` (base64 of the layer's parameters
+ * natively packed in its active dtype), `native: true` and `scale`. Loom-TS adds `zero_point` for
+ * unsigned types (omitted when 0, so the original's files read as written) and keeps remote links.
+ */
+export function networkToJson(net: VolumetricNetwork, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id: net.id,
+    depth: net.depth,
+    rows: net.rows,
+    cols: net.cols,
+    layers_per_cell: net.layersPerCell,
+    layers: net.layers().map(layerToJson),
+    ...extra,
+  };
+}
+
+/** Pretty-printed with two-space indentation, as the original writes it. */
+export function serializeNetwork(net: VolumetricNetwork, extra: Record<string, unknown> = {}): string {
+  return JSON.stringify(networkToJson(net, extra), null, 2);
+}
+
+export function deserializeNetwork(text: string, options: BuildOptions = {}): VolumetricNetwork {
+  return buildNetwork(text, options);
+}
+
+function layerToJson(layer: Layer): Record<string, unknown> {
+  const out: Record<string, unknown> = {
+    z: layer.z,
+    y: layer.y,
+    x: layer.x,
+    l: layer.l,
+    type: layer.kind.name,
+    activation: activationName(layer.activation),
+    dtype: dtypeName(layer.dtype),
+  };
+  for (const field of CONFIG_FIELDS) {
+    const v = layer.config[field.key];
+    if (v === undefined || v === 0 || v === false || v === '' || (Array.isArray(v) && v.length === 0)) continue;
+    out[field.json] = v;
+  }
+  if (layer.weights) {
+    const version = layer.weights.morph(layer.dtype);
+    out.weights = encodeBase64(version.bytes);
+    out.native = true;
+    out.scale = shortestFloat32(layer.dtype === DType.Float32 ? 1 : version.params.scale);
+    if (version.params.zeroPoint !== 0) out.zero_point = version.params.zeroPoint;
+  }
+  if (layer.remote) {
+    out.is_remote_link = true;
+    out.target_z = layer.remote.z;
+    out.target_y = layer.remote.y;
+    out.target_x = layer.remote.x;
+    out.target_l = layer.remote.l;
+  }
+  if (layer.disabled) out.is_disabled = true;
+  return out;
+}

@@ -1,0 +1,247 @@
+import { dtypeName, parseDType } from '../core/dtype.js';
+import { decodeBase64 } from '../core/base64.js';
+import { FormatError, LoomError, NumericError, SpecError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { WeightStore } from '../core/weightStore.js';
+import { parseActivation } from '../layers/activations.js';
+import '../layers/index.js';
+import { coordText, type Layer } from '../layers/layer.js';
+import { findLayerKind, layerKindNames } from '../layers/registry.js';
+import { CONFIG_FIELDS, STRUCTURAL_KEYS, type LayerConfig } from './fields.js';
+import { VolumetricNetwork } from './network.js';
+
+export interface BuildOptions {
+  /** Seed for initializing layers that carry no weights in the document (default 1). */
+  seed?: number;
+  /** Accept NaN/Inf in stored weights (refused by default). */
+  allowNonFinite?: boolean;
+}
+
+const TOP_LEVEL_KEYS = ['id', 'depth', 'rows', 'cols', 'layers_per_cell', 'layers', 'optimizer_state'];
+const KNOWN_LAYER_KEYS = new Set([...STRUCTURAL_KEYS, ...CONFIG_FIELDS.map((f) => f.json)]);
+
+/**
+ * Builds a network from the Loom JSON network spec or from a saved model (the persistence format is
+ * the spec plus weights). Accepts a JSON string or an already parsed value. Every problem is a
+ * SpecError naming the path, e.g. `layers[3].kernel_size: expected a positive integer, got -1`.
+ */
+export function buildNetwork(document: unknown, options: BuildOptions = {}): VolumetricNetwork {
+  const doc = typeof document === 'string' ? parseJson(document, 'network spec') : document;
+  const top = asObject(doc, '(root)');
+  rejectUnknownKeys(top, TOP_LEVEL_KEYS, '');
+  const dims = (['depth', 'rows', 'cols', 'layers_per_cell'] as const).map((k) =>
+    top[k] === undefined ? 1 : positiveInt(top[k], k),
+  );
+  const id = top.id === undefined ? 'network' : stringValue(top.id, 'id');
+  const net = new VolumetricNetwork(dims[0], dims[1], dims[2], dims[3], id);
+  const layers = top.layers === undefined ? [] : top.layers;
+  if (!Array.isArray(layers)) throw new SpecError('layers', 'an array of layer objects', layers);
+
+  const seed = options.seed ?? 1;
+  const placedBy = new Map<number, number>();
+  layers.forEach((entry, i) => {
+    const path = `layers[${i}]`;
+    const layer = parseLayer(entry, path, net, seed, options);
+    const index = net.index(layer.z, layer.y, layer.x, layer.l);
+    const previous = placedBy.get(index);
+    if (previous !== undefined) throw SpecError.at(path, `coordinate ${coordText(layer)} is already used by layers[${previous}]`);
+    placedBy.set(index, i);
+    net.setLayer(layer);
+  });
+  for (const [index, layer] of net.entries()) {
+    if (layer.remote && !net.contains(layer.remote)) {
+      throw SpecError.at(`layers[${placedBy.get(index)}].target_z`, `remote link target ${coordText(layer.remote)} is outside the grid`);
+    }
+  }
+  return net;
+}
+
+function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: number, options: BuildOptions): Layer {
+  const o = asObject(entry, path);
+  rejectUnknownKeys(o, [...KNOWN_LAYER_KEYS], `${path}.`);
+  const coord = {
+    z: gridCoord(o.z, `${path}.z`, net.depth),
+    y: gridCoord(o.y, `${path}.y`, net.rows),
+    x: gridCoord(o.x, `${path}.x`, net.cols),
+    l: gridCoord(o.l, `${path}.l`, net.layersPerCell),
+  };
+  if (o.type === undefined) throw new SpecError(`${path}.type`, `a layer type (one of ${layerKindNames().join(', ')})`);
+  const typeName = stringValue(o.type, `${path}.type`);
+  const kind = findLayerKind(typeName);
+  if (!kind) throw new SpecError(`${path}.type`, `a supported layer type (one of ${layerKindNames().join(', ')})`, typeName);
+
+  const config: LayerConfig = {};
+  for (const field of CONFIG_FIELDS) {
+    const v = o[field.json];
+    if (v === undefined || v === null) continue;
+    (config as Record<string, unknown>)[field.key] = fieldValue(v, field.kind, `${path}.${field.json}`);
+  }
+
+  let remote = null;
+  if (o.is_remote_link !== undefined && boolValue(o.is_remote_link, `${path}.is_remote_link`)) {
+    remote = {
+      z: nonNegativeInt(o.target_z ?? 0, `${path}.target_z`),
+      y: nonNegativeInt(o.target_y ?? 0, `${path}.target_y`),
+      x: nonNegativeInt(o.target_x ?? 0, `${path}.target_x`),
+      l: nonNegativeInt(o.target_l ?? 0, `${path}.target_l`),
+    };
+  }
+
+  const layer: Layer = {
+    ...coord,
+    kind,
+    activation: parseActivation(o.activation, `${path}.activation`),
+    dtype: parseDType(o.dtype, `${path}.dtype`),
+    config,
+    weights: null,
+    disabled: o.is_disabled === undefined ? false : boolValue(o.is_disabled, `${path}.is_disabled`),
+    remote,
+  };
+  kind.configure(layer, path);
+
+  const count = kind.parameterCount(layer);
+  if (count > 0) {
+    const store = new WeightStore(count);
+    if (o.weights !== undefined && o.weights !== '') {
+      loadWeights(store, layer, o, path, options);
+    } else {
+      kind.initParameters(layer, store.master, new Rng(layerSeed(seed, net.index(coord.z, coord.y, coord.x, coord.l))));
+    }
+    layer.weights = store;
+  } else if (o.weights !== undefined && o.weights !== '') {
+    throw SpecError.at(`${path}.weights`, `${kind.name} has no parameters, but weights were given`);
+  }
+  return layer;
+}
+
+function loadWeights(store: WeightStore, layer: Layer, o: Record<string, unknown>, path: string, options: BuildOptions): void {
+  const where = `${path}.weights`;
+  const bytes = decodeBase64(stringValue(o.weights, where), where);
+  const native = o.native === undefined ? false : boolValue(o.native, `${path}.native`);
+  const scale = o.scale === undefined ? 1 : finiteNumber(o.scale, `${path}.scale`);
+  const zeroPoint = o.zero_point === undefined ? 0 : nonNegativeInt(o.zero_point, `${path}.zero_point`);
+  if (native) {
+    store.setLoaded(layer.dtype, bytes, { scale: Math.fround(scale), zeroPoint }, where);
+  } else {
+    // Legacy files: the float32 master, 4 little-endian bytes per value.
+    if (bytes.length !== store.count * 4) {
+      throw new FormatError(where, `expected ${store.count * 4} bytes of float32 for ${store.count} parameters, got ${bytes.length}`);
+    }
+    store.master.set(new Float32Array(bytes.buffer, bytes.byteOffset, store.count));
+  }
+  if (!options.allowNonFinite) {
+    const bad = store.master.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new NumericError(
+        `${where}: parameter ${bad} of ${layer.kind.name} at ${coordText(layer)} is ${store.master[bad]} (${dtypeName(layer.dtype)}); pass allowNonFinite to load it anyway`,
+      );
+    }
+  }
+}
+
+export function layerSeed(seed: number, index: number): number {
+  return (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(index + 1, 0xc2b2ae35)) >>> 0;
+}
+
+export function parseJson(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(source, `invalid JSON (${(e as Error).message})`);
+  }
+}
+
+function fieldValue(v: unknown, kind: string, path: string): unknown {
+  switch (kind) {
+    case 'count':
+      return nonNegativeInt(v, path);
+    case 'number':
+      return finiteNumber(v, path);
+    case 'bool':
+      return boolValue(v, path);
+    case 'string':
+      return stringValue(v, path);
+    case 'boolArray':
+      if (!Array.isArray(v)) throw new SpecError(path, 'an array of booleans', v);
+      return v.map((b, i) => boolValue(b, `${path}[${i}]`));
+    case 'countArray':
+      if (!Array.isArray(v)) throw new SpecError(path, 'an array of non-negative integers', v);
+      return v.map((n, i) => nonNegativeInt(n, `${path}[${i}]`));
+    default:
+      throw new LoomError(`internal: unknown field kind ${kind}`);
+  }
+}
+
+function rejectUnknownKeys(o: Record<string, unknown>, known: readonly string[], prefix: string): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    const near = closest(key, known);
+    throw SpecError.at(`${prefix}${key}`, `unknown field${near ? ` (did you mean "${near}"?)` : ''}`);
+  }
+}
+
+function closest(key: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
+  for (const c of candidates) {
+    const d = editDistance(key.toLowerCase(), c);
+    if (d < bestDistance) {
+      best = c;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
+function asObject(v: unknown, path: string): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new SpecError(path, 'an object', v);
+  return v as Record<string, unknown>;
+}
+
+function gridCoord(v: unknown, path: string, size: number): number {
+  const n = v === undefined ? 0 : v;
+  if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= size) {
+    throw new SpecError(path, size === 1 ? 'the integer 0 (the grid has size 1 on this axis)' : `an integer in 0..${size - 1}`, n);
+  }
+  return n;
+}
+
+function positiveInt(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) throw new SpecError(path, 'a positive integer', v);
+  return v;
+}
+
+function nonNegativeInt(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new SpecError(path, 'a non-negative integer', v);
+  return v;
+}
+
+function finiteNumber(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new SpecError(path, 'a finite number', v);
+  return v;
+}
+
+function boolValue(v: unknown, path: string): boolean {
+  if (typeof v !== 'boolean') throw new SpecError(path, 'true or false', v);
+  return v;
+}
+
+function stringValue(v: unknown, path: string): string {
+  if (typeof v !== 'string') throw new SpecError(path, 'a string', v);
+  return v;
+}
+

@@ -1,0 +1,79 @@
+import { ShapeError, SpecError } from '../core/errors.js';
+import { Tensor } from '../core/tensor.js';
+import { gemmABt, sumRows, transpose } from '../kernels/gemm.js';
+import { activateInto, activationBackwardInto } from './activations.js';
+import { coordText, type Layer, type LayerKind } from './layer.js';
+import { registerLayerKind } from './registry.js';
+
+/**
+ * Dense: y = act(x·Wᵀ + b). Parameters: W [out][in] row-major (the original's layout and
+ * torch.nn.Linear's), then b [out] when `use_bias` is set (a Loom-TS extension; the original has no bias).
+ */
+export const denseKind: LayerKind = {
+  name: 'Dense',
+  aliases: ['LINEAR', 'FC'],
+
+  configure(layer, path) {
+    requirePositive(layer.config.inputHeight, `${path}.input_height`);
+    requirePositive(layer.config.outputHeight, `${path}.output_height`);
+  },
+
+  parameterCount(layer) {
+    const { inputHeight = 0, outputHeight = 0, useBias } = layer.config;
+    return inputHeight * outputHeight + (useBias ? outputHeight : 0);
+  },
+
+  initParameters(layer, params, rng) {
+    // PyTorch's nn.Linear default: U(-1/sqrt(in), 1/sqrt(in)) for weights and bias.
+    const bound = 1 / Math.sqrt(layer.config.inputHeight ?? 1);
+    for (let i = 0; i < params.length; i++) params[i] = (rng.uniform() * 2 - 1) * bound;
+  },
+
+  forward(layer, input, weights) {
+    const { inputHeight: nIn = 0, outputHeight: nOut = 0 } = layer.config;
+    const batch = batchOf(layer, input, nIn);
+    const w = weights!;
+    const bias = layer.config.useBias ? w.subarray(nIn * nOut, nIn * nOut + nOut) : null;
+    const pre = new Float32Array(batch * nOut);
+    gemmABt(input.data, w, pre, batch, nOut, nIn, bias);
+    const out = new Float32Array(pre.length);
+    activateInto(pre, out, layer.activation);
+    return { output: new Tensor(out, [batch, nOut]), cache: { input, pre: new Tensor(pre, [batch, nOut]) } };
+  },
+
+  backward(layer, gradOutput, cache, weights) {
+    const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
+    const batch = cache.pre!.shape[0];
+    const gradPre = new Float32Array(batch * nOut);
+    activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
+
+    const gradWeights = new Float32Array(nIn * nOut + (useBias ? nOut : 0));
+    // dW[o][i] = Σ_b gPre[b][o]·x[b][i]: both operands transposed so the kernel reads rows.
+    const gPreT = transpose(gradPre, batch, nOut);
+    const xT = transpose(cache.input.data, batch, nIn);
+    gemmABt(gPreT, xT, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
+    if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
+
+    const wT = transpose(weights!.subarray(0, nIn * nOut), nOut, nIn);
+    const gradIn = new Float32Array(batch * nIn);
+    gemmABt(gradPre, wT, gradIn, batch, nIn, nOut);
+    return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
+  },
+};
+
+/** Rows of `input` for a layer expecting `features` values per sample; [B, ...] flattens to [B, features]. */
+export function batchOf(layer: Layer, input: Tensor, features: number): number {
+  const batch = input.batch;
+  if (input.size !== batch * features) {
+    throw new ShapeError(
+      `${layer.kind.name} at ${coordText(layer)}: expected ${features} values per sample, got input of shape [${input.shape.join(', ')}]`,
+    );
+  }
+  return batch;
+}
+
+export function requirePositive(v: number | undefined, path: string): void {
+  if (v === undefined || !Number.isInteger(v) || v <= 0) throw new SpecError(path, 'a positive integer', v ?? 'nothing');
+}
+
+registerLayerKind(denseKind);

@@ -1,0 +1,71 @@
+import type { DType } from '../core/dtype.js';
+import type { Tensor } from '../core/tensor.js';
+import type { WeightStore } from '../core/weightStore.js';
+import type { Rng } from '../core/rng.js';
+import type { LayerConfig } from '../grid/fields.js';
+import type { Activation } from './activations.js';
+
+export interface Coord {
+  z: number;
+  y: number;
+  x: number;
+  l: number;
+}
+
+/** One layer placed in the grid. Its behaviour comes entirely from `kind` (the registry entry). */
+export interface Layer extends Coord {
+  kind: LayerKind;
+  activation: Activation;
+  dtype: DType;
+  config: LayerConfig;
+  /** Null for weightless layers (Residual, Softmax, ...). */
+  weights: WeightStore | null;
+  disabled: boolean;
+  /** When set, the layer reads this coordinate's output instead of the previous layer's (Residual: as its skip). */
+  remote: Coord | null;
+}
+
+/** What a forward call keeps for its backward call. */
+export interface LayerCache {
+  input: Tensor;
+  pre?: Tensor;
+  skip?: Tensor;
+  extra?: unknown;
+}
+
+export interface LayerForwardResult {
+  output: Tensor;
+  cache: LayerCache;
+}
+
+export interface LayerBackwardResult {
+  gradInput: Tensor;
+  /** Gradient of the layer's whole parameter vector (same layout as WeightStore.master), or null. */
+  gradWeights: Float32Array | null;
+  /** Gradient with respect to the skip input, for layers with `takesSkip`. */
+  gradSkip?: Tensor;
+}
+
+/**
+ * A layer type, defined once: configuration checks, parameter layout and init, forward and backward.
+ * The grid engine only ever calls through this interface.
+ */
+export interface LayerKind {
+  /** Canonical name as persistence writes it, e.g. "Dense". */
+  readonly name: string;
+  /** Other accepted spellings (matched case-insensitively). */
+  readonly aliases: readonly string[];
+  /** The engine passes a skip tensor (see Residual). */
+  readonly takesSkip?: boolean;
+  /** Validates the layer's config and fills defaults; throws SpecError naming `path`. */
+  configure(layer: Layer, path: string): void;
+  parameterCount(layer: Layer): number;
+  initParameters(layer: Layer, params: Float32Array, rng: Rng): void;
+  /** `weights` are the float32 values of the layer's active dtype (never the master when morphed). */
+  forward(layer: Layer, input: Tensor, weights: Float32Array | null, skip: Tensor | null): LayerForwardResult;
+  backward(layer: Layer, gradOutput: Tensor, cache: LayerCache, weights: Float32Array | null): LayerBackwardResult;
+}
+
+export function coordText(c: Coord): string {
+  return `(${c.z},${c.y},${c.x},${c.l})`;
+}

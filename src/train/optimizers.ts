@@ -1,0 +1,272 @@
+import { decodeBase64, encodeBase64 } from '../core/base64.js';
+import { FormatError, SpecError } from '../core/errors.js';
+
+/** A parameter vector and its gradient, identified by a stable key (the layer's flat grid index). */
+export interface ParamGrad {
+  key: string;
+  values: Float32Array;
+  grad: Float32Array;
+}
+
+export type OptimizerName = 'sgd' | 'adamw' | 'rmsprop';
+export const OPTIMIZER_NAMES: readonly OptimizerName[] = ['sgd', 'adamw', 'rmsprop'];
+
+export interface SgdOptions {
+  lr: number;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+}
+export interface RmspropOptions {
+  lr: number;
+  alpha?: number;
+  eps?: number;
+  momentum?: number;
+  centered?: boolean;
+  weightDecay?: number;
+}
+
+/** JSON form of an optimizer: its settings and every state buffer (base64 float32), for exact resumption. */
+export interface OptimizerState {
+  type: OptimizerName;
+  options: Record<string, number | boolean>;
+  steps: number;
+  buffers: Record<string, Record<string, string>>;
+}
+
+/**
+ * Optimizers follow PyTorch's update rules exactly (torch.optim.SGD, AdamW, RMSprop), keep their
+ * state in float32 like PyTorch, and update parameters in place.
+ */
+export abstract class Optimizer {
+  abstract readonly type: OptimizerName;
+  lr: number;
+  /** Optimizer steps taken so far. */
+  steps = 0;
+  protected buffers = new Map<string, Map<string, Float32Array>>();
+
+  constructor(lr: number) {
+    if (!(lr > 0) || !Number.isFinite(lr)) throw new SpecError('lr', 'a positive learning rate', lr);
+    this.lr = lr;
+  }
+
+  step(params: ParamGrad[]): void {
+    this.steps++;
+    for (const p of params) this.update(p, this.steps);
+  }
+
+  protected abstract update(p: ParamGrad, t: number): void;
+  abstract options(): Record<string, number | boolean>;
+
+  protected buffer(key: string, name: string, length: number): Float32Array {
+    let slots = this.buffers.get(key);
+    if (!slots) this.buffers.set(key, (slots = new Map()));
+    let b = slots.get(name);
+    if (!b) slots.set(name, (b = new Float32Array(length)));
+    return b;
+  }
+
+  protected hasBuffer(key: string, name: string): boolean {
+    return this.buffers.get(key)?.has(name) ?? false;
+  }
+
+  state(): OptimizerState {
+    const buffers: Record<string, Record<string, string>> = {};
+    for (const [key, slots] of [...this.buffers].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
+      buffers[key] = {};
+      for (const [name, b] of slots) buffers[key][name] = encodeBase64(new Uint8Array(b.buffer, b.byteOffset, b.byteLength));
+    }
+    return { type: this.type, options: { lr: this.lr, ...this.options() }, steps: this.steps, buffers };
+  }
+
+  loadBuffers(state: OptimizerState, source = 'optimizer_state'): void {
+    this.steps = state.steps;
+    this.buffers.clear();
+    for (const [key, slots] of Object.entries(state.buffers)) {
+      const m = new Map<string, Float32Array>();
+      for (const [name, text] of Object.entries(slots)) {
+        const bytes = decodeBase64(text, `${source}.buffers.${key}.${name}`);
+        if (bytes.length % 4 !== 0) throw new FormatError(`${source}.buffers.${key}.${name}`, 'expected float32 data (a multiple of 4 bytes)');
+        m.set(name, new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
+      }
+      this.buffers.set(key, m);
+    }
+  }
+}
+
+export class Sgd extends Optimizer {
+  readonly type = 'sgd';
+  readonly momentum: number;
+  readonly dampening: number;
+  readonly nesterov: boolean;
+  readonly weightDecay: number;
+
+  constructor(o: SgdOptions) {
+    super(o.lr);
+    this.momentum = o.momentum ?? 0;
+    this.dampening = o.dampening ?? 0;
+    this.nesterov = o.nesterov ?? false;
+    this.weightDecay = o.weightDecay ?? 0;
+  }
+
+  options() {
+    return { momentum: this.momentum, dampening: this.dampening, nesterov: this.nesterov, weightDecay: this.weightDecay };
+  }
+
+  protected update({ key, values: w, grad }: ParamGrad): void {
+    const { momentum, dampening, nesterov, weightDecay, lr } = this;
+    const first = momentum !== 0 && !this.hasBuffer(key, 'momentum');
+    const buf = momentum !== 0 ? this.buffer(key, 'momentum', w.length) : null;
+    for (let i = 0; i < w.length; i++) {
+      let g = grad[i];
+      if (weightDecay !== 0) g = Math.fround(g + weightDecay * w[i]);
+      if (buf) {
+        buf[i] = first ? g : Math.fround(momentum * buf[i]) + Math.fround((1 - dampening) * g);
+        g = nesterov ? Math.fround(g + Math.fround(momentum * buf[i])) : buf[i];
+      }
+      w[i] = w[i] - Math.fround(lr * g);
+    }
+  }
+}
+
+export class AdamW extends Optimizer {
+  readonly type = 'adamw';
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+
+  constructor(o: AdamWOptions) {
+    super(o.lr);
+    this.beta1 = o.beta1 ?? 0.9;
+    this.beta2 = o.beta2 ?? 0.999;
+    this.eps = o.eps ?? 1e-8;
+    this.weightDecay = o.weightDecay ?? 0.01;
+  }
+
+  options() {
+    return { beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
+  }
+
+  protected update({ key, values: w, grad }: ParamGrad, t: number): void {
+    const { beta1, beta2, eps, weightDecay, lr } = this;
+    const m = this.buffer(key, 'exp_avg', w.length);
+    const v = this.buffer(key, 'exp_avg_sq', w.length);
+    const bc1 = 1 - Math.pow(beta1, t);
+    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, t));
+    const stepSize = lr / bc1;
+    const decay = 1 - lr * weightDecay;
+    for (let i = 0; i < w.length; i++) {
+      const g = grad[i];
+      const wi = weightDecay !== 0 ? Math.fround(w[i] * decay) : w[i];
+      m[i] = m[i] + (g - m[i]) * (1 - beta1);
+      v[i] = v[i] * beta2 + (1 - beta2) * g * g;
+      const denom = Math.fround(Math.sqrt(v[i]) / bc2Sqrt) + eps;
+      w[i] = wi - stepSize * Math.fround(m[i] / denom);
+    }
+  }
+}
+
+export class Rmsprop extends Optimizer {
+  readonly type = 'rmsprop';
+  readonly alpha: number;
+  readonly eps: number;
+  readonly momentum: number;
+  readonly centered: boolean;
+  readonly weightDecay: number;
+
+  constructor(o: RmspropOptions) {
+    super(o.lr);
+    this.alpha = o.alpha ?? 0.99;
+    this.eps = o.eps ?? 1e-8;
+    this.momentum = o.momentum ?? 0;
+    this.centered = o.centered ?? false;
+    this.weightDecay = o.weightDecay ?? 0;
+  }
+
+  options() {
+    return { alpha: this.alpha, eps: this.eps, momentum: this.momentum, centered: this.centered, weightDecay: this.weightDecay };
+  }
+
+  protected update({ key, values: w, grad }: ParamGrad): void {
+    const { alpha, eps, momentum, centered, weightDecay, lr } = this;
+    const sq = this.buffer(key, 'square_avg', w.length);
+    const gAvg = centered ? this.buffer(key, 'grad_avg', w.length) : null;
+    const buf = momentum > 0 ? this.buffer(key, 'momentum_buffer', w.length) : null;
+    for (let i = 0; i < w.length; i++) {
+      let g = grad[i];
+      if (weightDecay !== 0) g = Math.fround(g + weightDecay * w[i]);
+      sq[i] = sq[i] * alpha + (1 - alpha) * g * g;
+      let avg: number;
+      if (gAvg) {
+        gAvg[i] = gAvg[i] + (g - gAvg[i]) * (1 - alpha);
+        avg = Math.fround(Math.sqrt(Math.fround(sq[i] - gAvg[i] * gAvg[i]))) + eps;
+      } else {
+        avg = Math.fround(Math.sqrt(sq[i])) + eps;
+      }
+      if (buf) {
+        buf[i] = buf[i] * momentum + Math.fround(g / avg);
+        w[i] = w[i] - lr * buf[i];
+      } else {
+        w[i] = w[i] - lr * Math.fround(g / avg);
+      }
+    }
+  }
+}
+
+export interface OptimizerSpec {
+  type: OptimizerName;
+  lr: number;
+  momentum?: number;
+  weightDecay?: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  alpha?: number;
+  nesterov?: boolean;
+  centered?: boolean;
+}
+
+export function createOptimizer(spec: OptimizerSpec): Optimizer {
+  switch (spec.type) {
+    case 'sgd':
+      return new Sgd(spec);
+    case 'adamw':
+      return new AdamW(spec);
+    case 'rmsprop':
+      return new Rmsprop(spec);
+    default:
+      throw new SpecError('optimizer', `one of ${OPTIMIZER_NAMES.join(', ')}`, (spec as { type: unknown }).type);
+  }
+}
+
+/** Rebuilds an optimizer with its buffers from `Optimizer.state()` output. */
+export function optimizerFromState(state: unknown, source = 'optimizer_state'): Optimizer {
+  const s = state as OptimizerState;
+  if (!s || typeof s !== 'object' || !OPTIMIZER_NAMES.includes(s.type) || typeof s.options !== 'object' || typeof s.buffers !== 'object') {
+    throw new SpecError(source, 'an optimizer state object {type, options, steps, buffers}', state);
+  }
+  const opt = createOptimizer({ ...(s.options as unknown as OptimizerSpec), type: s.type });
+  opt.loadBuffers(s, source);
+  return opt;
+}
+
+/** Scales all gradients so their global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping. */
+export function clipGradNorm(params: ParamGrad[], maxNorm: number): number {
+  let sumSq = 0;
+  for (const { grad } of params) for (let i = 0; i < grad.length; i++) sumSq += grad[i] * grad[i];
+  const norm = Math.sqrt(sumSq);
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) {
+    for (const { grad } of params) for (let i = 0; i < grad.length; i++) grad[i] *= coef;
+  }
+  return norm;
+}

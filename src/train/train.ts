@@ -1,0 +1,191 @@
+import { NumericError, SpecError } from '../core/errors.js';
+import { Rng } from '../core/rng.js';
+import { Tensor } from '../core/tensor.js';
+import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
+import { assertFinite, backwardNetwork, forwardNetwork } from '../engine/run.js';
+import type { VolumetricNetwork } from '../grid/network.js';
+import { coordText } from '../layers/layer.js';
+import { computeLoss, type LossName } from './losses.js';
+import { clipGradNorm, type Optimizer, type ParamGrad } from './optimizers.js';
+import type { LRScheduler } from './schedulers.js';
+
+export interface TrainConfig {
+  epochs: number;
+  batchSize: number;
+  loss: LossName;
+  optimizer: Optimizer;
+  scheduler?: LRScheduler;
+  /** Clip the global gradient norm to this value before each step. */
+  clipNorm?: number;
+  /** Seed of the shuffling RNG (default 1). */
+  seed?: number;
+  shuffle?: boolean;
+  validation?: Dataset;
+  /** Hold out this share of the data for validation (ignored when `validation` is given). */
+  validationSplit?: number;
+  /** Stop with a NumericError naming the layer at the first NaN/Inf (default true). */
+  checkFinite?: boolean;
+  onBatch?: (progress: BatchProgress) => void;
+  onEpoch?: (stats: EpochStats) => void;
+}
+
+export interface BatchProgress {
+  epoch: number;
+  batch: number;
+  batches: number;
+  loss: number;
+}
+
+export interface EpochStats {
+  epoch: number;
+  loss: number;
+  accuracy?: number;
+  validationLoss?: number;
+  validationAccuracy?: number;
+  lr: number;
+  seconds: number;
+  samplesPerSecond: number;
+}
+
+export interface TrainResult {
+  history: EpochStats[];
+  steps: number;
+}
+
+/** Mini-batch training: each batch travels through forward and backward as one [batch, ...] tensor. */
+export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig): TrainResult {
+  if (!Number.isInteger(config.epochs) || config.epochs < 1) throw new SpecError('epochs', 'a positive integer', config.epochs);
+  if (!Number.isInteger(config.batchSize) || config.batchSize < 1) throw new SpecError('batch', 'a positive integer', config.batchSize);
+  let trainSet = data;
+  let validation = config.validation;
+  if (!validation && config.validationSplit) {
+    const split = splitDataset(data, config.validationSplit, (config.seed ?? 1) ^ 0x5bd1e995);
+    trainSet = split.train;
+    validation = split.validation;
+  }
+  if (trainSet.count === 0) throw new SpecError('data', 'at least one training sample', 0);
+
+  const rng = new Rng(config.seed ?? 1);
+  const checkFinite = config.checkFinite ?? true;
+  const order = Int32Array.from({ length: trainSet.count }, (_, i) => i);
+  const batches = Math.ceil(trainSet.count / config.batchSize);
+  const history: EpochStats[] = [];
+  const { optimizer, scheduler } = config;
+
+  for (let epoch = 1; epoch <= config.epochs; epoch++) {
+    const start = performance.now();
+    if (config.shuffle ?? true) rng.shuffle(order);
+    let lossSum = 0;
+    let correct = 0;
+    let hasAccuracy = true;
+    for (let b = 0; b < batches; b++) {
+      const indices = order.subarray(b * config.batchSize, Math.min(trainSet.count, (b + 1) * config.batchSize));
+      const batch = gatherBatch(trainSet, indices);
+      const where = () => `epoch ${epoch}, batch ${b + 1}`;
+      const { output, trace } = forwardNetwork(net, batch.input, { keepTrace: true, checkFinite });
+      const loss = computeLoss(config.loss, output, batch);
+      if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
+      const { layerGradients } = backwardNetwork(net, trace!, loss.grad);
+      const params: ParamGrad[] = [];
+      for (const [index, grad] of layerGradients) {
+        const layer = net.cells[index]!;
+        if (checkFinite) assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (${where()})`);
+        params.push({ key: String(index), values: layer.weights!.master, grad });
+      }
+      if (config.clipNorm !== undefined) clipGradNorm(params, config.clipNorm);
+      if (scheduler) optimizer.lr = scheduler.lr;
+      optimizer.step(params);
+      for (const [index] of layerGradients) net.cells[index]!.weights!.markMasterChanged();
+      if (scheduler && scheduler.name !== 'plateau') scheduler.step();
+
+      lossSum += loss.loss * indices.length;
+      if (loss.correct === undefined) hasAccuracy = false;
+      else correct += loss.correct;
+      config.onBatch?.({ epoch, batch: b + 1, batches, loss: loss.loss });
+    }
+    const seconds = (performance.now() - start) / 1000;
+    const stats: EpochStats = {
+      epoch,
+      loss: lossSum / trainSet.count,
+      lr: optimizer.lr,
+      seconds,
+      samplesPerSecond: trainSet.count / seconds,
+    };
+    if (hasAccuracy) stats.accuracy = correct / trainSet.count;
+    if (validation) {
+      const v = evaluate(net, validation, config.loss);
+      stats.validationLoss = v.loss;
+      if (v.accuracy !== undefined) stats.validationAccuracy = v.accuracy;
+    }
+    if (scheduler?.name === 'plateau') scheduler.step(stats.validationLoss ?? stats.loss);
+    history.push(stats);
+    config.onEpoch?.(stats);
+  }
+  return { history, steps: optimizer.steps };
+}
+
+export interface Evaluation {
+  loss: number;
+  accuracy?: number;
+}
+
+/** Mean loss (and accuracy for labelled data) over a dataset, in batches. */
+export function evaluate(net: VolumetricNetwork, data: Dataset, loss: LossName, batchSize = 500): Evaluation {
+  let lossSum = 0;
+  let correct = 0;
+  let hasAccuracy = true;
+  for (let start = 0; start < data.count; start += batchSize) {
+    const indices = Int32Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
+    const batch = gatherBatch(data, indices);
+    const { output } = forwardNetwork(net, batch.input);
+    const r = computeLoss(loss, output, batch);
+    lossSum += r.loss * indices.length;
+    if (r.correct === undefined) hasAccuracy = false;
+    else correct += r.correct;
+  }
+  const result: Evaluation = { loss: lossSum / data.count };
+  if (hasAccuracy) result.accuracy = correct / data.count;
+  return result;
+}
+
+/** Predictions for every sample, as one [count, outputs] tensor. */
+export function predict(net: VolumetricNetwork, data: Dataset, batchSize = 500): Tensor {
+  const parts: Tensor[] = [];
+  for (let start = 0; start < data.count; start += batchSize) {
+    const indices = Int32Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
+    parts.push(forwardNetwork(net, gatherBatch(data, indices).input).output);
+  }
+  const width = parts[0]?.rowSize ?? 0;
+  const out = new Float32Array(data.count * width);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p.data, o);
+    o += p.size;
+  }
+  return new Tensor(out, [data.count, width]);
+}
+
+export interface Batch {
+  input: Tensor;
+  labels?: Int32Array;
+  targets?: Float32Array;
+}
+
+export function gatherBatch(data: Dataset, indices: ArrayLike<number>): Batch {
+  const features = featureCount(data);
+  const n = indices.length;
+  const input = new Float32Array(n * features);
+  for (let i = 0; i < n; i++) {
+    const s = indices[i];
+    input.set(data.inputs.subarray(s * features, (s + 1) * features), i * features);
+  }
+  const batch: Batch = { input: new Tensor(input, [n, ...data.inputShape]) };
+  if (data.labels) batch.labels = Int32Array.from({ length: n }, (_, i) => data.labels![indices[i]]);
+  if (data.targets) {
+    const w = data.targetWidth;
+    const t = new Float32Array(n * w);
+    for (let i = 0; i < n; i++) t.set(data.targets.subarray(indices[i] * w, (indices[i] + 1) * w), i * w);
+    batch.targets = t;
+  }
+  return batch;
+}
