@@ -74,6 +74,11 @@ export class Rng {
   }
 }
 
+/** Derives an independent seed for sub-stream `stream` (a layer index, an epoch) of `seed`. */
+export function mixSeed(seed: number, stream: number): number {
+  return (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(stream + 1, 0xc2b2ae35)) >>> 0;
+}
+
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }

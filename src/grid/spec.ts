@@ -1,7 +1,7 @@
 import { dtypeName, parseDType } from '../core/dtype.js';
 import { decodeBase64 } from '../core/base64.js';
 import { FormatError, LoomError, NumericError, SpecError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { mixSeed, Rng } from '../core/rng.js';
 import { WeightStore } from '../core/weightStore.js';
 import { parseActivation } from '../layers/activations.js';
 import '../layers/index.js';
@@ -105,7 +105,7 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     if (o.weights !== undefined && o.weights !== '') {
       loadWeights(store, layer, o, path, options);
     } else {
-      kind.initParameters(layer, store.master, new Rng(layerSeed(seed, net.index(coord.z, coord.y, coord.x, coord.l))));
+      kind.initParameters(layer, store.master, new Rng(mixSeed(seed, net.index(coord.z, coord.y, coord.x, coord.l))));
     }
     layer.weights = store;
   } else if (o.weights !== undefined && o.weights !== '') {
@@ -137,10 +137,6 @@ function loadWeights(store: WeightStore, layer: Layer, o: Record<string, unknown
       );
     }
   }
-}
-
-export function layerSeed(seed: number, index: number): number {
-  return (Math.imul((seed >>> 0) ^ 0x9e3779b9, 0x85ebca6b) + Math.imul(index + 1, 0xc2b2ae35)) >>> 0;
 }
 
 export function parseJson(text: string, source: string): unknown {

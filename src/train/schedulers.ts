@@ -9,6 +9,8 @@ export interface LRScheduler {
   readonly name: SchedulerName;
   readonly lr: number;
   step(metric?: number): void;
+  /** Jumps a step-counted schedule to `steps` optimizer steps (used when resuming). */
+  seek?(steps: number): void;
 }
 
 export type SchedulerName = 'constant' | 'step' | 'exponential' | 'cosine' | 'warmup' | 'onecycle' | 'plateau';
@@ -26,6 +28,9 @@ class ClosedFormScheduler implements LRScheduler {
   }
   step(): void {
     this.t++;
+  }
+  seek(steps: number): void {
+    this.t = steps;
   }
 }
 

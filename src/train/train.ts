@@ -1,5 +1,5 @@
 import { NumericError, SpecError } from '../core/errors.js';
-import { Rng } from '../core/rng.js';
+import { mixSeed, Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
 import { assertFinite, backwardNetwork, forwardNetwork } from '../engine/run.js';
@@ -17,8 +17,10 @@ export interface TrainConfig {
   scheduler?: LRScheduler;
   /** Clip the global gradient norm to this value before each step. */
   clipNorm?: number;
-  /** Seed of the shuffling RNG (default 1). */
+  /** Seed of the shuffling RNG (default 1). Epoch e shuffles with its own stream, so a resumed run matches an uninterrupted one. */
   seed?: number;
+  /** Number of the first epoch (default 1); set when resuming. */
+  startEpoch?: number;
   shuffle?: boolean;
   validation?: Dataset;
   /** Hold out this share of the data for validation (ignored when `validation` is given). */
@@ -65,16 +67,19 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
   }
   if (trainSet.count === 0) throw new SpecError('data', 'at least one training sample', 0);
 
-  const rng = new Rng(config.seed ?? 1);
   const checkFinite = config.checkFinite ?? true;
   const order = Int32Array.from({ length: trainSet.count }, (_, i) => i);
   const batches = Math.ceil(trainSet.count / config.batchSize);
   const history: EpochStats[] = [];
   const { optimizer, scheduler } = config;
 
-  for (let epoch = 1; epoch <= config.epochs; epoch++) {
+  const firstEpoch = config.startEpoch ?? 1;
+  for (let epoch = firstEpoch; epoch < firstEpoch + config.epochs; epoch++) {
     const start = performance.now();
-    if (config.shuffle ?? true) rng.shuffle(order);
+    if (config.shuffle ?? true) {
+      for (let i = 0; i < order.length; i++) order[i] = i;
+      new Rng(mixSeed(config.seed ?? 1, epoch)).shuffle(order);
+    }
     let lossSum = 0;
     let correct = 0;
     let hasAccuracy = true;

@@ -1,0 +1,96 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Tensor } from '../src/core/tensor.js';
+import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
+import { buildNetwork } from '../src/grid/spec.js';
+import { computeLoss } from '../src/train/losses.js';
+import { AdamW, type ParamGrad } from '../src/train/optimizers.js';
+import { gemmABt } from '../src/kernels/gemm.js';
+
+/**
+ * `npm run bench`: Loom-TS timings next to peers measured in the same run on the same machine.
+ * Prints a table to stderr and one JSON document to stdout.
+ */
+const PYTHON = '/usr/bin/python3';
+const PEERS = fileURLToPath(new URL('../../bench/peers/', import.meta.url));
+const budgetSeconds = Number(process.env.BENCH_SECONDS ?? 2);
+
+function median(samples: number[]): number {
+  const s = [...samples].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+/** Median milliseconds per call of `fn`, timed in groups of `inner` calls for about `budgetSeconds`. */
+function time(fn: () => void, inner = 5): number {
+  for (let i = 0; i < 3; i++) fn();
+  const samples: number[] = [];
+  const deadline = performance.now() + budgetSeconds * 1000;
+  while (performance.now() < deadline || samples.length < 5) {
+    const t0 = performance.now();
+    for (let i = 0; i < inner; i++) fn();
+    samples.push((performance.now() - t0) / inner);
+  }
+  return median(samples);
+}
+
+function mlpTrainStep(): { ms: number } {
+  const net = buildNetwork({
+    depth: 1, rows: 1, cols: 3, layers_per_cell: 1,
+    layers: [
+      { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'ReLU', input_height: 784, output_height: 256, use_bias: true },
+      { z: 0, y: 0, x: 1, l: 0, type: 'Dense', activation: 'ReLU', input_height: 256, output_height: 128, use_bias: true },
+      { z: 0, y: 0, x: 2, l: 0, type: 'Dense', activation: 'Linear', input_height: 128, output_height: 10, use_bias: true },
+    ],
+  });
+  const x = new Tensor(Float32Array.from({ length: 64 * 784 }, (_, i) => ((i * 7919) % 1000) / 1000), [64, 784]);
+  const labels = Int32Array.from({ length: 64 }, (_, i) => i % 10);
+  const opt = new AdamW({ lr: 1e-3 });
+  const step = () => {
+    const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
+    const loss = computeLoss('cross_entropy', output, { labels });
+    const { layerGradients } = backwardNetwork(net, trace!, loss.grad);
+    const params: ParamGrad[] = [];
+    for (const [index, grad] of layerGradients) params.push({ key: String(index), values: net.cells[index]!.weights!.master, grad });
+    opt.step(params);
+    for (const [index] of layerGradients) net.cells[index]!.weights!.markMasterChanged();
+  };
+  return { ms: time(step) };
+}
+
+function sgemm(n: number): { ms: number; gflops: number } {
+  const a = Float32Array.from({ length: n * n }, (_, i) => (i % 13) / 13);
+  const b = Float32Array.from({ length: n * n }, (_, i) => (i % 7) / 7);
+  const c = new Float32Array(n * n);
+  const ms = time(() => gemmABt(a, b, c, n, n, n), 1);
+  return { ms, gflops: (2 * n * n * n) / (ms * 1e6) };
+}
+
+function torchPeer(threads: number): Record<string, unknown> {
+  if (!existsSync(PYTHON)) return { peer: 'pytorch', error: `${PYTHON} not found` };
+  const r = spawnSync(PYTHON, [`${PEERS}torch_mlp.py`, String(threads), String(budgetSeconds)], { encoding: 'utf8' });
+  if (r.status !== 0) return { peer: 'pytorch', error: (r.stderr || 'failed').trim().split('\n').pop() };
+  return JSON.parse(r.stdout);
+}
+
+const mlp = mlpTrainStep();
+const results: Record<string, unknown> = {
+  machine: { node: process.version, platform: `${process.platform}-${process.arch}` },
+  mlp_train_step_784_256_128_10_batch64: {
+    loom_ts: { engine: 'pure TypeScript reference, 1 thread', ms_per_step: mlp.ms, samples_per_s: 64 / (mlp.ms / 1000) },
+    peers: [torchPeer(1), torchPeer(2)],
+  },
+  sgemm_256: { loom_ts: sgemm(256) },
+};
+const peers = (results.mlp_train_step_784_256_128_10_batch64 as { peers: Record<string, unknown>[] }).peers;
+const rows = [['benchmark', 'engine', 'ms', 'samples/s', 'ratio vs loom-ts']];
+rows.push(['MLP train step b64', 'loom-ts (TS, 1T)', mlp.ms.toFixed(2), (64000 / mlp.ms).toFixed(0), '1.00']);
+for (const p of peers) {
+  if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `pytorch ${p.version} (${p.threads}T, ${p.blas})`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
+  else rows.push(['MLP train step b64', 'pytorch', '-', '-', String(p.error)]);
+}
+const s = results.sgemm_256 as { loom_ts: { ms: number; gflops: number } };
+rows.push(['sgemm 256³', 'loom-ts (TS, 1T)', s.loom_ts.ms.toFixed(2), `${s.loom_ts.gflops.toFixed(2)} GFLOP/s`, '']);
+const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+process.stderr.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n') + '\n');
+process.stdout.write(JSON.stringify(results, null, 2) + '\n');

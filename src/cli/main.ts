@@ -1,0 +1,58 @@
+#!/usr/bin/env node
+import { LoomError, UsageError } from '../core/errors.js';
+import { demoCommand } from './demo.js';
+import { infoCommand, morphCommand, runCommand } from './modelCommands.js';
+import { trainCommand } from './trainCommand.js';
+
+const USAGE = `usage: loom <command> [options]
+
+commands:
+  demo                                   train, evaluate, save, reload and quantize a model on built-in data
+  train <spec.json> --data <path>        train a network (see --help of the command in README.md)
+  run <model.json> --input <in.json>     run a saved model on {"shape":[...],"data":[...]} and print the output
+  info <model.json> [--json]             layers, coordinates, dtypes, parameters and bytes
+  morph <model.json> --dtype <name> --out <file>
+                                         convert every layer to another numeric type`;
+
+export function main(argv: string[]): number {
+  const out = (s: string) => process.stdout.write(s + '\n');
+  const err = (s: string) => process.stderr.write(s + '\n');
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'run':
+        runCommand(rest, out);
+        break;
+      case 'info':
+        infoCommand(rest, out);
+        break;
+      case 'morph':
+        morphCommand(rest, out);
+        break;
+      case 'train':
+        trainCommand(rest, out, err);
+        break;
+      case 'demo':
+        demoCommand(rest, out);
+        break;
+      case undefined:
+      case 'help':
+      case '--help':
+      case '-h':
+        out(USAGE);
+        return command === undefined ? 2 : 0;
+      default:
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph)`);
+    }
+    return 0;
+  } catch (e) {
+    if (e instanceof LoomError) {
+      err(`loom: ${e.message}`);
+      return e instanceof UsageError ? 2 : 1;
+    }
+    err(`loom: internal error: ${(e as Error)?.message ?? String(e)}${process.env.LOOM_DEBUG ? `\n${(e as Error).stack}` : ' (set LOOM_DEBUG=1 for the stack)'}`);
+    return 70;
+  }
+}
+
+process.exitCode = main(process.argv.slice(2));

@@ -1,0 +1,17 @@
+export * from './core/dtype.js';
+export * from './core/errors.js';
+export { Rng, mixSeed } from './core/rng.js';
+export { Tensor, shapeSize } from './core/tensor.js';
+export { WeightStore, type PackedVersion } from './core/weightStore.js';
+export * from './layers/index.js';
+export { VolumetricNetwork, morphLayer, type PlanStep } from './grid/network.js';
+export { buildNetwork, type BuildOptions } from './grid/spec.js';
+export { serializeNetwork, deserializeNetwork, networkToJson } from './grid/persistence.js';
+export type { LayerConfig } from './grid/fields.js';
+export * from './engine/run.js';
+export * from './train/losses.js';
+export * from './train/optimizers.js';
+export * from './train/schedulers.js';
+export * from './train/train.js';
+export { renderTrainingSvg } from './train/plot.js';
+export type { Dataset } from './data/dataset.js';

@@ -1,0 +1,4 @@
+// Node-only helpers (file system); the main entry point stays browser-safe.
+export { saveNetworkFile, loadNetworkFile } from './io/modelFiles.js';
+export { writeFileAtomic } from './io/atomicWrite.js';
+export { loadDataset } from './data/load.js';

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { buildNetwork } from '../src/grid/spec.js';
+import type { VolumetricNetwork } from '../src/grid/network.js';
+
+/** Repository root (tests run from dist/test). */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+export function fixture<T = any>(name: string): T {
+  return JSON.parse(readFileSync(`${ROOT}test/fixtures/${name}`, 'utf8')) as T;
+}
+
+/** |a − b| ≤ atol + rtol·|b| element-wise, with the worst offender in the message. */
+export function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rtol = 1e-5, atol = 1e-6, what = 'values'): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  let worst = -1;
+  let worstExcess = 0;
+  for (let i = 0; i < actual.length; i++) {
+    const excess = Math.abs(actual[i] - expected[i]) - (atol + rtol * Math.abs(expected[i]));
+    if (!(excess <= 0) && (worst < 0 || excess > worstExcess || Number.isNaN(excess))) {
+      worst = i;
+      worstExcess = excess;
+    }
+  }
+  if (worst >= 0) assert.fail(`${what}[${worst}]: got ${actual[worst]}, expected ${expected[worst]} (rtol ${rtol}, atol ${atol})`);
+}
+
+export function maxRelativeDiff(actual: ArrayLike<number>, expected: ArrayLike<number>, floor = 1e-6): number {
+  let m = 0;
+  for (let i = 0; i < actual.length; i++) m = Math.max(m, Math.abs(actual[i] - expected[i]) / Math.max(floor, Math.abs(expected[i])));
+  return m;
+}
+
+export interface DenseSpec {
+  in: number;
+  out: number;
+  activation?: string;
+  bias?: boolean;
+  dtype?: string;
+}
+
+/** A 1×1×N grid with one Dense layer per column. */
+export function mlp(layers: DenseSpec[], seed = 1): VolumetricNetwork {
+  return buildNetwork(
+    {
+      depth: 1,
+      rows: 1,
+      cols: layers.length,
+      layers_per_cell: 1,
+      layers: layers.map((l, x) => ({
+        z: 0, y: 0, x, l: 0,
+        type: 'Dense',
+        activation: l.activation ?? 'Linear',
+        dtype: l.dtype ?? 'float32',
+        input_height: l.in,
+        output_height: l.out,
+        use_bias: l.bias ?? true,
+      })),
+    },
+    { seed },
+  );
+}
+
+export function randomArray(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0 || 1;
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = ((s / 4294967296) * 2 - 1) * scale;
+  }
+  return a;
+}
