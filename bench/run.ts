@@ -49,11 +49,10 @@ function mlpTrainStep(): { ms: number } {
   const step = () => {
     const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
     const loss = computeLoss('cross_entropy', output, { labels });
-    const { layerGradients } = backwardNetwork(net, trace!, loss.grad);
-    const params: ParamGrad[] = [];
-    for (const [index, grad] of layerGradients) params.push({ key: String(index), values: net.cells[index]!.weights!.master, grad });
+    const { gradients } = backwardNetwork(net, trace!, loss.grad);
+    const params: ParamGrad[] = gradients.map(({ key, layer, grad }) => ({ key, values: layer.weights!.master, grad }));
     opt.step(params);
-    for (const [index] of layerGradients) net.cells[index]!.weights!.markMasterChanged();
+    for (const { layer } of gradients) layer.weights!.markMasterChanged();
   };
   return { ms: time(step) };
 }

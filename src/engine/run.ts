@@ -2,7 +2,7 @@ import { dtypeName } from '../core/dtype.js';
 import { NumericError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import type { PlanStep, VolumetricNetwork } from '../grid/network.js';
-import { coordText, type LayerCache } from '../layers/layer.js';
+import { coordText, type Layer, type LayerCache } from '../layers/layer.js';
 
 export interface ForwardOptions {
   /** Keep what backwardNetwork needs (inputs, pre-activations). */
@@ -27,10 +27,18 @@ export interface ForwardResult {
   trace?: ForwardTrace;
 }
 
+/** The gradient of one layer's parameter vector (laid out like its WeightStore.master). */
+export interface ParameterGradient {
+  /** Stable identity for optimizer state: the flat grid index, plus ".path" for layers nested in containers. */
+  key: string;
+  layer: Layer;
+  grad: Float32Array;
+}
+
 export interface BackwardResult {
   gradInput: Tensor;
-  /** Parameter gradients by flat grid index, laid out like each layer's WeightStore.master. */
-  layerGradients: Map<number, Float32Array>;
+  /** Parameter gradients of every layer that received one, grid layers in reverse traversal order. */
+  gradients: ParameterGradient[];
   layerTimesMs: Float64Array;
 }
 
@@ -65,7 +73,7 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
   const { plan, values, caches, weights } = trace;
   const valueGrads: (Tensor | undefined)[] = new Array(values.length);
   valueGrads[values.length - 1] = gradOutput;
-  const layerGradients = new Map<number, Float32Array>();
+  const gradients: ParameterGradient[] = [];
   const layerTimesMs = new Float64Array(net.cells.length);
   for (let k = plan.length - 1; k >= 0; k--) {
     const grad = valueGrads[k + 1];
@@ -74,11 +82,12 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
     const start = performance.now();
     const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k]);
     layerTimesMs[step.index] = performance.now() - start;
-    if (result.gradWeights) layerGradients.set(step.index, result.gradWeights);
+    if (result.gradWeights) gradients.push({ key: String(step.index), layer: step.layer, grad: result.gradWeights });
+    for (const c of result.childGradients ?? []) gradients.push({ key: `${step.index}.${c.path}`, layer: c.layer, grad: c.grad });
     valueGrads[step.inputValue] = addGrad(valueGrads[step.inputValue], result.gradInput);
     if (result.gradSkip && step.skipValue >= 0) valueGrads[step.skipValue] = addGrad(valueGrads[step.skipValue], result.gradSkip);
   }
-  return { gradInput: valueGrads[0] ?? Tensor.zeros(values[0].shape), layerGradients, layerTimesMs };
+  return { gradInput: valueGrads[0] ?? Tensor.zeros(values[0].shape), gradients, layerTimesMs };
 }
 
 function addGrad(existing: Tensor | undefined, g: Tensor): Tensor {

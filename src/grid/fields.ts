@@ -40,6 +40,10 @@ export interface LayerConfig {
   hierarchyLevels?: number[];
   /** Loom-TS extension: Dense/conv layers carry a bias vector after the weights (the original has none). */
   useBias?: boolean;
+  /** Loom-TS extension: normalization epsilon (defaults: RMSNorm 1e-6, LayerNorm 1e-5, as the original). */
+  epsilon?: number;
+  /** Loom-TS extension: attention masks future positions. */
+  causal?: boolean;
 }
 
 export type FieldKind = 'count' | 'number' | 'bool' | 'string' | 'boolArray' | 'countArray';
@@ -90,6 +94,8 @@ export const CONFIG_FIELDS: readonly FieldDef[] = [
   f('mask', 'mask', 'boolArray'),
   f('hierarchy_levels', 'hierarchyLevels', 'countArray'),
   f('use_bias', 'useBias', 'bool'),
+  f('epsilon', 'epsilon', 'number'),
+  f('causal', 'causal', 'bool'),
 ];
 
 /** Keys a layer entry may carry besides CONFIG_FIELDS. */

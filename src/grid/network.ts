@@ -1,6 +1,6 @@
 import { DType } from '../core/dtype.js';
 import { LoomError, SpecError } from '../core/errors.js';
-import { coordText, type Coord, type Layer } from '../layers/layer.js';
+import { coordText, walkLayer, type Coord, type Layer } from '../layers/layer.js';
 
 /** One step of the forward plan: which layer runs and which values it reads. */
 export interface PlanStep {
@@ -126,24 +126,31 @@ export class VolumetricNetwork {
     for (const layer of this.layers()) morphLayer(layer, dtype);
   }
 
+  /** Every layer including those nested in containers. */
+  *allLayers(): IterableIterator<Layer> {
+    for (const layer of this.layers()) yield* walkLayer(layer);
+  }
+
   parameterCount(): number {
     let n = 0;
-    for (const layer of this.layers()) n += layer.weights?.count ?? 0;
+    for (const layer of this.allLayers()) n += layer.weights?.count ?? 0;
     return n;
   }
 
   /** Bytes of all parameters in each layer's active dtype. */
   sizeInBytes(): number {
     let n = 0;
-    for (const layer of this.layers()) n += layer.weights?.sizeInBytes(layer.dtype) ?? 0;
+    for (const layer of this.allLayers()) n += layer.weights?.sizeInBytes(layer.dtype) ?? 0;
     return n;
   }
 }
 
-/** Switches a layer to compute in `dtype`; its master stays, so morphing back is lossless. */
+/** Switches a layer (and its nested layers) to compute in `dtype`; masters stay, so morphing back is lossless. */
 export function morphLayer(layer: Layer, dtype: DType): void {
-  layer.dtype = dtype;
-  layer.weights?.morph(dtype);
+  for (const l of walkLayer(layer)) {
+    l.dtype = dtype;
+    l.weights?.morph(dtype);
+  }
 }
 
 function inRange(v: number, n: number): boolean {

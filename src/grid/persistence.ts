@@ -55,6 +55,7 @@ function layerToJson(layer: Layer): Record<string, unknown> {
     out.scale = shortestFloat32(layer.dtype === DType.Float32 ? 1 : version.params.scale);
     if (version.params.zeroPoint !== 0) out.zero_point = version.params.zeroPoint;
   }
+  if (layer.kind.childrenField && layer.children) out[layer.kind.childrenField] = layer.children.map(layerToJson);
   if (layer.remote) {
     out.is_remote_link = true;
     out.target_z = layer.remote.z;

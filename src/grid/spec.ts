@@ -56,15 +56,21 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
   return net;
 }
 
-function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: number, options: BuildOptions): Layer {
+/**
+ * Parses one layer entry. Grid layers (`nested` false) must sit inside the grid; layers nested in
+ * containers keep whatever coordinates they carry, and their parameters are seeded from `nestedSeed`.
+ */
+function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: number, options: BuildOptions, nestedSeed?: number): Layer {
   const o = asObject(entry, path);
   rejectUnknownKeys(o, [...KNOWN_LAYER_KEYS], `${path}.`);
+  const nested = nestedSeed !== undefined;
   const coord = {
-    z: gridCoord(o.z, `${path}.z`, net.depth),
-    y: gridCoord(o.y, `${path}.y`, net.rows),
-    x: gridCoord(o.x, `${path}.x`, net.cols),
-    l: gridCoord(o.l, `${path}.l`, net.layersPerCell),
+    z: gridCoord(o.z, `${path}.z`, nested ? Infinity : net.depth),
+    y: gridCoord(o.y, `${path}.y`, nested ? Infinity : net.rows),
+    x: gridCoord(o.x, `${path}.x`, nested ? Infinity : net.cols),
+    l: gridCoord(o.l, `${path}.l`, nested ? Infinity : net.layersPerCell),
   };
+  const ownSeed = nested ? nestedSeed : mixSeed(seed, net.index(coord.z, coord.y, coord.x, coord.l));
   if (o.type === undefined) throw new SpecError(`${path}.type`, `a layer type (one of ${layerKindNames().join(', ')})`);
   const typeName = stringValue(o.type, `${path}.type`);
   const kind = findLayerKind(typeName);
@@ -97,6 +103,13 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     disabled: o.is_disabled === undefined ? false : boolValue(o.is_disabled, `${path}.is_disabled`),
     remote,
   };
+  for (const field of ['sequential_layers', 'parallel_branches'] as const) {
+    const list = o[field];
+    if (list === undefined || list === null) continue;
+    if (kind.childrenField !== field) throw SpecError.at(`${path}.${field}`, `${kind.name} has no nested layers`);
+    if (!Array.isArray(list)) throw new SpecError(`${path}.${field}`, 'an array of layer objects', list);
+    layer.children = list.map((child, i) => parseLayer(child, `${path}.${field}[${i}]`, net, seed, options, mixSeed(ownSeed, i)));
+  }
   kind.configure(layer, path);
 
   const count = kind.parameterCount(layer);
@@ -105,7 +118,7 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     if (o.weights !== undefined && o.weights !== '') {
       loadWeights(store, layer, o, path, options);
     } else {
-      kind.initParameters(layer, store.master, new Rng(mixSeed(seed, net.index(coord.z, coord.y, coord.x, coord.l))));
+      kind.initParameters(layer, store.master, new Rng(ownSeed));
     }
     layer.weights = store;
   } else if (o.weights !== undefined && o.weights !== '') {
@@ -211,7 +224,8 @@ function asObject(v: unknown, path: string): Record<string, unknown> {
 function gridCoord(v: unknown, path: string, size: number): number {
   const n = v === undefined ? 0 : v;
   if (typeof n !== 'number' || !Number.isInteger(n) || n < 0 || n >= size) {
-    throw new SpecError(path, size === 1 ? 'the integer 0 (the grid has size 1 on this axis)' : `an integer in 0..${size - 1}`, n);
+    const expected = size === Infinity ? 'a non-negative integer' : size === 1 ? 'the integer 0 (the grid has size 1 on this axis)' : `an integer in 0..${size - 1}`;
+    throw new SpecError(path, expected, n);
   }
   return n;
 }

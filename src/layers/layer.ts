@@ -23,6 +23,8 @@ export interface Layer extends Coord {
   disabled: boolean;
   /** When set, the layer reads this coordinate's output instead of the previous layer's (Residual: as its skip). */
   remote: Coord | null;
+  /** Nested layers of containers (Sequential: its steps; Parallel: its branches). */
+  children?: Layer[];
 }
 
 /** What a forward call keeps for its backward call. */
@@ -44,6 +46,15 @@ export interface LayerBackwardResult {
   gradWeights: Float32Array | null;
   /** Gradient with respect to the skip input, for layers with `takesSkip`. */
   gradSkip?: Tensor;
+  /** Parameter gradients of nested layers (containers), keyed by a path relative to this layer. */
+  childGradients?: ChildGradient[];
+}
+
+export interface ChildGradient {
+  /** Path below the container, e.g. "1" for its second child, "1.0" for that child's first child. */
+  path: string;
+  layer: Layer;
+  grad: Float32Array;
 }
 
 /**
@@ -57,6 +68,8 @@ export interface LayerKind {
   readonly aliases: readonly string[];
   /** The engine passes a skip tensor (see Residual). */
   readonly takesSkip?: boolean;
+  /** Containers: the JSON field holding their nested layers. */
+  readonly childrenField?: 'sequential_layers' | 'parallel_branches';
   /** Validates the layer's config and fills defaults; throws SpecError naming `path`. */
   configure(layer: Layer, path: string): void;
   parameterCount(layer: Layer): number;
@@ -64,6 +77,12 @@ export interface LayerKind {
   /** `weights` are the float32 values of the layer's active dtype (never the master when morphed). */
   forward(layer: Layer, input: Tensor, weights: Float32Array | null, skip: Tensor | null): LayerForwardResult;
   backward(layer: Layer, gradOutput: Tensor, cache: LayerCache, weights: Float32Array | null): LayerBackwardResult;
+}
+
+/** The layer and all layers nested in it, depth first. */
+export function* walkLayer(layer: Layer): IterableIterator<Layer> {
+  yield layer;
+  for (const child of layer.children ?? []) yield* walkLayer(child);
 }
 
 export function coordText(c: Coord): string {

@@ -90,17 +90,16 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       const { output, trace } = forwardNetwork(net, batch.input, { keepTrace: true, checkFinite });
       const loss = computeLoss(config.loss, output, batch);
       if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
-      const { layerGradients } = backwardNetwork(net, trace!, loss.grad);
+      const { gradients } = backwardNetwork(net, trace!, loss.grad);
       const params: ParamGrad[] = [];
-      for (const [index, grad] of layerGradients) {
-        const layer = net.cells[index]!;
-        if (checkFinite) assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (${where()})`);
-        params.push({ key: String(index), values: layer.weights!.master, grad });
+      for (const { key, layer, grad } of gradients) {
+        if (checkFinite) assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (key ${key}, ${where()})`);
+        params.push({ key, values: layer.weights!.master, grad });
       }
       if (config.clipNorm !== undefined) clipGradNorm(params, config.clipNorm);
       if (scheduler) optimizer.lr = scheduler.lr;
       optimizer.step(params);
-      for (const [index] of layerGradients) net.cells[index]!.weights!.markMasterChanged();
+      for (const { layer } of gradients) layer.weights!.markMasterChanged();
       if (scheduler && scheduler.name !== 'plateau') scheduler.step();
 
       lossSum += loss.loss * indices.length;

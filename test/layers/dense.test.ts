@@ -38,9 +38,9 @@ test('Dense forward and backward match PyTorch (scripts/golden/dense.py)', { ski
     const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
     assertClose(output.data, c.y, 1e-5, 1e-6, `${name} y`);
     assertClose(trace!.caches[0].pre!.data, c.preActivation, 1e-5, 1e-6, `${name} preActivation`);
-    const { gradInput, layerGradients } = backwardNetwork(net, trace!, Tensor.from([c.batch, c.out], c.gradOutput));
+    const { gradInput, gradients } = backwardNetwork(net, trace!, Tensor.from([c.batch, c.out], c.gradOutput));
     assertClose(gradInput.data, c.gradInput, 1e-5, 1e-6, `${name} gradInput`);
-    const g = layerGradients.get(0)!;
+    const g = gradients[0].grad;
     assertClose(g.subarray(0, c.in * c.out), c.gradW, 1e-5, 1e-6, `${name} gradW`);
     if (c.gradB) assertClose(g.subarray(c.in * c.out), c.gradB, 1e-5, 1e-6, `${name} gradB`);
   }
