@@ -102,7 +102,7 @@ export const CONFIG_FIELDS: readonly FieldDef[] = [
 export const STRUCTURAL_KEYS: readonly string[] = [
   'z', 'y', 'x', 'l', 'type', 'activation', 'dtype',
   'weights', 'native', 'scale', 'zero_point',
-  'parallel_branches', 'sequential_layers',
+  'parallel_branches', 'sequential_layers', 'filter_gate',
   'is_remote_link', 'target_z', 'target_y', 'target_x', 'target_l', 'is_disabled',
   'meta_rules', 'meta_observed_layer',
 ];

@@ -56,6 +56,7 @@ function layerToJson(layer: Layer): Record<string, unknown> {
     if (version.params.zeroPoint !== 0) out.zero_point = version.params.zeroPoint;
   }
   if (layer.kind.childrenField && layer.children) out[layer.kind.childrenField] = layer.children.map(layerToJson);
+  for (const [field, child] of Object.entries(layer.namedChildren ?? {})) out[field] = layerToJson(child);
   if (layer.remote) {
     out.is_remote_link = true;
     out.target_z = layer.remote.z;

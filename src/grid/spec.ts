@@ -110,6 +110,11 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     if (!Array.isArray(list)) throw new SpecError(`${path}.${field}`, 'an array of layer objects', list);
     layer.children = list.map((child, i) => parseLayer(child, `${path}.${field}[${i}]`, net, seed, options, mixSeed(ownSeed, i)));
   }
+  for (const field of ['filter_gate']) {
+    if (o[field] === undefined || o[field] === null) continue;
+    if (!kind.namedChildFields?.includes(field)) throw SpecError.at(`${path}.${field}`, `${kind.name} takes no ${field}`);
+    layer.namedChildren = { ...layer.namedChildren, [field]: parseLayer(o[field], `${path}.${field}`, net, seed, options, mixSeed(ownSeed, 1 << 20)) };
+  }
   kind.configure(layer, path);
 
   const count = kind.parameterCount(layer);

@@ -1,6 +1,7 @@
 // Importing a layer module registers its kind; this file lists every layer family.
 export { denseKind } from './dense.js';
 export { residualKind } from './residual.js';
+export { sequentialKind, parallelKind, COMBINE_MODES, type CombineMode } from './containers.js';
 export * from './activations.js';
 export * from './layer.js';
 export { findLayerKind, layerKindNames, registerLayerKind } from './registry.js';

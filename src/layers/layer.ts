@@ -25,6 +25,8 @@ export interface Layer extends Coord {
   remote: Coord | null;
   /** Nested layers of containers (Sequential: its steps; Parallel: its branches). */
   children?: Layer[];
+  /** Single nested layers with a role, keyed by their JSON field (Parallel's `filter_gate`). */
+  namedChildren?: Record<string, Layer>;
 }
 
 /** What a forward call keeps for its backward call. */
@@ -70,6 +72,8 @@ export interface LayerKind {
   readonly takesSkip?: boolean;
   /** Containers: the JSON field holding their nested layers. */
   readonly childrenField?: 'sequential_layers' | 'parallel_branches';
+  /** JSON fields holding one nested layer each (e.g. `filter_gate`). */
+  readonly namedChildFields?: readonly string[];
   /** Validates the layer's config and fills defaults; throws SpecError naming `path`. */
   configure(layer: Layer, path: string): void;
   parameterCount(layer: Layer): number;
@@ -83,6 +87,7 @@ export interface LayerKind {
 export function* walkLayer(layer: Layer): IterableIterator<Layer> {
   yield layer;
   for (const child of layer.children ?? []) yield* walkLayer(child);
+  for (const child of Object.values(layer.namedChildren ?? {})) yield* walkLayer(child);
 }
 
 export function coordText(c: Coord): string {
