@@ -358,6 +358,30 @@ test('pack → unpack round trips for every dtype and odd lengths', () => {
   }
 });
 
+test('round trips stay stable across magnitudes, offsets and ties', () => {
+  let s = 2024;
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+  for (let trial = 0; trial < 150; trial++) {
+    const n = 1 + Math.floor(rnd() * 90);
+    const mag = 10 ** (rnd() * 30 - 15);
+    const offset = rnd() < 0.3 ? (rnd() - 0.5) * 3 * mag : 0;
+    const values = new Float32Array(n);
+    // Some values on a coarse grid, so exact ties and repeated extremes occur.
+    for (let i = 0; i < n; i++) values[i] = rnd() < 0.2 ? (Math.round((rnd() * 2 - 1) * 8) / 8) * mag : (rnd() * 2 - 1) * mag + offset;
+    for (const d of ALL_DTYPES) {
+      const q = quantParamsFor(d, values);
+      const bytes = packWeights(d, values, q);
+      const decoded = unpackWeights(d, bytes, n, q);
+      const what = `${dtypeName(d)} trial ${trial}`;
+      assert.deepEqual(bytesOf(packWeights(d, decoded, q)), bytesOf(bytes), what);
+      for (let i = 0; i < n; i++) assert.ok(Object.is(decoded[i], simulatePrecision(values[i], d, q.scale, q.zeroPoint)), `${what}[${i}]`);
+    }
+  }
+});
+
 test('raw float types store the float32 value itself', () => {
   const values = lcgArray(33, 99, -1e5, 1e5);
   const q = { scale: 123, zeroPoint: 4 }; // ignored
@@ -440,6 +464,7 @@ test('unpackWeights rejects a wrong byte length', () => {
   assert.throws(() => unpackWeights(DType.Float32, new Uint8Array(27), 7, q), /^FormatError: weights: /);
   assert.throws(() => unpackWeights(DType.Binary, new Uint8Array(2), 8, q), FormatError);
   assert.throws(() => unpackWeights(DType.Int64, new Uint8Array(8), 2, q), FormatError);
+  assert.throws(() => unpackWeights(DType.Int8, new Uint8Array(4), 4, q, new Float32Array(3)), /output holds 3 values/);
   // Views into a larger buffer at odd offsets decode fine.
   const big = new Uint8Array(13);
   big.set([0, 0, 0x80, 0x3f], 1);
