@@ -1,6 +1,9 @@
 // Importing a layer module registers its kind; this file lists every layer family.
 export { denseKind } from './dense.js';
 export { residualKind } from './residual.js';
+export { rmsNormKind, layerNormKind } from './norm.js';
+export { embeddingKind } from './embedding.js';
+export { kmeansKind } from './kmeans.js';
 export { sequentialKind, parallelKind, COMBINE_MODES, type CombineMode } from './containers.js';
 export * from './activations.js';
 export * from './layer.js';
