@@ -45,7 +45,7 @@ const moe = {
   filter_gate: dense(4, 2, 'Linear'),
   parallel_branches: [
     dense(4, 3),
-    { type: 'Sequential', sequential_layers: [dense(4, 3), dense(3, 3, 'Linear'), { type: 'Residual' }] },
+    { type: 'Sequential', sequential_layers: [dense(4, 3), { type: 'RMSNorm', input_height: 3 }, dense(3, 3, 'Linear'), { type: 'Residual' }] },
   ],
 };
 
