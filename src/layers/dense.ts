@@ -73,7 +73,8 @@ export function batchOf(layer: Layer, input: Tensor, features: number): number {
 }
 
 export function requirePositive(v: number | undefined, path: string): void {
-  if (v === undefined || !Number.isInteger(v) || v <= 0) throw new SpecError(path, 'a positive integer', v ?? 'nothing');
+  if (v === undefined) throw SpecError.at(path, 'expected a positive integer (the field is missing)');
+  if (!Number.isInteger(v) || v <= 0) throw new SpecError(path, 'a positive integer', v);
 }
 
 registerLayerKind(denseKind);

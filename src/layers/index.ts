@@ -4,6 +4,8 @@ export { residualKind } from './residual.js';
 export { rmsNormKind, layerNormKind } from './norm.js';
 export { embeddingKind } from './embedding.js';
 export { kmeansKind } from './kmeans.js';
+export { rnnKind, lstmKind } from './recurrent.js';
+export { swigluKind } from './swiglu.js';
 export { sequentialKind, parallelKind, COMBINE_MODES, type CombineMode } from './containers.js';
 export * from './activations.js';
 export * from './layer.js';
