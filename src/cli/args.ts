@@ -14,8 +14,9 @@ export function parseCommandArgs(command: string, argv: string[], options: Optio
     const { values, positionals } = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
     return { positionals, values: values as ParsedArgs['values'] };
   } catch (e) {
-    const message = (e as Error).message.replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option');
-    throw new UsageError(`${command}: ${message}`);
+    const first = (e as Error).message.split('\n')[0].replace(/\.$/, '').replace(/\. To specify a positional argument.*$/s, '').replace(/^Unknown option/, 'unknown option');
+    const hint = /ambiguous/.test(first) ? " (write a value that starts with '-' as --name=-value)" : '';
+    throw new UsageError(`${command}: ${first}${hint}`);
   }
 }
 
