@@ -27,7 +27,8 @@ export interface LayerConfig {
   numClusters?: number;
   kmeansTemperature?: number;
   outputMode?: string;
-  softmaxType?: string;
+  /** A name, or the original spec's enum number (0..9); Softmax's configure turns it into the name. */
+  softmaxType?: string | number;
   temperature?: number;
   softmaxRows?: number;
   softmaxCols?: number;
@@ -46,7 +47,7 @@ export interface LayerConfig {
   causal?: boolean;
 }
 
-export type FieldKind = 'count' | 'number' | 'bool' | 'string' | 'boolArray' | 'countArray';
+export type FieldKind = 'count' | 'number' | 'bool' | 'string' | 'nameOrIndex' | 'boolArray' | 'countArray';
 
 export interface FieldDef {
   readonly json: string;
@@ -82,7 +83,7 @@ export const CONFIG_FIELDS: readonly FieldDef[] = [
   f('num_clusters', 'numClusters', 'count'),
   f('kmeans_temperature', 'kmeansTemperature', 'number'),
   f('output_mode', 'outputMode', 'string'),
-  f('softmax_type', 'softmaxType', 'string'),
+  f('softmax_type', 'softmaxType', 'nameOrIndex'),
   f('temperature', 'temperature', 'number'),
   f('softmax_rows', 'softmaxRows', 'count'),
   f('softmax_cols', 'softmaxCols', 'count'),

@@ -175,6 +175,9 @@ function fieldValue(v: unknown, kind: string, path: string): unknown {
       return boolValue(v, path);
     case 'string':
       return stringValue(v, path);
+    case 'nameOrIndex':
+      if (typeof v === 'number') return nonNegativeInt(v, path);
+      return stringValue(v, path);
     case 'boolArray':
       if (!Array.isArray(v)) throw new SpecError(path, 'an array of booleans', v);
       return v.map((b, i) => boolValue(b, `${path}[${i}]`));

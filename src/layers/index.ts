@@ -6,6 +6,7 @@ export { embeddingKind } from './embedding.js';
 export { kmeansKind } from './kmeans.js';
 export { rnnKind, lstmKind } from './recurrent.js';
 export { swigluKind } from './swiglu.js';
+export { softmaxKind, SOFTMAX_TYPES, type SoftmaxType } from './softmax.js';
 export { sequentialKind, parallelKind, COMBINE_MODES, type CombineMode } from './containers.js';
 export * from './activations.js';
 export * from './layer.js';
