@@ -64,6 +64,7 @@ def make_case(cfg, batch, seq, param_scale):
     n_params = 2 * q * d + 2 * kv * d + q + 2 * kv + d
     x = torch.randn(batch, seq, d)
     params = torch.randn(n_params) * param_scale
+    # O(1) outputs and gradients: float32 cancellation then stays well under atol (the self-check below).
     gradOutput = torch.randn(batch, seq, d) * 0.25
 
     results = {}
@@ -81,8 +82,8 @@ def make_case(cfg, batch, seq, param_scale):
         a, e = a.detach().double(), e.detach()
         excess[name] = ((a - e).abs() / (1e-6 + 1e-5 * e.abs())).max().item()
     worst = max(excess, key=excess.get)
-    P = results[torch.float32][3]
-    print(f"  {cfg}: worst |float32 - float64| = {excess[worst]:.3f} x tolerance ({worst}); largest attention weight {P.max().item():.3f}")
+    last_row = results[torch.float32][3][..., -1, :]  # the query that sees every key
+    print(f"  {cfg}: worst |float32 - float64| = {excess[worst]:.3f} x tolerance ({worst}); last query's largest weight {last_row.max().item():.3f}")
     if excess[worst] > 0.5:
         raise AssertionError("float32 reference is more than half the tolerance off float64")
 

@@ -7,6 +7,7 @@ export { kmeansKind } from './kmeans.js';
 export { rnnKind, lstmKind } from './recurrent.js';
 export { swigluKind } from './swiglu.js';
 export { softmaxKind, SOFTMAX_TYPES, type SoftmaxType } from './softmax.js';
+export { attentionKind, createKVCache, attentionForwardCached, DEFAULT_ROPE_FREQ_BASE, type KVCache } from './attention.js';
 export { sequentialKind, parallelKind, COMBINE_MODES, type CombineMode } from './containers.js';
 export * from './activations.js';
 export * from './layer.js';
