@@ -1,6 +1,7 @@
 import { ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { gemmABt, sumRows, transpose } from '../kernels/gemm.js';
+import { sumRows } from '../kernels/gemm.js';
+import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -48,15 +49,11 @@ export const denseKind: LayerKind = {
     activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
     const gradWeights = new Float32Array(nIn * nOut + (useBias ? nOut : 0));
-    // dW[o][i] = Σ_b gPre[b][o]·x[b][i]: both operands transposed so the kernel reads rows.
-    const gPreT = transpose(gradPre, batch, nOut);
-    const xT = transpose(cache.input.data, batch, nIn);
-    gemmABt(gPreT, xT, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
+    // dW = gPreᵀ·x and dx = gPre·W.
+    gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
-
-    const wT = transpose(weights!.subarray(0, nIn * nOut), nOut, nIn);
     const gradIn = new Float32Array(batch * nIn);
-    gemmABt(gradPre, wT, gradIn, batch, nIn, nOut);
+    gemmAB(gradPre, weights!.subarray(0, nIn * nOut), gradIn, batch, nIn, nOut);
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
   },
 };

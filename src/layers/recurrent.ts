@@ -1,7 +1,8 @@
 import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
-import { gemmABt, sumRows, transpose } from '../kernels/gemm.js';
+import { sumRows, transpose } from '../kernels/gemm.js';
+import { gemmABt } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';

@@ -1,0 +1,172 @@
+/**
+ * Loader and JS wrappers for the WebAssembly SIMD128 GEMM kernels (assembly/kernels.ts, built by
+ * `npm run build:wasm` to dist/src/kernels/loom-kernels.wasm, next to this module).
+ *
+ * Operands are copied into the module's linear memory for each call, so weights that change in place
+ * can never go stale. The memory grows to the largest product seen and is kept. Every output is
+ * float32: per K block of 256 a float32 sum in ascending k starting from 0; the block sums are added
+ * in order, then the bias. That order does not depend on M/N tiling, row splits or operand layouts,
+ * so results are reproducible bit for bit. They are not bit-identical to the float64 reference in gemm.ts.
+ */
+
+interface KernelExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  workBytes(): number;
+  kBlock(): number;
+  gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
+}
+
+/** Operand layouts: A is [M×K] ('mk') or [K×M] ('km'); B is [N×K] ('nk') or [K×N] ('kn'). */
+export interface GemmLayout {
+  a: 'mk' | 'km';
+  b: 'nk' | 'kn';
+}
+
+/** Where the module file lies relative to this one (same folder in dist/src/kernels). */
+export const WASM_KERNELS_URL = new URL('./loom-kernels.wasm', import.meta.url);
+
+const PAGE = 65536;
+const MAX_BYTES = 65536 * PAGE;
+const align16 = (n: number): number => (n + 15) & ~15;
+
+/** One instantiated kernel module and its memory. */
+export class WasmKernels {
+  private readonly x: KernelExports;
+  private readonly work: number;
+  private readonly heap: number;
+  /** The K block length of the reduction order (256). */
+  readonly kBlock: number;
+
+  constructor(module: WebAssembly.Module) {
+    const instance = new WebAssembly.Instance(module, {});
+    this.x = instance.exports as unknown as KernelExports;
+    this.work = align16(this.x.heapBase());
+    this.heap = this.work + align16(this.x.workBytes());
+    this.kBlock = this.x.kBlock();
+  }
+
+  /** Byte offsets of A, B, C and bias for one product, growing the memory when needed; null when it cannot grow that far. */
+  private layoutFor(aLen: number, bLen: number, cLen: number, biasLen: number): [number, number, number, number] | null {
+    const a = this.heap;
+    const b = align16(a + aLen * 4);
+    const c = align16(b + bLen * 4);
+    const bias = align16(c + cLen * 4);
+    const end = bias + biasLen * 4;
+    const have = this.x.memory.buffer.byteLength;
+    if (end > MAX_BYTES) return null;
+    if (end > have) {
+      try {
+        this.x.memory.grow(Math.ceil((end - have) / PAGE));
+      } catch {
+        return null;
+      }
+    }
+    return [a, b, c, bias];
+  }
+
+  /**
+   * C[M×N] = op(A)·op(B) (+ bias[N]); with `accumulate`, C += that result (one float32 add per element).
+   * A is A[M×K] or, with layout.a = 'km', A[K×M]; B is B[N×K] (the A·Bᵀ case) or, with layout.b = 'kn', B[K×N].
+   * Returns false, leaving C untouched, when linear memory cannot hold the operands (past 4 GiB or out of memory).
+   */
+  gemm(
+    A: Float32Array,
+    B: Float32Array,
+    C: Float32Array,
+    M: number,
+    N: number,
+    K: number,
+    layout: GemmLayout = { a: 'mk', b: 'nk' },
+    bias: Float32Array | null = null,
+    accumulate = false,
+  ): boolean {
+    if (C.length < M * N) throw new RangeError(`gemm: C has ${C.length} values, needs ${M * N}`);
+    const run = this.stage(A, B, M, N, K, layout, bias);
+    if (!run) return false;
+    run.run();
+    run.readInto(C, accumulate);
+    return true;
+  }
+
+  /**
+   * Copies the operands into linear memory and returns the product as a callable that reuses them
+   * (the benchmark times `run` alone to separate kernel time from copies). Valid until the next stage;
+   * null when linear memory cannot hold the operands.
+   */
+  stage(A: Float32Array, B: Float32Array, M: number, N: number, K: number, layout: GemmLayout, bias: Float32Array | null): StagedGemm | null {
+    for (const n of [M, N, K]) if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`gemm: bad sizes M=${M} N=${N} K=${K}`);
+    if (A.length < M * K) throw new RangeError(`gemm: A has ${A.length} values, needs ${M * K}`);
+    if (B.length < N * K) throw new RangeError(`gemm: B has ${B.length} values, needs ${N * K}`);
+    if (bias && bias.length < N) throw new RangeError(`gemm: bias has ${bias.length} values, needs ${N}`);
+    const offsets = this.layoutFor(M * K, N * K, M * N, bias ? N : 0);
+    if (!offsets) return null;
+    const [pa, pb, pc, pbias] = offsets;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, pa, M * K).set(A.length === M * K ? A : A.subarray(0, M * K));
+    new Float32Array(buf, pb, N * K).set(B.length === N * K ? B : B.subarray(0, N * K));
+    if (bias) new Float32Array(buf, pbias, N).set(bias.length === N ? bias : bias.subarray(0, N));
+    const x = this.x;
+    const work = this.work;
+    const aKM = layout.a === 'km' ? 1 : 0;
+    const bKN = layout.b === 'kn' ? 1 : 0;
+    return {
+      run(): void {
+        if (K === 0) {
+          const out = new Float32Array(x.memory.buffer, pc, M * N);
+          if (bias) for (let i = 0; i < M; i++) out.set(bias.subarray(0, N), i * N);
+          else out.fill(0);
+        } else {
+          x.gemm(M, N, K, pa, aKM, pb, bKN, pc, bias ? pbias : 0, work);
+        }
+      },
+      readInto(C: Float32Array, accumulate = false): void {
+        if (C.length < M * N) throw new RangeError(`gemm: C has ${C.length} values, needs ${M * N}`);
+        const out = new Float32Array(x.memory.buffer, pc, M * N);
+        if (!accumulate) C.set(out);
+        else for (let i = 0; i < out.length; i++) C[i] += out[i];
+      },
+    };
+  }
+}
+
+/** A product whose operands already sit in the module's memory. */
+export interface StagedGemm {
+  run(): void;
+  readInto(C: Float32Array, accumulate?: boolean): void;
+}
+
+/** Compiles and instantiates the kernels synchronously from the module's bytes. */
+export function wasmKernelsFromBytes(bytes: BufferSource): WasmKernels {
+  return new WasmKernels(new WebAssembly.Module(bytes));
+}
+
+interface NodeFs {
+  readFileSync(path: URL): Uint8Array<ArrayBuffer>;
+}
+
+function nodeFs(): NodeFs | null {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  return (proc?.getBuiltinModule?.('node:fs') as NodeFs | undefined) ?? null;
+}
+
+/** Node only: reads and instantiates the module synchronously; null when not in Node or the file is absent or invalid. */
+export function loadWasmKernelsSync(url: URL = WASM_KERNELS_URL): WasmKernels | null {
+  const fs = nodeFs();
+  if (!fs || url.protocol !== 'file:') return null;
+  try {
+    return wasmKernelsFromBytes(fs.readFileSync(url));
+  } catch {
+    return null;
+  }
+}
+
+/** Fetches (or, for file: URLs in Node, reads) and instantiates the module; rejects on failure. */
+export async function loadWasmKernels(url: string | URL = WASM_KERNELS_URL): Promise<WasmKernels> {
+  const u = typeof url === 'string' ? new URL(url, WASM_KERNELS_URL) : url;
+  const fs = nodeFs();
+  if (u.protocol === 'file:' && fs) return wasmKernelsFromBytes(fs.readFileSync(u));
+  const response = await fetch(u);
+  if (!response.ok) throw new Error(`loom kernels: ${u.href}: HTTP ${response.status}`);
+  return new WasmKernels(await WebAssembly.compile(await response.arrayBuffer()));
+}
