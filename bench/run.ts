@@ -6,7 +6,7 @@ import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
 import { buildNetwork } from '../src/grid/spec.js';
 import { computeLoss } from '../src/train/losses.js';
 import { AdamW, type ParamGrad } from '../src/train/optimizers.js';
-import { gemmABt } from '../src/kernels/gemm.js';
+import { kernelBackend } from '../src/kernels/backend.js';
 
 /**
  * `npm run bench`: Loom-TS timings next to peers measured in the same run on the same machine.
@@ -57,14 +57,6 @@ function mlpTrainStep(): { ms: number } {
   return { ms: time(step) };
 }
 
-function sgemm(n: number): { ms: number; gflops: number } {
-  const a = Float32Array.from({ length: n * n }, (_, i) => (i % 13) / 13);
-  const b = Float32Array.from({ length: n * n }, (_, i) => (i % 7) / 7);
-  const c = new Float32Array(n * n);
-  const ms = time(() => gemmABt(a, b, c, n, n, n), 1);
-  return { ms, gflops: (2 * n * n * n) / (ms * 1e6) };
-}
-
 function torchPeer(threads: number): Record<string, unknown> {
   if (!existsSync(PYTHON)) return { peer: 'pytorch', error: `${PYTHON} not found` };
   const r = spawnSync(PYTHON, [`${PEERS}torch_mlp.py`, String(threads), String(budgetSeconds)], { encoding: 'utf8' });
@@ -76,20 +68,21 @@ const mlp = mlpTrainStep();
 const results: Record<string, unknown> = {
   machine: { node: process.version, platform: `${process.platform}-${process.arch}` },
   mlp_train_step_784_256_128_10_batch64: {
-    loom_ts: { engine: 'pure TypeScript reference, 1 thread', ms_per_step: mlp.ms, samples_per_s: 64 / (mlp.ms / 1000) },
+    loom_ts: { engine: `${kernelBackend()} kernels, 1 thread`, ms_per_step: mlp.ms, samples_per_s: 64 / (mlp.ms / 1000) },
     peers: [torchPeer(1), torchPeer(2)],
   },
-  sgemm_256: { loom_ts: sgemm(256) },
 };
 const peers = (results.mlp_train_step_784_256_128_10_batch64 as { peers: Record<string, unknown>[] }).peers;
 const rows = [['benchmark', 'engine', 'ms', 'samples/s', 'ratio vs loom-ts']];
-rows.push(['MLP train step b64', 'loom-ts (TS, 1T)', mlp.ms.toFixed(2), (64000 / mlp.ms).toFixed(0), '1.00']);
+rows.push(['MLP train step b64', `loom-ts (${kernelBackend()}, 1T)`, mlp.ms.toFixed(2), (64000 / mlp.ms).toFixed(0), '1.00']);
 for (const p of peers) {
   if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `pytorch ${p.version} (${p.threads}T, ${p.blas})`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
   else rows.push(['MLP train step b64', 'pytorch', '-', '-', String(p.error)]);
 }
-const s = results.sgemm_256 as { loom_ts: { ms: number; gflops: number } };
-rows.push(['sgemm 256³', 'loom-ts (TS, 1T)', s.loom_ts.ms.toFixed(2), `${s.loom_ts.gflops.toFixed(2)} GFLOP/s`, '']);
+// GEMM/gemv against PyTorch and TensorFlow.js: bench/kernels.ts, run as its own process.
+const kernels = spawnSync(process.execPath, [fileURLToPath(new URL('./kernels.js', import.meta.url))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (kernels.status === 0) results.kernels = JSON.parse(kernels.stdout);
+else results.kernels = { error: `bench/kernels exited with ${kernels.status}` };
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 process.stderr.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n') + '\n');
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');
