@@ -2,3 +2,6 @@
 export { saveNetworkFile, loadNetworkFile } from './io/modelFiles.js';
 export { writeFileAtomic } from './io/atomicWrite.js';
 export { loadDataset } from './data/load.js';
+export * from './io/safetensorsFiles.js';
+export * from './llm/tokenizerFiles.js';
+export { resolveInside } from './io/safePath.js';

@@ -1,5 +1,5 @@
 import { DType, dtypeName, parseDType } from '../core/dtype.js';
-import { FormatError, UsageError } from '../core/errors.js';
+import { describeValue, FormatError, UsageError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { forwardNetwork } from '../engine/run.js';
 import { parseJson } from '../grid/spec.js';
@@ -27,13 +27,15 @@ export function readTensorFile(path: string): Tensor {
   if (!doc || typeof doc !== 'object') throw new FormatError(path, 'expected an object {"shape":[...],"data":[...]}');
   const { shape, data } = doc;
   if (!Array.isArray(shape) || shape.length === 0 || !shape.every((d) => Number.isInteger(d) && d > 0)) {
-    throw new FormatError(path, `shape: expected a non-empty array of positive integers, got ${JSON.stringify(shape)}`);
+    // Not JSON.stringify: a deeply nested value would overflow the stack while building the message.
+    const got = Array.isArray(shape) && shape.every((d) => typeof d === 'number') ? `[${shape.join(', ')}]` : describeValue(shape);
+    throw new FormatError(path, `shape: expected a non-empty array of positive integers, got ${got}`);
   }
   if (!Array.isArray(data)) throw new FormatError(path, 'data: expected an array of numbers');
   const size = (shape as number[]).reduce((a, b) => a * b, 1);
   if (data.length !== size) throw new FormatError(path, `data: shape [${shape.join(', ')}] needs ${size} numbers, got ${data.length}`);
   const bad = data.findIndex((v) => typeof v !== 'number' || !Number.isFinite(v));
-  if (bad >= 0) throw new FormatError(path, `data[${bad}]: expected a finite number, got ${JSON.stringify(data[bad])}`);
+  if (bad >= 0) throw new FormatError(path, `data[${bad}]: expected a finite number, got ${describeValue(data[bad])}`);
   return Tensor.from(shape as number[], data as number[]);
 }
 

@@ -61,7 +61,9 @@ export function parseIdx(bytes: Uint8Array, source: string, options: IdxOptions 
   for (let d = 0; d < ndims; d++) {
     const n = view.getUint32(4 + 4 * d, false);
     dims.push(n);
-    elements *= n; // a double: exact up to 2^53, and past that far above any cap anyway
+    // A double: exact up to 2^53, and past that far above any cap anyway. Clamped so that dims that
+    // overflow to Infinity and then meet a 0 give 0 elements, not NaN (which passes every size check).
+    elements = Math.min(elements * n, 2 ** 64);
   }
   const expected = elements * type.size;
   const got = bytes.length - headerBytes;
@@ -75,11 +77,13 @@ export function parseIdx(bytes: Uint8Array, source: string, options: IdxOptions 
   const at = headerBytes;
   let data: IdxData;
   switch (bytes[2]) {
+    // Typed views over the payload, then copies: Buffer.slice (what fs reads return) shares memory instead of copying,
+    // and its .buffer is the whole file, so it must not be used to size the result.
     case 0x08:
-      data = bytes.slice(at, at + elements);
+      data = new Uint8Array(bytes.buffer, bytes.byteOffset + at, elements).slice();
       break;
     case 0x09:
-      data = new Int8Array(bytes.slice(at, at + elements).buffer);
+      data = new Int8Array(bytes.buffer, bytes.byteOffset + at, elements).slice();
       break;
     case 0x0b: {
       const a = new Int16Array(elements);

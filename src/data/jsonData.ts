@@ -29,8 +29,10 @@ export function parseJsonDataset(text: string, source = 'json'): Dataset {
   if (obj.shape !== undefined) inputShape = parseShape(obj.shape, source);
   const width = inputShape ? inputShape.reduce((a, b) => a * b, 1) : rowLength(rows[0], 'inputs[0]', source);
   if (width === 0) throw new FormatError(source, 'inputs[0]: expected at least one number per sample, got an empty array');
+  // Row lengths are checked before allocating, so a huge "shape" or one long first row cannot size the buffer.
+  for (let i = 0; i < count; i++) checkRowLength(rows[i], `inputs[${i}]`, width, source, inputShape !== undefined);
   const inputs = new Float32Array(count * width);
-  for (let i = 0; i < count; i++) fillRow(rows[i], `inputs[${i}]`, width, inputs, i * width, source, inputShape !== undefined);
+  for (let i = 0; i < count; i++) fillRow(rows[i], `inputs[${i}]`, width, inputs, i * width, source);
   inputShape ??= [width];
 
   const t = obj.targets;
@@ -39,15 +41,21 @@ export function parseJsonDataset(text: string, source = 'json'): Dataset {
 
   if (!Array.isArray(t[0])) {
     const values = new Float64Array(count);
-    for (let i = 0; i < count; i++) values[i] = finiteNumber(t[i], `targets[${i}]`, source, false);
+    for (let i = 0; i < count; i++) {
+      const v = finiteNumber(t[i], `targets[${i}]`, source, false);
+      // Regression targets are stored as float32, where 1e300 would become Infinity.
+      if (!Number.isFinite(Math.fround(v))) throw new FormatError(source, `targets[${i}]: ${v} is out of float32 range`);
+      values[i] = v;
+    }
     const labels = asClassLabels(values);
     if (labels) return { count, inputs, inputShape, labels, targetWidth: classCount(labels), source };
     return { count, inputs, inputShape, targets: Float32Array.from(values), targetWidth: 1, source };
   }
   const targetWidth = rowLength(t[0], 'targets[0]', source);
   if (targetWidth === 0) throw new FormatError(source, 'targets[0]: expected at least one number, got an empty array');
+  for (let i = 0; i < count; i++) checkRowLength(t[i], `targets[${i}]`, targetWidth, source, false);
   const targets = new Float32Array(count * targetWidth);
-  for (let i = 0; i < count; i++) fillRow(t[i], `targets[${i}]`, targetWidth, targets, i * targetWidth, source, false);
+  for (let i = 0; i < count; i++) fillRow(t[i], `targets[${i}]`, targetWidth, targets, i * targetWidth, source);
   return { count, inputs, inputShape, targets, targetWidth, source };
 }
 
@@ -66,13 +74,17 @@ function rowLength(row: unknown, path: string, source: string): number {
   return row.length;
 }
 
-function fillRow(row: unknown, path: string, width: number, out: Float32Array, offset: number, source: string, fromShape: boolean): void {
+function checkRowLength(row: unknown, path: string, width: number, source: string, fromShape: boolean): void {
   const n = rowLength(row, path, source);
   if (n !== width) {
     throw new FormatError(source, `${path}: expected ${width} numbers${fromShape ? ' (the product of "shape")' : ''}, got ${n}`);
   }
+}
+
+/** Copies a row whose length checkRowLength has already confirmed. */
+function fillRow(row: unknown, path: string, width: number, out: Float32Array, offset: number, source: string): void {
   const r = row as unknown[];
-  for (let j = 0; j < n; j++) out[offset + j] = finiteNumber(r[j], `${path}[${j}]`, source, true);
+  for (let j = 0; j < width; j++) out[offset + j] = finiteNumber(r[j], `${path}[${j}]`, source, true);
 }
 
 function finiteNumber(v: unknown, path: string, source: string, float32: boolean): number {

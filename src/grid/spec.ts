@@ -1,4 +1,4 @@
-import { dtypeName, parseDType } from '../core/dtype.js';
+import { dtypeName, packedByteLength, parseDType } from '../core/dtype.js';
 import { decodeBase64 } from '../core/base64.js';
 import { FormatError, LoomError, NumericError, SpecError } from '../core/errors.js';
 import { mixSeed, Rng } from '../core/rng.js';
@@ -15,7 +15,16 @@ export interface BuildOptions {
   seed?: number;
   /** Accept NaN/Inf in stored weights (refused by default). */
   allowNonFinite?: boolean;
+  /** Most parameters one layer may have; checked before anything is allocated (default MAX_LAYER_PARAMETERS). */
+  maxParameters?: number;
 }
+
+/** Default parameter cap per layer: 2^31 - 1 float32 values (8 GiB of master weights). */
+export const MAX_LAYER_PARAMETERS = 2 ** 31 - 1;
+/** Largest grid accepted: the cell array is allocated up front, so a header claiming 10^12 cells must fail first. */
+export const MAX_GRID_CELLS = 2 ** 20;
+/** Deepest nesting of container layers; deeper specs would overflow the stack in parsing and in the engine. */
+export const MAX_NESTING_DEPTH = 64;
 
 const TOP_LEVEL_KEYS = ['id', 'depth', 'rows', 'cols', 'layers_per_cell', 'layers', 'optimizer_state'];
 const KNOWN_LAYER_KEYS = new Set([...STRUCTURAL_KEYS, ...CONFIG_FIELDS.map((f) => f.json)]);
@@ -32,6 +41,10 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
   const dims = (['depth', 'rows', 'cols', 'layers_per_cell'] as const).map((k) =>
     top[k] === undefined ? 1 : positiveInt(top[k], k),
   );
+  const cells = dims[0] * dims[1] * dims[2] * dims[3];
+  if (cells > MAX_GRID_CELLS) {
+    throw SpecError.at('(root)', `grid depth × rows × cols × layers_per_cell = ${cells} cells, above the limit of ${MAX_GRID_CELLS}`);
+  }
   const id = top.id === undefined ? 'network' : stringValue(top.id, 'id');
   const net = new VolumetricNetwork(dims[0], dims[1], dims[2], dims[3], id);
   const layers = top.layers === undefined ? [] : top.layers;
@@ -60,7 +73,8 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
  * Parses one layer entry. Grid layers (`nested` false) must sit inside the grid; layers nested in
  * containers keep whatever coordinates they carry, and their parameters are seeded from `nestedSeed`.
  */
-function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: number, options: BuildOptions, nestedSeed?: number): Layer {
+function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: number, options: BuildOptions, nestedSeed?: number, depth = 0): Layer {
+  if (depth > MAX_NESTING_DEPTH) throw SpecError.at(path, `layers nested more than ${MAX_NESTING_DEPTH} deep`);
   const o = asObject(entry, path);
   rejectUnknownKeys(o, [...KNOWN_LAYER_KEYS], `${path}.`);
   const nested = nestedSeed !== undefined;
@@ -108,20 +122,27 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     if (list === undefined || list === null) continue;
     if (kind.childrenField !== field) throw SpecError.at(`${path}.${field}`, `${kind.name} has no nested layers`);
     if (!Array.isArray(list)) throw new SpecError(`${path}.${field}`, 'an array of layer objects', list);
-    layer.children = list.map((child, i) => parseLayer(child, `${path}.${field}[${i}]`, net, seed, options, mixSeed(ownSeed, i)));
+    layer.children = list.map((child, i) => parseLayer(child, `${path}.${field}[${i}]`, net, seed, options, mixSeed(ownSeed, i), depth + 1));
   }
   for (const field of ['filter_gate']) {
     if (o[field] === undefined || o[field] === null) continue;
     if (!kind.namedChildFields?.includes(field)) throw SpecError.at(`${path}.${field}`, `${kind.name} takes no ${field}`);
-    layer.namedChildren = { ...layer.namedChildren, [field]: parseLayer(o[field], `${path}.${field}`, net, seed, options, mixSeed(ownSeed, 1 << 20)) };
+    layer.namedChildren = { ...layer.namedChildren, [field]: parseLayer(o[field], `${path}.${field}`, net, seed, options, mixSeed(ownSeed, 1 << 20), depth + 1) };
   }
   kind.configure(layer, path);
 
   const count = kind.parameterCount(layer);
+  const maxParameters = options.maxParameters ?? MAX_LAYER_PARAMETERS;
+  if (!Number.isSafeInteger(count) || count > maxParameters) {
+    throw SpecError.at(path, `${kind.name} would have ${count} parameters, above the limit of ${maxParameters}`);
+  }
   if (count > 0) {
+    // Weights are decoded (memory in proportion to the document) and their length checked before the
+    // store is allocated, so a file claiming a huge layer with a short weights string fails cheaply.
+    const loaded = o.weights !== undefined && o.weights !== '' ? decodeWeights(layer, count, o, path) : null;
     const store = new WeightStore(count);
-    if (o.weights !== undefined && o.weights !== '') {
-      loadWeights(store, layer, o, path, options);
+    if (loaded) {
+      loadWeights(store, layer, loaded, o, path, options);
     } else {
       kind.initParameters(layer, store.master, new Rng(ownSeed));
     }
@@ -132,19 +153,31 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
   return layer;
 }
 
-function loadWeights(store: WeightStore, layer: Layer, o: Record<string, unknown>, path: string, options: BuildOptions): void {
+interface DecodedWeights {
+  bytes: Uint8Array;
+  native: boolean;
+}
+
+/** Decodes `weights` and checks its length against what `count` parameters need in the stored form. */
+function decodeWeights(layer: Layer, count: number, o: Record<string, unknown>, path: string): DecodedWeights {
   const where = `${path}.weights`;
   const bytes = decodeBase64(stringValue(o.weights, where), where);
   const native = o.native === undefined ? false : boolValue(o.native, `${path}.native`);
+  // Legacy files hold the float32 master, 4 little-endian bytes per value.
+  const expected = native ? packedByteLength(layer.dtype, count) : count * 4;
+  if (bytes.length !== expected) {
+    throw new FormatError(where, `expected ${expected} bytes of ${native ? dtypeName(layer.dtype) : 'float32'} for ${count} parameters, got ${bytes.length}`);
+  }
+  return { bytes, native };
+}
+
+function loadWeights(store: WeightStore, layer: Layer, { bytes, native }: DecodedWeights, o: Record<string, unknown>, path: string, options: BuildOptions): void {
+  const where = `${path}.weights`;
   const scale = o.scale === undefined ? 1 : finiteNumber(o.scale, `${path}.scale`);
   const zeroPoint = o.zero_point === undefined ? 0 : nonNegativeInt(o.zero_point, `${path}.zero_point`);
   if (native) {
     store.setLoaded(layer.dtype, bytes, { scale: Math.fround(scale), zeroPoint }, where);
   } else {
-    // Legacy files: the float32 master, 4 little-endian bytes per value.
-    if (bytes.length !== store.count * 4) {
-      throw new FormatError(where, `expected ${store.count * 4} bytes of float32 for ${store.count} parameters, got ${bytes.length}`);
-    }
     store.master.set(new Float32Array(bytes.buffer, bytes.byteOffset, store.count));
   }
   if (!options.allowNonFinite) {
@@ -198,6 +231,8 @@ function rejectUnknownKeys(o: Record<string, unknown>, known: readonly string[],
 }
 
 function closest(key: string, candidates: readonly string[]): string | undefined {
+  // Edit distance is quadratic; a megabyte-long key would take seconds and deserves no suggestion.
+  if (key.length > 64) return undefined;
   let best: string | undefined;
   let bestDistance = Math.max(2, Math.floor(key.length / 3)) + 1;
   for (const c of candidates) {

@@ -92,7 +92,9 @@ export abstract class Optimizer {
     this.buffers.clear();
     for (const [key, slots] of Object.entries(state.buffers)) {
       const m = new Map<string, Float32Array>();
+      if (!isRecord(slots)) throw new SpecError(`${source}.buffers.${key}`, 'an object of base64 strings', slots);
       for (const [name, text] of Object.entries(slots)) {
+        if (typeof text !== 'string') throw new SpecError(`${source}.buffers.${key}.${name}`, 'a base64 string', text);
         const bytes = decodeBase64(text, `${source}.buffers.${key}.${name}`);
         if (bytes.length % 4 !== 0) throw new FormatError(`${source}.buffers.${key}.${name}`, 'expected float32 data (a multiple of 4 bytes)');
         m.set(name, new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4));
@@ -251,12 +253,21 @@ export function createOptimizer(spec: OptimizerSpec): Optimizer {
 /** Rebuilds an optimizer with its buffers from `Optimizer.state()` output. */
 export function optimizerFromState(state: unknown, source = 'optimizer_state'): Optimizer {
   const s = state as OptimizerState;
-  if (!s || typeof s !== 'object' || !OPTIMIZER_NAMES.includes(s.type) || typeof s.options !== 'object' || typeof s.buffers !== 'object') {
+  if (!isRecord(s) || !OPTIMIZER_NAMES.includes(s.type) || !isRecord(s.options) || !isRecord(s.buffers)) {
     throw new SpecError(source, 'an optimizer state object {type, options, steps, buffers}', state);
+  }
+  if (!Number.isSafeInteger(s.steps) || s.steps < 0) throw new SpecError(`${source}.steps`, 'a non-negative integer', s.steps);
+  for (const [name, v] of Object.entries(s.options)) {
+    if (typeof v !== 'boolean' && !(typeof v === 'number' && Number.isFinite(v))) throw new SpecError(`${source}.options.${name}`, 'a finite number or true/false', v);
   }
   const opt = createOptimizer({ ...(s.options as unknown as OptimizerSpec), type: s.type });
   opt.loadBuffers(s, source);
   return opt;
+}
+
+/** A JSON object (not null, not an array): what typeof 'object' alone lets through. */
+function isRecord(v: unknown): v is Record<string, any> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 
 /** Scales all gradients so their global L2 norm is at most maxNorm (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping. */
