@@ -15,6 +15,10 @@ import { parseJsonDataset } from '../src/data/jsonData.js';
 import type { VolumetricNetwork } from '../src/grid/network.js';
 import { deserializeNetwork, serializeNetwork } from '../src/grid/persistence.js';
 import { buildNetwork, parseJson } from '../src/grid/spec.js';
+import { parseSafetensors } from '../src/io/safetensors.js';
+import { renderChat } from '../src/llm/templates.js';
+import { Tokenizer } from '../src/llm/tokenizer.js';
+import { tokenizerBundleFromText } from '../src/llm/tokenizerBundle.js';
 import { optimizerFromState } from '../src/train/optimizers.js';
 import {
   applyByteOps,
@@ -35,7 +39,7 @@ import {
   type TextOp,
   type TreeOp,
 } from './mutate.js';
-import { csvText, encodeSafetensors, idxFile, idxPair, jsonDataset, networkSpec, optimizerState, persistenceDoc, safetensorsHeader, tensorDoc, tokenizerDoc } from './valid.js';
+import { csvText, encodeSafetensors, idxFile, idxPair, jsonDataset, networkSpec, optimizerState, persistenceDoc, safetensorsHeader, tensorDoc, tokenizerConfigDoc, tokenizerDoc, CONFIG_TOKENIZER } from './valid.js';
 
 export interface FuzzTarget<T = any> {
   /** Short name used by FUZZ_TARGETS and in reports. */
@@ -244,75 +248,52 @@ function safetensorsBytes(i: SafetensorsInput): Uint8Array {
   return applyByteOps(encodeSafetensors(header, i.file.dataBytes, applyTextOps(stringifyTree(header), i.headerText)), i.bytes);
 }
 
-type ParseFn = (input: any, source?: string) => unknown;
+const safetensorsTarget: FuzzTarget<SafetensorsInput> = {
+  name: 'safetensors',
+  parser: 'src/io/safetensors.ts parseSafetensors',
+  input: safetensorsInput,
+  run: (i) => parseSafetensors(safetensorsBytes(i), 'fuzz.safetensors'),
+  unmutated: (i) => i.tree.length === 0 && i.headerText.length === 0 && i.bytes.length === 0,
+  size: (i) => safetensorsBytes(i).length,
+  preview: (i) => previewBytes(safetensorsBytes(i), 400),
+};
 
-/** The first exported function among `names`, else the first exported function matching `pattern`. */
-function pickExport(mod: Record<string, unknown>, names: readonly string[], pattern: RegExp): { name: string; fn: ParseFn } | undefined {
-  for (const name of names) if (typeof mod[name] === 'function') return { name, fn: mod[name] as ParseFn };
-  const name = Object.keys(mod).find((k) => typeof mod[k] === 'function' && pattern.test(k));
-  return name ? { name, fn: mod[name] as ParseFn } : undefined;
-}
-
-/** Modules being written alongside the harness; each joins the fuzz run as soon as its file is built. */
-const OPTIONAL = {
-  safetensors: {
-    module: '../src/io/safetensors.js',
-    parser: 'src/io/safetensors.ts',
-    names: ['parseSafetensors', 'decodeSafetensors', 'readSafetensorsBytes', 'parseSafeTensors'],
-    pattern: /^(parse|decode)/i,
+/** Parses, then encodes and decodes a short hostile text, since BPE loops are where hangs hide. */
+const tokenizerTarget: FuzzTarget<{ m: JsonMutation; text: string }> = {
+  name: 'tokenizer',
+  parser: 'src/llm/tokenizer.ts Tokenizer.fromJSON',
+  input: fc.record({ m: jsonMutation(tokenizerDoc, ['model', 'vocab', 'merges', 'type', 'added_tokens', 'pre_tokenizer', 'decoder', 'normalizer']), text: fc.string({ unit: 'binary', maxLength: 40 }) }),
+  run({ m, text }) {
+    const tok = Tokenizer.fromJSON(materializeJson(m), { source: 'fuzz-tokenizer.json' });
+    tok.decode(tok.encode(text));
+    return tok;
   },
-  tokenizer: {
-    module: '../src/llm/tokenizer.js',
-    parser: 'src/llm/tokenizer.ts',
-    names: ['parseTokenizerJson', 'parseTokenizer', 'loadTokenizerJson', 'tokenizerFromJson'],
-    pattern: /^(parse|load|from).*tokenizer|tokenizer.*from/i,
+  unmutated: ({ m }) => isPlain(m),
+  size: ({ m }) => 2 * materializeJson(m).length,
+  preview: ({ m, text }) => `${preview(materializeJson(m))} encode ${JSON.stringify(text)}`,
+};
+
+/** tokenizer_config.json with its chat template, then a two-turn chat rendered through whatever template results. */
+const tokenizerConfigTarget: FuzzTarget<{ m: JsonMutation; user: string }> = {
+  name: 'tokenizer-config',
+  parser: 'src/llm/tokenizerBundle.ts tokenizerBundleFromText',
+  input: fc.record({ m: jsonMutation(tokenizerConfigDoc, ['bos_token', 'eos_token', 'chat_template', 'content', 'name', 'template']), user: fc.string({ maxLength: 30 }) }),
+  run({ m, user }) {
+    const bundle = tokenizerBundleFromText({ tokenizerJson: CONFIG_TOKENIZER, configJson: materializeJson(m), configSource: 'fuzz-tokenizer_config.json' });
+    if (bundle.chatTemplate) {
+      const messages = [
+        { role: 'user', content: user },
+        { role: 'assistant', content: 'ok' },
+        { role: 'user', content: user },
+      ];
+      renderChat(messages, { template: bundle.chatTemplate, addGenerationPrompt: true, bosToken: '<s>', eosToken: '</s>' });
+    }
+    return bundle;
   },
-} as const;
-
-async function importOptional(which: keyof typeof OPTIONAL): Promise<{ name: string; fn: ParseFn } | string> {
-  const o = OPTIONAL[which];
-  let mod: Record<string, unknown>;
-  try {
-    mod = (await import(new URL(o.module, import.meta.url).href)) as Record<string, unknown>;
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ERR_MODULE_NOT_FOUND') return `${o.parser} is not in this build yet`;
-    throw e;
-  }
-  return pickExport(mod, o.names, o.pattern) ?? `${o.parser} exports no parse function (looked for ${o.names.join(', ')} or ${o.pattern})`;
-}
-
-function safetensorsTarget(fn: ParseFn, fnName: string): FuzzTarget<SafetensorsInput> {
-  return {
-    name: 'safetensors',
-    parser: `${OPTIONAL.safetensors.parser} ${fnName}`,
-    input: safetensorsInput,
-    run: (i) => fn(safetensorsBytes(i), 'fuzz.safetensors'),
-    unmutated: (i) => i.tree.length === 0 && i.headerText.length === 0 && i.bytes.length === 0,
-    size: (i) => safetensorsBytes(i).length,
-    preview: (i) => previewBytes(safetensorsBytes(i), 400),
-  };
-}
-
-/** Parses, then (when the result can) encodes and decodes a short hostile text, since BPE loops are where hangs hide. */
-function tokenizerTarget(fn: ParseFn, fnName: string): FuzzTarget<{ m: JsonMutation; text: string }> {
-  return {
-    name: 'tokenizer',
-    parser: `${OPTIONAL.tokenizer.parser} ${fnName}`,
-    input: fc.record({ m: jsonMutation(tokenizerDoc, ['model', 'vocab', 'merges', 'type', 'added_tokens', 'pre_tokenizer', 'decoder', 'normalizer']), text: fc.string({ unit: 'binary', maxLength: 40 }) }),
-    run({ m, text }) {
-      const tok = fn(materializeJson(m), 'fuzz-tokenizer.json') as { encode?: (s: string) => ArrayLike<number>; decode?: (ids: number[]) => string } | undefined;
-      if (tok && typeof tok.encode === 'function') {
-        const ids = Array.from(tok.encode(text));
-        if (typeof tok.decode === 'function') tok.decode(ids);
-      }
-      return tok;
-    },
-    unmutated: ({ m }) => isPlain(m),
-    size: ({ m }) => 2 * materializeJson(m).length,
-    preview: ({ m, text }) => `${preview(materializeJson(m))} encode ${JSON.stringify(text)}`,
-  };
-}
+  unmutated: ({ m }) => isPlain(m),
+  size: ({ m }) => 2 * materializeJson(m).length,
+  preview: ({ m, user }) => `${preview(materializeJson(m))} user ${JSON.stringify(user)}`,
+};
 
 /** Every target available in this build, plus the ones whose modules do not exist yet. */
 export async function loadTargets(): Promise<{ targets: FuzzTarget[]; pending: PendingTarget[] }> {
@@ -324,13 +305,10 @@ export async function loadTargets(): Promise<{ targets: FuzzTarget[]; pending: P
     jsonDatasetTarget,
     tensorFileTarget,
     optimizerStateTarget,
+    safetensorsTarget,
+    tokenizerTarget,
+    tokenizerConfigTarget,
   ];
   const pending: PendingTarget[] = [];
-  const st = await importOptional('safetensors');
-  if (typeof st === 'string') pending.push({ name: 'safetensors', parser: OPTIONAL.safetensors.parser, pending: st });
-  else targets.push(safetensorsTarget(st.fn, st.name));
-  const tk = await importOptional('tokenizer');
-  if (typeof tk === 'string') pending.push({ name: 'tokenizer', parser: OPTIONAL.tokenizer.parser, pending: tk });
-  else targets.push(tokenizerTarget(tk.fn, tk.name));
   return { targets, pending };
 }

@@ -379,6 +379,39 @@ export const tokenizerDoc: fc.Arbitrary<Json> = fc
     } as Json;
   });
 
+/** A fixed small byte-level tokenizer with ChatML and Llama-style markers, for tokenizer_config.json fuzzing. */
+export const CONFIG_TOKENIZER = JSON.stringify({
+  version: '1.0',
+  added_tokens: ['<s>', '</s>', '<|im_start|>', '<|im_end|>'].map((content, k) => ({ id: 256 + k, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true })),
+  normalizer: null,
+  pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+  decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
+  model: { type: 'BPE', vocab: Object.fromEntries(BYTE_ALPHABET.map((c, i) => [c, i])), merges: [] },
+});
+
+/** Jinja chat templates in the styles models ship, including loops, filters, macros and raise_exception. */
+const CHAT_TEMPLATES = [
+  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}",
+  "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content | trim }} [/INST]{% elif m.role == 'system' %}<<SYS>>{{ m.content }}<</SYS>>{% else %}{{ m.content }}{{ eos_token }}{% endif %}{% endfor %}",
+  "{% set loop_messages = messages %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('roles must alternate') }}{% endif %}{{ message['content'] | upper }}{% endfor %}",
+  "{% macro fmt(m) %}{{ m.role }}: {{ m.content }}{% endmacro %}{% for m in messages[1:] %}{{ fmt(m) }}{{ '\\n' if not loop.last }}{% endfor %}{{ messages | length }}",
+];
+
+/** tokenizer_config.json documents: special tokens as strings or {"content"} objects, a template string or a named list. */
+export const tokenizerConfigDoc: fc.Arbitrary<Json> = fc
+  .record({ template: fc.nat(CHAT_TEMPLATES.length - 1), named: fc.boolean(), objectTokens: fc.boolean() })
+  .map(({ template, named, objectTokens }) => {
+    const token = (t: string): Json => (objectTokens ? { content: t, lstrip: false, normalized: false, rstrip: false, single_word: false } : t);
+    const source = CHAT_TEMPLATES[template];
+    return {
+      add_bos_token: true,
+      bos_token: token('<s>'),
+      eos_token: token('</s>'),
+      model_max_length: 2048,
+      chat_template: named ? [{ name: 'default', template: source }, { name: 'tool_use', template: '{{ messages[0].content }}' }] : source,
+    } as Json;
+  });
+
 /** An optimizer's saved state (the `optimizer_state` of a model file) after a few steps on small parameters. */
 export const optimizerState: fc.Arbitrary<Json> = fc
   .record({

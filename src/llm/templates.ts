@@ -420,13 +420,26 @@ type Node =
   | { k: 'break' }
   | { k: 'continue' };
 
+const MAX_TEMPLATE_NESTING = 100;
+
 class Parser {
   private c = 0;
   private toks: Tok[] = [];
   private p = 0;
   private line = 1;
+  private depth = 0;
 
   constructor(private readonly chunks: Chunk[]) {}
+
+  /** Nesting is bounded so a hostile template gets an error, not a stack overflow. */
+  private nested<T>(parse: () => T): T {
+    if (++this.depth > MAX_TEMPLATE_NESTING) this.fail(`nesting deeper than ${MAX_TEMPLATE_NESTING} levels`);
+    try {
+      return parse();
+    } finally {
+      this.depth--;
+    }
+  }
 
   parseTemplate(): Node[] {
     const { nodes, end } = this.parseBody([]);
@@ -440,6 +453,10 @@ class Parser {
 
   /** Parses nodes until one of `ends` opens a block tag; returns that tag's name (tokens positioned after it). */
   private parseBody(ends: string[]): { nodes: Node[]; end: string | null } {
+    return this.nested(() => this.parseBodyNodes(ends));
+  }
+
+  private parseBodyNodes(ends: string[]): { nodes: Node[]; end: string | null } {
     const nodes: Node[] = [];
     while (this.c < this.chunks.length) {
       const chunk = this.chunks[this.c++];
@@ -628,6 +645,10 @@ class Parser {
   }
 
   expr(withCond = true): Expr {
+    return this.nested(() => this.condExpr(withCond));
+  }
+
+  private condExpr(withCond: boolean): Expr {
     let e = this.orExpr();
     while (withCond && this.peekName('if')) {
       this.p++;
@@ -663,7 +684,7 @@ class Parser {
   private notExpr(): Expr {
     if (this.peekName('not')) {
       this.p++;
-      return { k: 'unary', op: 'not', value: this.notExpr() };
+      return { k: 'unary', op: 'not', value: this.nested(() => this.notExpr()) };
     }
     return this.compare();
   }
@@ -719,7 +740,7 @@ class Parser {
     if (this.peekOp('-') || this.peekOp('+')) {
       const op = this.peek()!.value;
       this.p++;
-      e = { k: 'unary', op, value: this.unary(false) };
+      e = { k: 'unary', op, value: this.nested(() => this.unary(false)) };
     } else {
       e = this.primary();
     }

@@ -87,7 +87,7 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       const indices = order.subarray(b * config.batchSize, Math.min(trainSet.count, (b + 1) * config.batchSize));
       const batch = gatherBatch(trainSet, indices);
       const where = () => `epoch ${epoch}, batch ${b + 1}`;
-      const { output, trace } = forwardNetwork(net, batch.input, { keepTrace: true, checkFinite });
+      const { output, trace } = withStep(where, () => forwardNetwork(net, batch.input, { keepTrace: true, checkFinite }));
       const loss = computeLoss(config.loss, output, batch);
       if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
       const { gradients } = backwardNetwork(net, trace!, loss.grad);
@@ -134,14 +134,14 @@ export interface Evaluation {
 }
 
 /** Mean loss (and accuracy for labelled data) over a dataset, in batches. */
-export function evaluate(net: VolumetricNetwork, data: Dataset, loss: LossName, batchSize = 500): Evaluation {
+export function evaluate(net: VolumetricNetwork, data: Dataset, loss: LossName, batchSize = 500, checkFinite = true): Evaluation {
   let lossSum = 0;
   let correct = 0;
   let hasAccuracy = true;
   for (let start = 0; start < data.count; start += batchSize) {
     const indices = Int32Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
     const batch = gatherBatch(data, indices);
-    const { output } = forwardNetwork(net, batch.input);
+    const { output } = withStep(() => `samples ${start}..${start + indices.length - 1}`, () => forwardNetwork(net, batch.input, { checkFinite }));
     const r = computeLoss(loss, output, batch);
     lossSum += r.loss * indices.length;
     if (r.correct === undefined) hasAccuracy = false;
@@ -153,11 +153,12 @@ export function evaluate(net: VolumetricNetwork, data: Dataset, loss: LossName, 
 }
 
 /** Predictions for every sample, as one [count, outputs] tensor. */
-export function predict(net: VolumetricNetwork, data: Dataset, batchSize = 500): Tensor {
+export function predict(net: VolumetricNetwork, data: Dataset, batchSize = 500, checkFinite = true): Tensor {
   const parts: Tensor[] = [];
   for (let start = 0; start < data.count; start += batchSize) {
     const indices = Int32Array.from({ length: Math.min(batchSize, data.count - start) }, (_, i) => start + i);
-    parts.push(forwardNetwork(net, gatherBatch(data, indices).input).output);
+    const input = gatherBatch(data, indices).input;
+    parts.push(withStep(() => `samples ${start}..${start + indices.length - 1}`, () => forwardNetwork(net, input, { checkFinite })).output);
   }
   const width = parts[0]?.rowSize ?? 0;
   const out = new Float32Array(data.count * width);
@@ -192,4 +193,14 @@ export function gatherBatch(data: Dataset, indices: ArrayLike<number>): Batch {
     batch.targets = t;
   }
   return batch;
+}
+
+/** Runs `fn`, adding where it happened (epoch/batch or sample range) to a NumericError's message. */
+function withStep<T>(where: () => string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    if (e instanceof NumericError) throw new NumericError(`${e.message} (${where()})`);
+    throw e;
+  }
 }
