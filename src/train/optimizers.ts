@@ -71,6 +71,9 @@ export abstract class Optimizer {
     if (!slots) this.buffers.set(key, (slots = new Map()));
     let b = slots.get(name);
     if (!b) slots.set(name, (b = new Float32Array(length)));
+    else if (b.length !== length) {
+      throw SpecError.at(`optimizer state buffers.${key}.${name}`, `has ${b.length} values but the parameter has ${length} (state saved for another network?)`);
+    }
     return b;
   }
 

@@ -5,12 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, test } from 'node:test';
 import { buildNetwork } from '../../src/grid/spec.js';
+import { writeFileAtomic } from '../../src/io/atomicWrite.js';
 import { loadNetworkFile } from '../../src/io/modelFiles.js';
 
 const WIDTH = 1000;
@@ -115,4 +116,15 @@ test('a save killed by SIGKILL leaves the previous model file intact and loadabl
   t.diagnostic(`kills: ${attempts.map((a) => `${a.mode} → ${a.midWrite ? 'mid-write' : 'outside the write'}`).join('; ')}`);
   t.diagnostic(`leftover temporary files (not cleaned up by a later save): ${leftovers.length}`);
   assert.ok(midWrite >= 1, 'no kill landed while the temporary file was being written; the test did not exercise a torn write');
+});
+
+test('a save removes temporary files that a dead writer left for the same target, and no others', () => {
+  const sub = mkdtempSync(join(dir, 'stale-'));
+  const target = join(sub, 'm.json');
+  const dead = '.m.json.999999999.abc.tmp';
+  const live = `.m.json.${process.pid}.abc.tmp`;
+  const other = '.other.json.999999999.abc.tmp';
+  for (const name of [dead, live, other]) writeFileSync(join(sub, name), 'partial');
+  writeFileAtomic(target, '{}');
+  assert.deepEqual(readdirSync(sub).sort(), [live, other, 'm.json'].sort());
 });

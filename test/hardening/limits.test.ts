@@ -148,3 +148,14 @@ test('JSON nested 200000 deep is a typed error in every JSON entry point', () =>
   refusedCheaply(() => parseJsonDataset(`{"inputs": ${deep}, "targets": [0]}`), FormatError, /inputs\[0\]\[0\]|inputs/);
   refusedCheaply(() => parseJsonDataset(deep.slice(0, -1)), FormatError, /invalid JSON/);
 });
+
+test('resuming with optimizer state saved for a differently sized network is refused, naming the buffer', async () => {
+  const { createOptimizer, optimizerFromState } = await import('../../src/train/optimizers.js');
+  const adam = createOptimizer({ type: 'adamw', lr: 0.01 });
+  adam.step([{ key: 'layer0', values: new Float32Array(4), grad: new Float32Array(4).fill(1) }]);
+  const resumed = optimizerFromState(JSON.parse(JSON.stringify(adam.state())));
+  assert.throws(
+    () => resumed.step([{ key: 'layer0', values: new Float32Array(6), grad: new Float32Array(6) }]),
+    (e: unknown) => e instanceof SpecError && /buffers\.layer0\.exp_avg: has 4 values but the parameter has 6/.test((e as Error).message),
+  );
+});
