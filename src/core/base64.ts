@@ -5,25 +5,37 @@ const ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789
 const LOOKUP = new Int16Array(128).fill(-1);
 for (let i = 0; i < ALPHABET.length; i++) LOOKUP[ALPHABET.charCodeAt(i)] = i;
 
+const ENCODE = Uint8Array.from(ALPHABET, (c) => c.charCodeAt(0));
+const PAD = 61;
+const ascii = new TextDecoder();
+
+interface NodeBuffer {
+  from(buffer: ArrayBufferLike, offset: number, length: number): { toString(encoding: 'base64'): string };
+}
+
 export function encodeBase64(bytes: Uint8Array): string {
-  const parts: string[] = [];
-  const CHUNK = 3 * 4096;
-  for (let start = 0; start < bytes.length; start += CHUNK) {
-    const end = Math.min(bytes.length, start + CHUNK);
-    let s = '';
-    let i = start;
-    for (; i + 3 <= end; i += 3) {
-      const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
-      s += ALPHABET[n >>> 18] + ALPHABET[(n >>> 12) & 63] + ALPHABET[(n >>> 6) & 63] + ALPHABET[n & 63];
-    }
-    if (i < end) {
-      const rest = end - i;
-      const n = (bytes[i] << 16) | (rest === 2 ? bytes[i + 1] << 8 : 0);
-      s += ALPHABET[n >>> 18] + ALPHABET[(n >>> 12) & 63] + (rest === 2 ? ALPHABET[(n >>> 6) & 63] : '=') + '=';
-    }
-    parts.push(s);
+  // Node's native encoder is ~10x faster; the portable path gives the same text in browsers.
+  const nodeBuffer = (globalThis as { Buffer?: NodeBuffer }).Buffer;
+  if (nodeBuffer) return nodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64');
+  const out = new Uint8Array(Math.ceil(bytes.length / 3) * 4);
+  let o = 0;
+  let i = 0;
+  for (; i + 3 <= bytes.length; i += 3) {
+    const n = (bytes[i] << 16) | (bytes[i + 1] << 8) | bytes[i + 2];
+    out[o++] = ENCODE[n >>> 18];
+    out[o++] = ENCODE[(n >>> 12) & 63];
+    out[o++] = ENCODE[(n >>> 6) & 63];
+    out[o++] = ENCODE[n & 63];
   }
-  return parts.join('');
+  const rest = bytes.length - i;
+  if (rest > 0) {
+    const n = (bytes[i] << 16) | (rest === 2 ? bytes[i + 1] << 8 : 0);
+    out[o++] = ENCODE[n >>> 18];
+    out[o++] = ENCODE[(n >>> 12) & 63];
+    out[o++] = rest === 2 ? ENCODE[(n >>> 6) & 63] : PAD;
+    out[o++] = PAD;
+  }
+  return ascii.decode(out);
 }
 
 export function decodeBase64(text: string, source = 'base64'): Uint8Array {

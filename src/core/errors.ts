@@ -5,7 +5,18 @@
  */
 export class LoomError extends Error {
   override name = 'LoomError';
+
+  constructor(message?: string, options?: ErrorOptions) {
+    super(message === undefined ? undefined : oneLine(message), options);
+  }
 }
+
+/** Control characters (a newline inside a JSON key, say) are escaped so a message stays one line. */
+export function oneLine(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f\u2028\u2029]/g, (c) => CONTROL_ESCAPES[c] ?? `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+const CONTROL_ESCAPES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
 
 /** A value in a JSON document (spec, model, config) is missing or malformed. `path` is like `layers[3].kernel_size`. */
 export class SpecError extends LoomError {
@@ -21,7 +32,7 @@ export class SpecError extends LoomError {
   /** For problems that are not "expected X, got Y" (unknown field, duplicate coordinate). */
   static at(path: string, problem: string): SpecError {
     const e = new SpecError(path, problem);
-    e.message = `${path}: ${problem}`;
+    e.message = oneLine(`${path}: ${problem}`);
     return e;
   }
 }
