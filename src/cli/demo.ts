@@ -92,7 +92,7 @@ function pickTask(dataDir: string | undefined): DemoTask {
   const dir = dataDir ?? FASHION_DIR;
   if (dataDir !== undefined || existsSync(dir)) {
     const { train, test } = loadMnistDirectory(dir);
-    return { name: 'fashion-mnist-mlp', spec: 'fashion-mlp.json', train, test, epochs: 4, batch: 64, lr: 2e-3, goal: 0.85 };
+    return { name: 'fashion-mnist-cnn', spec: 'fashion-cnn.json', train, test, epochs: 6, batch: 64, lr: 2e-3, goal: 0.9 };
   }
   const all = makeSpirals({ classes: 3, pointsPerClass: 400, noise: 0.15, seed: 11 });
   const { train, validation } = splitDataset(all, 0.25, 5);
