@@ -16,6 +16,12 @@ const PYTHON = '/usr/bin/python3';
 const PEERS = fileURLToPath(new URL('../../bench/peers/', import.meta.url));
 const budgetSeconds = Number(process.env.BENCH_SECONDS ?? 2);
 
+// `npm run bench -- adaptation`: the Layer × Training Mode study (bench/adaptation.ts) instead of the default suite.
+if (process.argv[2] === 'adaptation') {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL('./adaptation.js', import.meta.url))], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+
 function median(samples: number[]): number {
   const s = [...samples].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];

@@ -129,8 +129,24 @@ export const networkSpec: fc.Arbitrary<LayerJson> = fc
     }
     const doc: LayerJson = { depth, rows, cols, layers_per_cell: lpc, layers: placed };
     if (id !== null) doc.id = id;
-    return doc;
+    return withConsistentLinks(doc);
   });
+
+/** Drops the remote links whose two ends disagree on values per sample (buildNetwork rejects those). */
+function withConsistentLinks(doc: LayerJson): LayerJson {
+  const layers = doc.layers as LayerJson[];
+  for (let tries = 0; tries <= layers.length; tries++) {
+    try {
+      buildNetwork(doc);
+      return doc;
+    } catch (e) {
+      const m = /^layers\[(\d+)\]\.target_z: remote link from /.exec((e as Error).message);
+      if (!m) return doc;
+      for (const key of ['is_remote_link', 'target_z', 'target_y', 'target_x', 'target_l']) delete layers[Number(m[1])][key];
+    }
+  }
+  return doc;
+}
 
 const persistenceCache = new Map<string, Json>();
 

@@ -23,3 +23,17 @@ export { Tokenizer, type TokenizerOptions, type EncodeOptions, type DecodeOption
 export * from './llm/templates.js';
 export * from './io/safetensors.js';
 export * from './io/universalLoader.js';
+export * from './evolve/clone.js';
+export * from './evolve/dna.js';
+export * from './evolve/splice.js';
+export * from './evolve/mutate.js';
+export * from './evolve/population.js';
+export * from './evolve/graft.js';
+export * from './evolve/tasks.js';
+export * from './analysis/deviation.js';
+export * from './analysis/ensemble.js';
+export * from './analysis/clustering.js';
+export * from './analysis/correlation.js';
+export * from './analysis/telemetry.js';
+export * from './analysis/observers.js';
+export * from './analysis/introspection.js';

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { LoomError, UsageError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
+import { dnaCommand, evolveCommand } from './evolveCommands.js';
+import { liveCommand } from './liveCommand.js';
 import { infoCommand, morphCommand, runCommand } from './modelCommands.js';
 import { trainCommand } from './trainCommand.js';
 
@@ -12,7 +14,12 @@ commands:
   run <model.json> --input <in.json>     run a saved model on {"shape":[...],"data":[...]} and print the output
   info <model.json> [--json]             layers, coordinates, dtypes, parameters and bytes
   morph <model.json> --dtype <name> --out <file>
-                                         convert every layer to another numeric type`;
+                                         convert every layer to another numeric type
+  live <spec.json> --task <name>         stream a task-switching task through the mesh and watch it adapt
+                                         [--mode StepTweenChain --steps N --window W --seed S --lr LR --input-size N]
+  dna <a.json> <b.json> [--json]         compare two networks' DNA: overlaps and logic shifts
+  evolve [spec.json] --task <name>       evolve a network (xor, cartpole, spirals)
+                                         [--population N --generations G --seed S --scale σ --out best.json --json]`;
 
 export function main(argv: string[]): number {
   const out = (s: string) => process.stdout.write(s + '\n');
@@ -35,6 +42,15 @@ export function main(argv: string[]): number {
       case 'demo':
         demoCommand(rest, out);
         break;
+      case 'live':
+        liveCommand(rest, { out, tty: process.stdout.isTTY === true, write: (s) => process.stdout.write(s) });
+        break;
+      case 'dna':
+        dnaCommand(rest, out);
+        break;
+      case 'evolve':
+        evolveCommand(rest, out);
+        break;
       case undefined:
       case 'help':
       case '--help':
@@ -42,7 +58,7 @@ export function main(argv: string[]): number {
         out(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph)`);
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph, live, dna, evolve)`);
     }
     return 0;
   } catch (e) {

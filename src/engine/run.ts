@@ -9,6 +9,15 @@ export interface ForwardOptions {
   keepTrace?: boolean;
   /** Throw a NumericError naming the first layer whose output holds NaN or Inf. */
   checkFinite?: boolean;
+  /** Called after each layer runs with its output (observers, telemetry). */
+  onLayer?: LayerHook;
+}
+
+/** Per-layer callback: `value` is the layer's output (forward) or the gradient leaving it toward its input (backward). */
+export type LayerHook = (layer: Layer, index: number, value: Tensor) => void;
+
+export interface BackwardOptions {
+  onLayer?: LayerHook;
 }
 
 /** What a forward pass leaves for the backward pass. */
@@ -57,6 +66,7 @@ export function forwardNetwork(net: VolumetricNetwork, input: Tensor, options: F
     const { output, cache } = layer.kind.forward(layer, values[step.inputValue], weights, skip);
     layerTimesMs[step.index] = performance.now() - start;
     if (options.checkFinite) assertFinite(output.data, () => `output of ${layer.kind.name} at ${coordText(layer)} (${dtypeName(layer.dtype)})`);
+    options.onLayer?.(layer, step.index, output);
     values.push(output);
     if (options.keepTrace) {
       caches.push(cache);
@@ -69,7 +79,7 @@ export function forwardNetwork(net: VolumetricNetwork, input: Tensor, options: F
 }
 
 /** Backpropagates `gradOutput` through a traced forward pass, routing gradients along remote links and skips. */
-export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gradOutput: Tensor): BackwardResult {
+export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gradOutput: Tensor, options: BackwardOptions = {}): BackwardResult {
   const { plan, values, caches, weights } = trace;
   const valueGrads: (Tensor | undefined)[] = new Array(values.length);
   valueGrads[values.length - 1] = gradOutput;
@@ -82,6 +92,7 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
     const start = performance.now();
     const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k]);
     layerTimesMs[step.index] = performance.now() - start;
+    options.onLayer?.(step.layer, step.index, result.gradInput);
     if (result.gradWeights) gradients.push({ key: String(step.index), layer: step.layer, grad: result.gradWeights });
     for (const c of result.childGradients ?? []) gradients.push({ key: `${step.index}.${c.path}`, layer: c.layer, grad: c.grad });
     valueGrads[step.inputValue] = addGrad(valueGrads[step.inputValue], result.gradInput);

@@ -1,9 +1,9 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import type { VolumetricNetwork } from '../grid/network.js';
-import type { Layer } from '../layers/layer.js';
+import { walkLayer, type Layer } from '../layers/layer.js';
 import { forwardNetwork, type ParameterGradient } from './run.js';
-import { CONSTANT_REF, backwardGraph, historyGraph, snapshotGraph, traceGraph, type LayerGraph, type StepState } from './step.js';
+import { CONSTANT_REF, backwardGraph, historyGraph, snapshotGraph, traceGraph, type GraphNode, type LayerGraph, type StepState } from './step.js';
 
 /*
  * Tween: neural target propagation. A forward pass records every activation ("what is"); a backward
@@ -167,10 +167,12 @@ export function tweenBackwardChainRule(state: TweenState, target: Tensor | Float
 }
 
 /**
- * Target propagation without derivatives. A Dense layer (W [out][in]) turns the target of its output
- * into one for its input: per input i, Σ_o W[o,i]·t[o] / Σ_o |W[o,i]|, or 0 when Σ_o |W[o,i]| ≤ 0.01.
- * Other kinds pass their actual input on as its target (no gap upstream). A value read by several
- * layers gets the mean of their estimates; skip inputs get none.
+ * Target propagation without derivatives across layers. A Dense layer (W [out][in]) turns the target of
+ * its output into one for its input: per input i, Σ_o W[o,i]·t[o] / Σ_o |W[o,i]|, or 0 when
+ * Σ_o |W[o,i]| ≤ 0.01. Every other kind (Conv, RNN, LSTM, attention, norms, …) has no such inverse, so
+ * it moves its actual input x by its own local step: x + Jᵀ(t − y), J its Jacobian at this evaluation
+ * (one kind.backward of the gap). A value read by several layers gets the mean of their estimates;
+ * skip inputs get none.
  */
 export function tweenBackwardTargetProp(state: TweenState, target: Tensor | Float32Array): void {
   const graph = state.recorded;
@@ -191,7 +193,7 @@ export function tweenBackwardTargetProp(state: TweenState, target: Tensor | Floa
     if (k !== graph.output && counts[k] > 0) targets[k] = new Tensor(mean(sums[k]!, counts[k]), node.output.shape);
     const tk = targets[k];
     if (!tk || node.input === CONSTANT_REF) continue;
-    const est = estimateInputTarget(node.layer, node.cache.input, node.weights, tk);
+    const est = estimateInputTarget(node, tk);
     if (node.input >= 0) {
       add(sums, node.input, est);
       counts[node.input]++;
@@ -208,8 +210,15 @@ export function tweenBackwardTargetProp(state: TweenState, target: Tensor | Floa
 }
 
 /** Target for a layer's input from the target of its output (see tweenBackwardTargetProp). */
-function estimateInputTarget(layer: Layer, input: Tensor, weights: Float32Array | null, target: Tensor): Float32Array {
-  if (layer.kind.name !== 'Dense' || !weights) return input.data.slice();
+function estimateInputTarget(node: GraphNode, target: Tensor): Float32Array {
+  const { layer, weights } = node;
+  const input = node.cache.input;
+  if (layer.kind.name !== 'Dense' || !weights) {
+    const step = layer.kind.backward(layer, gapOf(node, target, 1, false), node.cache, weights).gradInput.data;
+    const est = new Float32Array(input.size);
+    for (let i = 0; i < est.length; i++) est[i] = input.data[i] + step[i];
+    return est;
+  }
   const nIn = layer.config.inputHeight ?? 0;
   const nOut = layer.config.outputHeight ?? 0;
   const rows = input.size / nIn;
@@ -264,8 +273,9 @@ export function calculateLinkBudgets(state: TweenState): void {
  * Updates weights. Every reached layer with budget ≥ ignoreThreshold learns at lr·(0.5 + 0.5·budget):
  * chain mode adds v = momentum·v + (1 − momentum)·rate·g (g its depth-scaled gradient, nested layers
  * included); target-prop mode closes gaps locally — Dense by the delta rule on x·(target − actual)
- * (plus bias) with the same momentum, RMSNorm/LayerNorm by gamma += rate·gap·0.01; other kinds keep
- * their weights.
+ * (plus bias) with the same momentum, RMSNorm/LayerNorm by gamma += rate·gap·0.01, every other kind
+ * with parameters (Conv, RNN, LSTM, attention, containers, …) by its own parameter gradient of the
+ * local gap ½‖target − actual‖² (one kind.backward, nothing chained across layers), with the same momentum.
  */
 export function applyTweenGaps(state: TweenState, lr = state.config.learningRate): void {
   const gate = (entry: TweenLayer | undefined): number | null => {
@@ -282,11 +292,40 @@ export function applyTweenGaps(state: TweenState, lr = state.config.learningRate
   }
   for (const entry of state.layers) {
     const rate = gate(entry);
-    if (rate === null || !entry.layer.weights) continue;
+    if (rate === null || ![...walkLayer(entry.layer)].some((l) => l.weights)) continue;
     const name = entry.layer.kind.name;
     if (name === 'Dense') denseGapUpdate(state, entry, rate);
     else if (name === 'RMSNorm' || name === 'LayerNorm') normGapUpdate(state, entry, rate);
+    else localGapUpdate(state, entry, rate);
   }
+}
+
+/** (target − actual)·scale at a node, the output gradient of −½‖target − actual‖²; divided by the rows when `average`. */
+function gapOf(node: GraphNode, target: Tensor, scale: number, average: boolean): Tensor {
+  const y = node.output.data;
+  const rows = average ? (node.output.shape[0] ?? 1) : 1;
+  const g = new Float32Array(y.length);
+  for (let i = 0; i < g.length; i++) g[i] = ((target.data[i] - y[i]) * scale) / rows;
+  return new Tensor(g, node.output.shape);
+}
+
+function localGapUpdate(state: TweenState, entry: TweenLayer, rate: number): void {
+  const graph = state.recorded;
+  const sums = new Map<string, { layer: Layer; delta: Float64Array }>();
+  const add = (key: string, layer: Layer, g: Float32Array): void => {
+    let s = sums.get(key);
+    if (!s) sums.set(key, (s = { layer, delta: new Float64Array(g.length) }));
+    for (let i = 0; i < g.length; i++) s.delta[i] += g[i];
+  };
+  for (const k of entry.nodes) {
+    const t = state.targets[k];
+    if (!t) continue;
+    const node = graph.nodes[k];
+    const r = node.layer.kind.backward(node.layer, gapOf(node, t, state.depthScale(k), true), node.cache, node.weights);
+    if (r.gradWeights) add(entry.key, entry.layer, r.gradWeights);
+    for (const c of r.childGradients ?? []) add(`${entry.key}.${c.path}`, c.layer, c.grad);
+  }
+  for (const [key, { layer, delta }] of sums) addMomentum(state, key, layer, delta, rate);
 }
 
 function addMomentum(state: TweenState, key: string, layer: Layer, delta: ArrayLike<number>, rate: number): void {

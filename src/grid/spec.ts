@@ -65,8 +65,24 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
     if (layer.remote && !net.contains(layer.remote)) {
       throw SpecError.at(`layers[${placedBy.get(index)}].target_z`, `remote link target ${coordText(layer.remote)} is outside the grid`);
     }
+    checkLinkWidths(net, layer, `layers[${placedBy.get(index)}]`);
   }
   return net;
+}
+
+/** A remote link whose target writes a different number of values per sample than the reader takes (both fixed by their configs). */
+function checkLinkWidths(net: VolumetricNetwork, layer: Layer, path: string): void {
+  if (!layer.remote || layer.kind.takesSkip) return;
+  const { z, y, x, l } = layer.remote;
+  const source = net.getLayer(z, y, x, l);
+  const produced = source?.kind.sampleWidths?.(source).output;
+  const taken = layer.kind.sampleWidths?.(layer).input;
+  if (source && produced !== undefined && taken !== undefined && produced !== taken) {
+    throw SpecError.at(
+      `${path}.target_z`,
+      `remote link from ${coordText(layer)} to ${coordText(source)}: ${source.kind.name} at ${coordText(source)} writes ${produced} values per sample but ${layer.kind.name} at ${coordText(layer)} reads ${taken}`,
+    );
+  }
 }
 
 /**

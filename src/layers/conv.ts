@@ -202,6 +202,11 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       col2im(colT, g, batch, gradIn);
       return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
     },
+
+    sampleWidths(layer) {
+      const g = geometryOf(layer);
+      return { input: imageSize(g), output: layer.config.filters! * positions(g) };
+    },
   };
 }
 

@@ -56,6 +56,10 @@ export const denseKind: LayerKind = {
     gemmAB(gradPre, weights!.subarray(0, nIn * nOut), gradIn, batch, nIn, nOut);
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
   },
+
+  sampleWidths(layer) {
+    return { input: layer.config.inputHeight, output: layer.config.outputHeight };
+  },
 };
 
 /** Rows of `input` for a layer expecting `features` values per sample; [B, ...] flattens to [B, features]. */

@@ -81,6 +81,13 @@ export interface LayerKind {
   /** `weights` are the float32 values of the layer's active dtype (never the master when morphed). */
   forward(layer: Layer, input: Tensor, weights: Float32Array | null, skip: Tensor | null): LayerForwardResult;
   backward(layer: Layer, gradOutput: Tensor, cache: LayerCache, weights: Float32Array | null): LayerBackwardResult;
+  /** Values per sample the layer reads and writes, where its config fixes them (checked along remote links at build time). */
+  sampleWidths?(layer: Layer): SampleWidths;
+}
+
+export interface SampleWidths {
+  input?: number;
+  output?: number;
 }
 
 /** The layer and all layers nested in it, depth first. */

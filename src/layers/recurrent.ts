@@ -4,7 +4,7 @@ import { Tensor } from '../core/tensor.js';
 import { sumRows, transpose } from '../kernels/gemm.js';
 import { gemmABt } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
-import { coordText, type Layer, type LayerKind } from './layer.js';
+import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';
 
 /*
@@ -55,6 +55,12 @@ function toBatchMajor(src: Float32Array, batch: number, seq: number, n: number, 
   return out;
 }
 
+/** Fixed only when seq_length is given. */
+function recurrentWidths(layer: Layer): SampleWidths {
+  const { inputHeight = 0, outputHeight = 0, seqLength } = layer.config;
+  return seqLength ? { input: seqLength * inputHeight, output: seqLength * outputHeight } : {};
+}
+
 function configureRecurrent(layer: Layer, path: string): void {
   requirePositive(layer.config.inputHeight, `${path}.input_height`);
   requirePositive(layer.config.outputHeight, `${path}.output_height`);
@@ -84,6 +90,7 @@ export const rnnKind: LayerKind = {
   aliases: [],
 
   configure: configureRecurrent,
+  sampleWidths: recurrentWidths,
 
   parameterCount(layer) {
     const { inputHeight: nIn = 0, outputHeight: hid = 0 } = layer.config;
@@ -195,6 +202,7 @@ export const lstmKind: LayerKind = {
   aliases: [],
 
   configure: configureRecurrent,
+  sampleWidths: recurrentWidths,
 
   parameterCount(layer) {
     const { inputHeight: nIn = 0, outputHeight: hid = 0 } = layer.config;

@@ -237,6 +237,38 @@ export function makeTaskSwitchStream(options: TaskSwitchOptions = {}): StreamSam
   return out;
 }
 
+/** The phases of makeTaskSwitchStream by task id. */
+export const TASK_SWITCH_PHASES: readonly string[] = ['chase', 'avoid'];
+
+/** A built-in task-switching stream (for `loom live` and the benchmark). */
+export interface AdaptationTask {
+  description: string;
+  make(options: { steps: number; seed: number; inputSize: number }): StreamSample[];
+}
+
+/** Built-in streams by name. */
+export const ADAPTATION_TASKS: Readonly<Record<string, AdaptationTask>> = {
+  'chase-avoid': {
+    description: 'chase → avoid → chase, switches at one and two thirds; the task id is an input',
+    make: (o) => makeTaskSwitchStream(o),
+  },
+  'chase-avoid-hidden': {
+    description: 'chase → avoid → chase with the task id hidden: the mesh must notice the switch from its errors',
+    make: (o) => makeTaskSwitchStream({ ...o, showTask: false }),
+  },
+  alternate: {
+    description: 'chase and avoid alternating every quarter of the stream, task id hidden',
+    make: (o) => {
+      const q = Math.floor(o.steps / 4);
+      return makeTaskSwitchStream({ ...o, showTask: false, changeAt: [q, 2 * q, 3 * q], tasks: [0, 1, 0, 1] });
+    },
+  },
+  chase: {
+    description: 'chase only (no switch)',
+    make: (o) => makeTaskSwitchStream({ ...o, changeAt: [], tasks: [0] }),
+  },
+};
+
 function reflect(v: number): number {
   if (v < 0) return -v;
   if (v > 1) return 2 - v;
@@ -255,6 +287,37 @@ export function adaptationNetwork(options: { inputSize?: number; hidden?: number
     use_bias: true,
   }));
   return buildNetwork({ depth: 1, rows: 1, cols: layers.length, layers_per_cell: 1, layers }, { seed: options.seed ?? 1 });
+}
+
+/** Layer families of the original's "Layer × Training Mode" study. */
+export type AdaptationLayer = 'Dense' | 'Conv2D' | 'RNN' | 'LSTM' | 'Attention';
+export const ADAPTATION_LAYERS: readonly AdaptationLayer[] = ['Dense', 'Conv2D', 'RNN', 'LSTM', 'Attention'];
+
+/**
+ * A study network for one layer family, for 16 inputs (two copies of the 8 observation features) and 4
+ * moves: the layer under test → Dense 32 (LeakyReLU) → Dense 4 (Sigmoid), one layer per cell. The
+ * 16 inputs are a 1×4×4 image for Conv2D (8 filters, 3×3, padding 1), a sequence of 4 steps × 4 features
+ * for RNN/LSTM (hidden 16) and for attention (d_model 4, 2 heads); Dense is 16 → 64.
+ */
+export function adaptationLayerNetwork(layer: AdaptationLayer, options: { seed?: number } = {}): VolumetricNetwork {
+  const first: Record<AdaptationLayer, { spec: Record<string, unknown>; width: number }> = {
+    Dense: { spec: { type: 'Dense', activation: 'LeakyReLU', input_height: 16, output_height: 64, use_bias: true }, width: 64 },
+    Conv2D: {
+      spec: { type: 'Conv2D', activation: 'LeakyReLU', input_channels: 1, input_height: 4, input_width: 4, filters: 8, kernel_size: 3, padding: 1, use_bias: true },
+      width: 128,
+    },
+    RNN: { spec: { type: 'RNN', input_height: 4, output_height: 16, seq_length: 4 }, width: 64 },
+    LSTM: { spec: { type: 'LSTM', input_height: 4, output_height: 16, seq_length: 4 }, width: 64 },
+    Attention: { spec: { type: 'MultiHeadAttention', activation: 'Linear', d_model: 4, num_heads: 2, seq_length: 4 }, width: 16 },
+  };
+  const f = first[layer];
+  if (!f) throw new SpecError('layer', `one of ${ADAPTATION_LAYERS.join(', ')}`, layer);
+  const layers = [
+    { z: 0, y: 0, x: 0, l: 0, ...f.spec },
+    { z: 0, y: 0, x: 1, l: 0, type: 'Dense', activation: 'LeakyReLU', input_height: f.width, output_height: 32, use_bias: true },
+    { z: 0, y: 0, x: 2, l: 0, type: 'Dense', activation: 'Sigmoid', input_height: 32, output_height: 4, use_bias: true },
+  ];
+  return buildNetwork({ depth: 1, rows: 1, cols: 3, layers_per_cell: 1, layers }, { seed: options.seed ?? 1 });
 }
 
 /** Mode settings plus tracker settings. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ALL_DTYPES, DType, dtypeName } from '../../src/core/dtype.js';
-import { LoomError, ShapeError } from '../../src/core/errors.js';
+import { LoomError, ShapeError, SpecError } from '../../src/core/errors.js';
 import { Tensor } from '../../src/core/tensor.js';
 import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
 import { StepState, createStepState, createStepWorkerPool, stepBackward, stepForward } from '../../src/engine/step.js';
@@ -382,4 +382,37 @@ test('clear errors: missing input, changed input shape, bad remote target, a loo
   stepForward(wrong, Tensor.zeros([1, 3]));
   assert.throws(() => stepBackward(wrong, Tensor.zeros([1, 5])), ShapeError);
   assert.throws(() => createStepState(net, { tileSize: -1 }), /tileSize/);
+});
+
+test('build time: a remote link outside the grid or with mismatched widths is a SpecError naming both coordinates', () => {
+  const grid = (layers: Record<string, unknown>[]) => ({ depth: 1, rows: 1, cols: 3, layers_per_cell: 1, layers });
+  assert.throws(
+    () => buildNetwork(grid([dense(0, 0, 0, 0, 3, 4), { ...dense(0, 0, 1, 0, 4, 4), ...remote(0, 2, 0, 0) }])),
+    (e: unknown) => e instanceof SpecError && /layers\[1\]\.target_z.*remote link target \(0,2,0,0\) is outside the grid/.test((e as Error).message),
+  );
+  // (0,0,2) reads (0,0,0), which writes 4 values, but it takes 5; a link back to a later cell is checked the same way.
+  assert.throws(
+    () => buildNetwork(grid([dense(0, 0, 0, 0, 3, 4), dense(0, 0, 1, 0, 4, 5), { ...dense(0, 0, 2, 0, 5, 2), ...remote(0, 0, 0, 0) }])),
+    (e: unknown) =>
+      e instanceof SpecError &&
+      /layers\[2\]\.target_z: .*remote link from \(0,0,2,0\) to \(0,0,0,0\): Dense at \(0,0,0,0\) writes 4 values per sample but Dense at \(0,0,2,0\) reads 5/.test((e as Error).message),
+  );
+  assert.throws(
+    () => buildNetwork(grid([{ ...dense(0, 0, 0, 0, 3, 3), ...remote(0, 0, 2, 0) }, dense(0, 0, 1, 0, 3, 4), dense(0, 0, 2, 0, 4, 2)])),
+    /remote link from \(0,0,0,0\) to \(0,0,2,0\): Dense at \(0,0,2,0\) writes 2 values per sample but Dense at \(0,0,0,0\) reads 3/,
+  );
+  // Conv and recurrent layers state their widths too: 8 filters × 4×4 = 128 values; an LSTM over 4 steps of 4 reads 16.
+  const conv = { type: 'Conv2D', input_channels: 1, input_height: 4, input_width: 4, filters: 8, kernel_size: 3, padding: 1 };
+  assert.throws(
+    () => buildNetwork(grid([{ z: 0, y: 0, x: 0, l: 0, ...conv }, dense(0, 0, 1, 0, 128, 4), { ...dense(0, 0, 2, 0, 100, 2), ...remote(0, 0, 0, 0) }])),
+    /CNN2 at \(0,0,0,0\) writes 128 values per sample but Dense at \(0,0,2,0\) reads 100/,
+  );
+  const rnn = { type: 'LSTM', input_height: 4, output_height: 16, seq_length: 4 };
+  assert.throws(
+    () => buildNetwork(grid([dense(0, 0, 0, 0, 3, 12), dense(0, 0, 1, 0, 12, 16), { z: 0, y: 0, x: 2, l: 0, ...rnn, ...remote(0, 0, 0, 0) }])),
+    /Dense at \(0,0,0,0\) writes 12 values per sample but LSTM at \(0,0,2,0\) reads 16/,
+  );
+  // Matching widths, and layers whose widths their config does not fix (Residual skips, attention), build.
+  buildNetwork(grid([dense(0, 0, 0, 0, 3, 4), dense(0, 0, 1, 0, 4, 5), { ...dense(0, 0, 2, 0, 4, 2), ...remote(0, 0, 0, 0) }]));
+  buildNetwork(grid([dense(0, 0, 0, 0, 3, 4), dense(0, 0, 1, 0, 4, 4), residual(0, 0, 2, 0, remote(0, 0, 0, 0))]));
 });

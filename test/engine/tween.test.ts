@@ -253,3 +253,38 @@ test('clear errors: no recorded pass, wrong target size, bad settings', () => {
   assert.throws(() => new TweenState({ gradientScale: Number.NaN }), SpecError);
   assert.throws(() => stepApplyTween(createStepState(net), new Float32Array(2)), /no recorded tick/);
 });
+
+test('target propagation reaches Conv2D, RNN, LSTM and attention: input targets x + Jᵀ(t − y), updates by the local gap gradient', () => {
+  const specs: Record<string, Record<string, unknown>> = {
+    Conv2D: { type: 'Conv2D', activation: 'Tanh', input_channels: 1, input_height: 3, input_width: 3, filters: 2, kernel_size: 2, use_bias: true },
+    RNN: { type: 'RNN', input_height: 3, output_height: 2, seq_length: 3 },
+    LSTM: { type: 'LSTM', input_height: 3, output_height: 2, seq_length: 3 },
+    Attention: { type: 'MultiHeadAttention', activation: 'Linear', d_model: 3, num_heads: 1, seq_length: 3, rope_freq_base: 0 },
+  };
+  for (const [name, spec] of Object.entries(specs)) {
+    const net = buildNetwork({ depth: 1, rows: 1, cols: 1, layers_per_cell: 1, layers: [{ z: 0, y: 0, x: 0, l: 0, ...spec }] }, { seed: 4 });
+    const layer = net.layers()[0];
+    const x = Tensor.from([2, 9], randomArray(18, 11));
+    const state = new TweenState({ useChainRule: false, momentum: 0, depthScaleFactor: 1, ignoreThreshold: 0 });
+    const y = tweenForward(net, state, x);
+    const t = Float32Array.from(y.data, (v, i) => v + 0.3 * Math.sin(i + 1));
+    tweenBackward(state, t);
+    calculateLinkBudgets(state);
+    // Expected: one kind.backward of the batch-averaged gap (t − y)/rows at this evaluation.
+    const node = state.graph!.nodes[0];
+    const gap = new Tensor(Float32Array.from(y.data, (v, i) => (t[i] - v) / 2), y.shape);
+    const local = layer.kind.backward(layer, gap, node.cache, node.weights);
+    const fullGap = Float32Array.from(gap.data, (g) => g * 2);
+    const direct = layer.kind.backward(layer, new Tensor(fullGap, y.shape), node.cache, node.weights).gradInput.data;
+    assertClose(state.inputTargets[0]!.data, Array.from(x.data, (v, i) => v + direct[i]), 1e-6, 1e-7, `${name} input target`);
+    const before = [...layer.weights!.master];
+    const rate = 0.05 * (0.5 + 0.5 * state.layers[0].budget);
+    applyTweenGaps(state, 0.05);
+    assertClose(layer.weights!.master, before.map((w, i) => w + rate * local.gradWeights![i]), 1e-6, 1e-8, `${name} local update`);
+    assert.ok(before.some((w, i) => w !== layer.weights!.master[i]), `${name} weights moved`);
+    // A small step along the local gap gradient brings the output closer to its target.
+    const after = forwardNetwork(net, x).output.data;
+    const err = (o: ArrayLike<number>) => Array.from(o).reduce((s, v, i) => s + (v - t[i]) ** 2, 0);
+    assert.ok(err(after) < err(y.data), `${name}: ${err(y.data)} → ${err(after)}`);
+  }
+});

@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SpecError } from '../../src/core/errors.js';
-import { AdaptationTracker, adaptationNetwork, makeTaskSwitchStream, runAdaptation, type TrackedStep } from '../../src/train/adaptation.js';
+import {
+  ADAPTATION_LAYERS,
+  ADAPTATION_TASKS,
+  AdaptationTracker,
+  adaptationLayerNetwork,
+  adaptationNetwork,
+  makeTaskSwitchStream,
+  runAdaptation,
+  type TrackedStep,
+} from '../../src/train/adaptation.js';
 import { TRAINING_MODE_NAMES, TRAINING_MODES, parseTrainingMode, runTrainingMode, type StepOutcome } from '../../src/train/modes.js';
 
 /** Steps of one window: `answered` of `steps` answered, the first `correct` of those right. */
@@ -114,4 +123,34 @@ test('online step modes learn the chase/avoid stream well above an untrained net
     assert.ok(report.availability > 0.99);
     assert.equal(report.windows.length, 15);
   }
+});
+
+test('study networks: every mode trains the first layer of Dense, Conv2D, RNN, LSTM and attention networks', () => {
+  const stream = makeTaskSwitchStream({ steps: 60, seed: 5, inputSize: 16 });
+  for (const layer of ADAPTATION_LAYERS) {
+    for (const mode of TRAINING_MODE_NAMES) {
+      const net = adaptationLayerNetwork(layer, { seed: 2 });
+      const first = net.layers()[0];
+      const before = [...first.weights!.master];
+      const { report } = runAdaptation(net, mode, stream, { windowSize: 20, trainInterval: 10, learningRate: 0.1 });
+      assert.ok(first.weights!.master.some((v, i) => v !== before[i]), `${layer} × ${mode}: the ${first.kind.name} layer did not learn`);
+      assert.ok(report.answered > 0, `${layer} × ${mode}`);
+    }
+  }
+  assert.throws(() => adaptationLayerNetwork('GRU' as never), /layer: expected one of Dense, Conv2D, RNN, LSTM, Attention/);
+});
+
+test('built-in tasks: phases and switches as described', () => {
+  const phases = (name: string) => {
+    const s = ADAPTATION_TASKS[name].make({ steps: 400, seed: 1, inputSize: 8 });
+    assert.equal(s.length, 400);
+    return s.flatMap((x, i) => (i === 0 || x.task !== s[i - 1].task ? [`${i}:${x.task}`] : []));
+  };
+  assert.deepEqual(phases('chase-avoid'), ['0:0', '133:1', '266:0']);
+  assert.deepEqual(phases('chase-avoid-hidden'), ['0:0', '133:1', '266:0']);
+  assert.deepEqual(phases('alternate'), ['0:0', '100:1', '200:0', '300:1']);
+  assert.deepEqual(phases('chase'), ['0:0']);
+  const hidden = ADAPTATION_TASKS['chase-avoid-hidden'].make({ steps: 400, seed: 1, inputSize: 8 });
+  assert.ok(hidden.every((x) => (x.input as Float32Array)[7] === 0), 'the task id is hidden');
+  assert.equal((ADAPTATION_TASKS['chase-avoid'].make({ steps: 400, seed: 1, inputSize: 8 })[200].input as Float32Array)[7], 1);
 });
