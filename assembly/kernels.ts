@@ -42,22 +42,32 @@ export function kBlock(): i32 {
 
 /** C[M×N] = op(A)·op(B) (+ bias[N] when bias ≠ 0), with the layouts described at the top. */
 export function gemm(M: i32, N: i32, K: i32, a: usize, aKM: i32, b: usize, bKN: i32, c: usize, bias: usize, work: usize): void {
-  if (M <= 0 || N <= 0 || K <= 0) return;
+  gemmRange(M, N, K, a, aKM, b, bKN, c, bias, work, 0, M, 0, N);
+}
+
+/**
+ * Rows [i0, i1) and columns [j0, j1) of gemm's C, everything else untouched (the thread pool's share
+ * of a product). Paths are chosen from the whole M, N, K, so every element gets the bits gemm gives it.
+ * Callers split rows at multiples of 4 and columns at multiples of 8.
+ */
+export function gemmRange(M: i32, N: i32, K: i32, a: usize, aKM: i32, b: usize, bKN: i32, c: usize, bias: usize, work: usize, i0: i32, i1: i32, j0: i32, j1: i32): void {
+  if (M <= 0 || N <= 0 || K <= 0 || i1 <= i0 || j1 <= j0) return;
   const sums = work + PACK_A_BYTES + PACK_B_BYTES + TILE_BYTES;
+  const biasJ0: usize = bias ? addr(bias, j0) : 0;
   if (M == 1) {
-    if (bKN) gemvKN(N, K, a, b, c, bias, sums);
-    else gemvNK(N, K, a, b, c, bias);
+    if (bKN) gemvKN(j1 - j0, K, a, addr(b, j0), addr(c, j0), biasJ0, sums, N);
+    else gemvNK(j1 - j0, K, a, addr(b, j0 * K), addr(c, j0), biasJ0);
     return;
   }
   // A few rows against B[K×N]: streaming B once per row beats packing all of B for one panel.
   if (bKN && M <= 4 && (!aKM || K <= MC * KC)) {
-    for (let i = 0; i < M; i++) {
+    for (let i = i0; i < i1; i++) {
       let x = addr(a, i * K);
       if (aKM) {
         x = work;
         for (let k = 0; k < K; k++) store<f32>(addr(x, k), load<f32>(addr(a, k * M + i)));
       }
-      gemvKN(N, K, x, b, addr(c, i * N), bias, sums);
+      gemvKN(j1 - j0, K, x, addr(b, j0), addr(c, i * N + j0), biasJ0, sums, N);
     }
     return;
   }
@@ -65,16 +75,16 @@ export function gemm(M: i32, N: i32, K: i32, a: usize, aKM: i32, b: usize, bKN: 
   const packB = work + PACK_A_BYTES;
   const tile = packB + PACK_B_BYTES;
   const ldc = <usize>N << 2;
-  for (let jc = 0; jc < N; jc += NC) {
-    const nc = min(NC, N - jc);
+  for (let jc = j0; jc < j1; jc += NC) {
+    const nc = min(NC, j1 - jc);
     for (let pc = 0; pc < K; pc += KC) {
       const kc = min(KC, K - pc);
       const first = pc == 0;
       const biasBlock: usize = pc + kc == K ? bias : 0;
       if (bKN) packBKN(b, N, pc, kc, jc, nc, packB);
       else packBNK(b, K, pc, kc, jc, nc, packB);
-      for (let ic = 0; ic < M; ic += MC) {
-        const mc = min(MC, M - ic);
+      for (let ic = i0; ic < i1; ic += MC) {
+        const mc = min(MC, i1 - ic);
         if (aKM) packAKM(a, M, pc, kc, ic, mc, packA);
         else packAMK(a, K, pc, kc, ic, mc, packA);
         for (let jr = 0; jr < nc; jr += NR) {
@@ -352,10 +362,10 @@ function gemvNK(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize): void
   }
 }
 
-// y[N] = x[K]·B[K×N]: rows of B streamed contiguously, four at a time, into a chunk of running sums
-// (lanes = outputs); each sum still takes its k terms one by one in ascending order.
-function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums: usize): void {
-  const ld = <usize>N << 2;
+// y[N] = x[K]·B[K×N] (row stride ldb ≥ N): rows of B streamed contiguously, four at a time, into a
+// chunk of running sums (lanes = outputs); each sum still takes its k terms one by one in ascending order.
+function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums: usize, ldb: i32): void {
+  const ld = <usize>ldb << 2;
   for (let j0 = 0; j0 < N; j0 += GEMV_CHUNK) {
     const w = min(GEMV_CHUNK, N - j0);
     const w4 = w & ~3;
@@ -365,7 +375,7 @@ function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums:
       memory.fill(sums, 0, <usize>w << 2);
       let k = p;
       for (; k + 4 <= end; k += 4) {
-        const row = addr(b, k * N + j0);
+        const row = addr(b, k * ldb + j0);
         const xp = addr(x, k);
         const x0 = v128.load32_splat(xp), x1 = v128.load32_splat(xp, 4), x2 = v128.load32_splat(xp, 8), x3 = v128.load32_splat(xp, 12);
         let l = 0;
@@ -394,7 +404,7 @@ function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums:
         }
       }
       for (; k < end; k++) {
-        const row = addr(b, k * N + j0);
+        const row = addr(b, k * ldb + j0);
         const xv = v128.load32_splat(addr(x, k));
         const xs = load<f32>(addr(x, k));
         let l = 0;
@@ -417,6 +427,482 @@ function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums:
       let l = 0;
       for (; l < w4; l += 4) v128.store(addr(out, l), f32x4.add(v128.load(addr(out, l)), v128.load(addr(bj, l))));
       for (; l < w; l++) store<f32>(addr(out, l), load<f32>(addr(out, l)) + load<f32>(addr(bj, l)));
+    }
+  }
+}
+
+// ---- q4_0 / int8-row products for LLM decoding (Loom-TS src/kernels/quantWasm.ts) ----
+//
+// out[i][r] = Σ_c W[r][c]·x[i][c] (+ bias[r]) for i < M, with W packed as ggml's Q4_0 blocks (18 bytes:
+// fp16 scale, 16 bytes of nibbles; low nibble j, high nibble j + 16; weight (q − 8)·scale) or as int8
+// rows with one float32 scale per row. int8RowGemm (float x, any width): 16-column groups added
+// lane-wise in column order, then any tail. Lanes are summed (0 + 1) + (2 + 3) at the end. M only
+// repeats the same work per row of x, so results do not depend on M. `tot` is M·16 bytes of scratch.
+
+@inline function q4_0HalfToF32(h: u32): f32 {
+  const sign = (h & 0x8000) << 16;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e == 0) {
+    const v = <f32>m * <f32>5.9604644775390625e-8;
+    return sign ? -v : v;
+  }
+  if (e == 31) return reinterpret<f32>(sign | 0x7f800000 | (m << 13));
+  return reinterpret<f32>(sign | ((e + 112) << 23) | (m << 13));
+}
+
+@inline function q4_0Lanes(v: v128): f32 {
+  return (f32x4.extract_lane(v, 0) + f32x4.extract_lane(v, 1)) + (f32x4.extract_lane(v, 2) + f32x4.extract_lane(v, 3));
+}
+
+export function int8RowGemm(M: i32, rows: i32, cols: i32, w: usize, scales: usize, x: usize, out: usize, bias: usize, tot: usize): void {
+  const vec = cols & ~15;
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < M; i++) v128.store(tot + (<usize>i << 4), f32x4.splat(0));
+    const row = w + <usize>r * <usize>cols;
+    for (let c = 0; c < vec; c += 16) {
+      const q = v128.load(row + <usize>c);
+      const q0 = i16x8.extend_low_i8x16_s(q), q1 = i16x8.extend_high_i8x16_s(q);
+      const w0 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(q0));
+      const w1 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(q0));
+      const w2 = f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(q1));
+      const w3 = f32x4.convert_i32x4_s(i32x4.extend_high_i16x8_s(q1));
+      for (let i = 0; i < M; i++) {
+        const xc = x + ((<usize>i * <usize>cols + <usize>c) << 2);
+        const s = f32x4.add(f32x4.add(f32x4.mul(w0, v128.load(xc)), f32x4.mul(w1, v128.load(xc, 16))), f32x4.add(f32x4.mul(w2, v128.load(xc, 32)), f32x4.mul(w3, v128.load(xc, 48))));
+        const t = tot + (<usize>i << 4);
+        v128.store(t, f32x4.add(v128.load(t), s));
+      }
+    }
+    const scale = load<f32>(scales + (<usize>r << 2));
+    const bv: f32 = bias ? load<f32>(bias + (<usize>r << 2)) : 0;
+    for (let i = 0; i < M; i++) {
+      let s = q4_0Lanes(v128.load(tot + (<usize>i << 4)));
+      for (let c = vec; c < cols; c++) s += <f32>load<i8>(row + <usize>c) * load<f32>(x + ((<usize>i * <usize>cols + <usize>c) << 2));
+      store<f32>(out + ((<usize>i * <usize>rows + <usize>r) << 2), s * scale + bv);
+    }
+  }
+}
+
+// Integer-dot variants: each 32-value block of a row of x is first rounded to int16 with its own
+// scale sx = max|x|/32767 (nearest, ties to even), then products are exact i32 dot products of
+// int16 pairs; per block the i32 lane sums become float32 and are multiplied by (weight scale · sx),
+// then added to a 4-lane total in block order. Rounding x costs at most sx/2 per value (about 1e-5
+// of the block's largest), as ggml's q8 activations do at far coarser steps. `xq` holds M·cols int16,
+// `xs` M·cols/32 float32 scales. Results do not depend on M.
+
+export function quantizeRowsQ16(M: i32, cols: i32, x: usize, xq: usize, xs: usize): void {
+  const blocks = cols >> 5;
+  for (let i = 0; i < M; i++) {
+    for (let b = 0; b < blocks; b++) {
+      const xb = x + ((<usize>i * <usize>cols + (<usize>b << 5)) << 2);
+      let m = f32x4.splat(0);
+      for (let j = 0; j < 32; j += 4) m = f32x4.max(m, f32x4.abs(v128.load(xb + (<usize>j << 2))));
+      const amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+      const s: f32 = amax / <f32>32767;
+      store<f32>(xs + ((<usize>i * <usize>blocks + <usize>b) << 2), s);
+      const inv = f32x4.splat(s > 0 ? <f32>1 / s : <f32>0);
+      const qb = xq + ((<usize>i * <usize>cols + (<usize>b << 5)) << 1);
+      for (let j = 0; j < 32; j += 8) {
+        const a = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + (<usize>j << 2)), inv)));
+        const c = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(xb + (<usize>j << 2), 16), inv)));
+        v128.store(qb + (<usize>j << 1), i16x8.narrow_i32x4_s(a, c));
+      }
+    }
+  }
+}
+
+export function q4_0GemmQ16(M: i32, rows: i32, cols: i32, w: usize, xq: usize, xs: usize, out: usize, bias: usize, tot: usize): void {
+  const blocks = cols >> 5;
+  const low = i8x16.splat(15);
+  const eight = i8x16.splat(8);
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < M; i++) v128.store(tot + (<usize>i << 4), f32x4.splat(0));
+    const row = w + <usize>r * <usize>blocks * 18;
+    for (let b = 0; b < blocks; b++) {
+      const blk = row + <usize>b * 18;
+      const ws = q4_0HalfToF32(<u32>load<u16>(blk));
+      const q = v128.load(blk, 2);
+      const lo = i8x16.sub(v128.and(q, low), eight);
+      const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+      const lo0 = i16x8.extend_low_i8x16_s(lo), lo1 = i16x8.extend_high_i8x16_s(lo);
+      const hi0 = i16x8.extend_low_i8x16_s(hi), hi1 = i16x8.extend_high_i8x16_s(hi);
+      for (let i = 0; i < M; i++) {
+        const qb = xq + ((<usize>i * <usize>cols + (<usize>b << 5)) << 1);
+        const d = i32x4.add(
+          i32x4.add(i32x4.dot_i16x8_s(lo0, v128.load(qb)), i32x4.dot_i16x8_s(lo1, v128.load(qb, 16))),
+          i32x4.add(i32x4.dot_i16x8_s(hi0, v128.load(qb, 32)), i32x4.dot_i16x8_s(hi1, v128.load(qb, 48))),
+        );
+        const sc = f32x4.splat(ws * load<f32>(xs + ((<usize>i * <usize>blocks + <usize>b) << 2)));
+        const t = tot + (<usize>i << 4);
+        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(d), sc)));
+      }
+    }
+    const bv: f32 = bias ? load<f32>(bias + (<usize>r << 2)) : 0;
+    for (let i = 0; i < M; i++) {
+      store<f32>(out + ((<usize>i * <usize>rows + <usize>r) << 2), q4_0Lanes(v128.load(tot + (<usize>i << 4))) + bv);
+    }
+  }
+}
+
+export function int8RowGemmQ16(M: i32, rows: i32, cols: i32, w: usize, scales: usize, xq: usize, xs: usize, out: usize, bias: usize, tot: usize): void {
+  const blocks = cols >> 5;
+  for (let r = 0; r < rows; r++) {
+    for (let i = 0; i < M; i++) v128.store(tot + (<usize>i << 4), f32x4.splat(0));
+    const row = w + <usize>r * <usize>cols;
+    for (let b = 0; b < blocks; b++) {
+      const q0 = v128.load(row + (<usize>b << 5));
+      const q1 = v128.load(row + (<usize>b << 5), 16);
+      const a0 = i16x8.extend_low_i8x16_s(q0), a1 = i16x8.extend_high_i8x16_s(q0);
+      const a2 = i16x8.extend_low_i8x16_s(q1), a3 = i16x8.extend_high_i8x16_s(q1);
+      for (let i = 0; i < M; i++) {
+        const qb = xq + ((<usize>i * <usize>cols + (<usize>b << 5)) << 1);
+        const d = i32x4.add(
+          i32x4.add(i32x4.dot_i16x8_s(a0, v128.load(qb)), i32x4.dot_i16x8_s(a1, v128.load(qb, 16))),
+          i32x4.add(i32x4.dot_i16x8_s(a2, v128.load(qb, 32)), i32x4.dot_i16x8_s(a3, v128.load(qb, 48))),
+        );
+        const sc = f32x4.splat(load<f32>(xs + ((<usize>i * <usize>blocks + <usize>b) << 2)));
+        const t = tot + (<usize>i << 4);
+        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(d), sc)));
+      }
+    }
+    const scale = load<f32>(scales + (<usize>r << 2));
+    const bv: f32 = bias ? load<f32>(bias + (<usize>r << 2)) : 0;
+    for (let i = 0; i < M; i++) {
+      store<f32>(out + ((<usize>i * <usize>rows + <usize>r) << 2), q4_0Lanes(v128.load(tot + (<usize>i << 4))) * scale + bv);
+    }
+  }
+}
+
+// ---- Loom-TS CPU kernels (issue 6): optimizer updates ----
+//
+// AdamW in float32, one rounding per operation (the TS reference in src/train/optimizers.ts does the
+// same with Math.fround): wd = w·decay; m = m + (g − m)·c1; v = v·b2 + (c2·g)·g;
+// d = sqrt(v) / bc2 + eps; w = wd − step·(m / d). Lanes are independent, so SIMD width changes nothing.
+export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32, c1: f32, b2: f32, c2: f32, bc2: f32, eps: f32, step: f32): void {
+  const vdecay = f32x4.splat(decay), vc1 = f32x4.splat(c1), vb2 = f32x4.splat(b2), vc2 = f32x4.splat(c2);
+  const vbc2 = f32x4.splat(bc2), veps = f32x4.splat(eps), vstep = f32x4.splat(step);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const gi = v128.load(g + o);
+    let mi = v128.load(m + o);
+    mi = f32x4.add(mi, f32x4.mul(f32x4.sub(gi, mi), vc1));
+    const vi = f32x4.add(f32x4.mul(v128.load(v + o), vb2), f32x4.mul(f32x4.mul(vc2, gi), gi));
+    const d = f32x4.add(f32x4.div(f32x4.sqrt(vi), vbc2), veps);
+    const wd = f32x4.mul(v128.load(w + o), vdecay);
+    v128.store(w + o, f32x4.sub(wd, f32x4.mul(vstep, f32x4.div(mi, d))));
+    v128.store(m + o, mi);
+    v128.store(v + o, vi);
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const gi = load<f32>(g + o);
+    let mi = load<f32>(m + o);
+    mi = mi + (gi - mi) * c1;
+    const vi = load<f32>(v + o) * b2 + (c2 * gi) * gi;
+    const d = sqrt<f32>(vi) / bc2 + eps;
+    store<f32>(w + o, load<f32>(w + o) * decay - step * (mi / d));
+    store<f32>(m + o, mi);
+    store<f32>(v + o, vi);
+  }
+}
+
+// ---- Loom-TS CPU kernels (issue 6): Dense forward on packed weights ----
+//
+// Weights stay in their packed bytes (src/core/dtype.ts layout: row-major W[N×K], sub-byte types
+// first element in the high bits); only 8 codes at a time are widened to int16 lanes. Formats:
+// 0 int8, 1 int4, 2 two-bit signed (Int2, Ternary), 3 binary (bit set = +1, clear = −1),
+// 4 FP4 (E2M1 times 2, integers −12…12). Rows of x are rounded to int16 first (quantizeRowsI16), so
+// each output's dot product Σ code·xq is an exact integer: int32 lanes (i32x4.dot_i16x8_s) over blocks
+// of 1024 columns, each block's lanes added exactly in float64. Then
+// y = f32((dot·post)·f32(xs_i·scale)), the product taken in float64, plus bias (one float32 add).
+// Row starts must be byte-aligned (K a multiple of 2, 4 or 8 for 4-, 2- and 1-bit codes); the caller
+// pads xq rows to a multiple of 8 with zeros and leaves 16 readable bytes after the packed data.
+
+const QBLOCK = 1024;
+
+/** x[M×K] float32 → xq[M×K8] int16 (K8 = K rounded up to 8, zero-padded), xs[i] = max|x_i| / 32767. */
+export function quantizeRowsI16(M: i32, K: i32, x: usize, xq: usize, xs: usize): void {
+  const K8 = (K + 7) & ~7;
+  for (let i = 0; i < M; i++) {
+    const row = x + ((<usize>i * <usize>K) << 2);
+    let m = f32x4.splat(0);
+    let k = 0;
+    for (; k + 4 <= K; k += 4) m = f32x4.max(m, f32x4.abs(v128.load(row + (<usize>k << 2))));
+    let amax = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+    for (; k < K; k++) amax = max(amax, abs<f32>(load<f32>(row + (<usize>k << 2))));
+    const s: f32 = amax / <f32>32767;
+    store<f32>(xs + (<usize>i << 2), s);
+    const inv: f32 = s > 0 ? <f32>1 / s : 0;
+    const q = xq + ((<usize>i * <usize>K8) << 1);
+    for (k = 0; k < K; k++) {
+      let v = nearest<f32>(load<f32>(row + (<usize>k << 2)) * inv);
+      v = v != v ? 0 : min<f32>(max<f32>(v, -32767), 32767); // NaN (a NaN or infinite row: xs is NaN or inv 0)
+      store<i16>(q + (<usize>k << 1), <i16>(<i32>v));
+    }
+    for (; k < K8; k++) store<i16>(q + (<usize>k << 1), 0);
+  }
+}
+
+// The 8 codes whose bytes start at p (element index a multiple of 8), as int16 lanes.
+@inline function qcodes8(fmt: i32, p: usize): v128 {
+  if (fmt == 0) return v128.load8x8_s(p);
+  if (fmt == 1) {
+    // Lane 2t holds byte t in its high half, lane 2t + 1 the same times 16: the wanted nibble is on top.
+    const v = i8x16.swizzle(v128.load32_zero(p), i8x16(-1, 0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3));
+    return i16x8.shr_s(i16x8.mul(v, i16x8(1, 16, 1, 16, 1, 16, 1, 16)), 12);
+  }
+  if (fmt == 4) {
+    const e = i8x16.swizzle(v128.load32_zero(p), i8x16(0, 0, 1, 1, 2, 2, 3, 3, -1, -1, -1, -1, -1, -1, -1, -1));
+    const hi = v128.and(i16x8.shr_u(e, 4), i8x16.splat(15));
+    const lo = v128.and(e, i8x16.splat(15));
+    const nib = v128.bitselect(hi, lo, i16x8.splat(0xff));
+    return i16x8.extend_low_i8x16_s(i8x16.swizzle(i8x16(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12), nib));
+  }
+  if (fmt == 2) {
+    const b = v128.load16_splat(p);
+    // Lane l gets byte l/4 in its high half, then a multiply moves its 2-bit field to the top.
+    const v = i8x16.swizzle(b, i8x16(-1, 0, -1, 0, -1, 0, -1, 0, -1, 1, -1, 1, -1, 1, -1, 1));
+    return i16x8.shr_s(i16x8.mul(v, i16x8(1, 4, 16, 64, 1, 4, 16, 64)), 14);
+  }
+  const v = i16x8.splat(<i16>load<u8>(p));
+  const set = i16x8.ne(v128.and(v, i16x8(128, 64, 32, 16, 8, 4, 2, 1)), i16x8.splat(0));
+  return i16x8.sub(i16x8.splat(-1), i16x8.shl(set, 1));
+}
+
+@inline function qlanes(v: v128): f64 {
+  return (<f64>i32x4.extract_lane(v, 0) + <f64>i32x4.extract_lane(v, 1)) + (<f64>i32x4.extract_lane(v, 2) + <f64>i32x4.extract_lane(v, 3));
+}
+
+@inline function qstore(out: usize, dot: f64, post: f64, xs: usize, i: i32, scale: f32, bias: usize, j: i32, N: i32): void {
+  let y = <f32>(dot * post * <f64>(load<f32>(xs + (<usize>i << 2)) * scale));
+  if (bias) y = y + load<f32>(bias + (<usize>j << 2));
+  store<f32>(out + ((<usize>i * <usize>N + <usize>j) << 2), y);
+}
+
+// step = bytes per 8 codes. Pointers advance by constant strides so V8 keeps them in registers.
+@inline function qgemmFmt(fmt: i32, step: usize, M: i32, N: i32, K: i32, rowBytes: usize, w: usize, xq: usize, xs: usize, scale: f32, post: f64, out: usize, bias: usize): void {
+  const K8 = (K + 7) & ~7;
+  const ldx = <usize>K8 << 1;
+  const blockX = <usize>QBLOCK << 1;
+  const blockW = <usize>(QBLOCK >> 3) * step;
+  if (M < 4) {
+    // Few rows: 4 weight rows against one row of x, so each x load serves 4 of them.
+    for (let i = 0; i < M; i++) {
+      const xr = xq + <usize>i * ldx;
+      const xEnd = xr + ldx;
+      let j = 0;
+      for (; j + 4 <= N; j += 4) {
+        let wb = w + <usize>j * rowBytes;
+        let d0: f64 = 0, d1: f64 = 0, d2: f64 = 0, d3: f64 = 0;
+        for (let xb = xr; xb < xEnd; xb += blockX) {
+          const xe = min(xEnd, xb + blockX);
+          let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+          let wp = wb;
+          for (let xp = xb; xp < xe; xp += 16) {
+            const xv = v128.load(xp);
+            a0 = i32x4.add(a0, i32x4.dot_i16x8_s(qcodes8(fmt, wp), xv));
+            a1 = i32x4.add(a1, i32x4.dot_i16x8_s(qcodes8(fmt, wp + rowBytes), xv));
+            a2 = i32x4.add(a2, i32x4.dot_i16x8_s(qcodes8(fmt, wp + 2 * rowBytes), xv));
+            a3 = i32x4.add(a3, i32x4.dot_i16x8_s(qcodes8(fmt, wp + 3 * rowBytes), xv));
+            wp += step;
+          }
+          wb += blockW;
+          d0 += qlanes(a0); d1 += qlanes(a1); d2 += qlanes(a2); d3 += qlanes(a3);
+        }
+        qstore(out, d0, post, xs, i, scale, bias, j, N);
+        qstore(out, d1, post, xs, i, scale, bias, j + 1, N);
+        qstore(out, d2, post, xs, i, scale, bias, j + 2, N);
+        qstore(out, d3, post, xs, i, scale, bias, j + 3, N);
+      }
+      for (; j < N; j++) {
+        let wb = w + <usize>j * rowBytes;
+        let d0: f64 = 0;
+        for (let xb = xr; xb < xEnd; xb += blockX) {
+          const xe = min(xEnd, xb + blockX);
+          let a0 = i32x4.splat(0);
+          let wp = wb;
+          for (let xp = xb; xp < xe; xp += 16) {
+            a0 = i32x4.add(a0, i32x4.dot_i16x8_s(qcodes8(fmt, wp), v128.load(xp)));
+            wp += step;
+          }
+          wb += blockW;
+          d0 += qlanes(a0);
+        }
+        qstore(out, d0, post, xs, i, scale, bias, j, N);
+      }
+    }
+    return;
+  }
+  // Two weight rows against 4 rows of x: codes widened once per 4 rows, each x load serves both rows.
+  let j = 0;
+  for (; j + 2 <= N; j += 2) {
+    const w0 = w + <usize>j * rowBytes;
+    for (let i = 0; i < M; i += 4) {
+      const r1 = min(i + 1, M - 1), r2 = min(i + 2, M - 1), r3 = min(i + 3, M - 1);
+      const x0 = xq + <usize>i * ldx;
+      const o1 = <usize>(r1 - i) * ldx, o2 = <usize>(r2 - i) * ldx, o3 = <usize>(r3 - i) * ldx;
+      const xEnd = x0 + ldx;
+      let wb = w0;
+      let d0: f64 = 0, d1: f64 = 0, d2: f64 = 0, d3: f64 = 0;
+      let e0: f64 = 0, e1: f64 = 0, e2: f64 = 0, e3: f64 = 0;
+      for (let xb = x0; xb < xEnd; xb += blockX) {
+        const xe = min(xEnd, xb + blockX);
+        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+        let b0 = i32x4.splat(0), b1 = i32x4.splat(0), b2 = i32x4.splat(0), b3 = i32x4.splat(0);
+        let wp = wb;
+        for (let xp = xb; xp < xe; xp += 16) {
+          const c = qcodes8(fmt, wp);
+          const g = qcodes8(fmt, wp + rowBytes);
+          let xv = v128.load(xp);
+          a0 = i32x4.add(a0, i32x4.dot_i16x8_s(c, xv));
+          b0 = i32x4.add(b0, i32x4.dot_i16x8_s(g, xv));
+          xv = v128.load(xp + o1);
+          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(c, xv));
+          b1 = i32x4.add(b1, i32x4.dot_i16x8_s(g, xv));
+          xv = v128.load(xp + o2);
+          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(c, xv));
+          b2 = i32x4.add(b2, i32x4.dot_i16x8_s(g, xv));
+          xv = v128.load(xp + o3);
+          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(c, xv));
+          b3 = i32x4.add(b3, i32x4.dot_i16x8_s(g, xv));
+          wp += step;
+        }
+        wb += blockW;
+        d0 += qlanes(a0); d1 += qlanes(a1); d2 += qlanes(a2); d3 += qlanes(a3);
+        e0 += qlanes(b0); e1 += qlanes(b1); e2 += qlanes(b2); e3 += qlanes(b3);
+      }
+      qstore(out, d0, post, xs, i, scale, bias, j, N);
+      qstore(out, e0, post, xs, i, scale, bias, j + 1, N);
+      if (i + 1 < M) { qstore(out, d1, post, xs, i + 1, scale, bias, j, N); qstore(out, e1, post, xs, i + 1, scale, bias, j + 1, N); }
+      if (i + 2 < M) { qstore(out, d2, post, xs, i + 2, scale, bias, j, N); qstore(out, e2, post, xs, i + 2, scale, bias, j + 1, N); }
+      if (i + 3 < M) { qstore(out, d3, post, xs, i + 3, scale, bias, j, N); qstore(out, e3, post, xs, i + 3, scale, bias, j + 1, N); }
+    }
+  }
+  // The last weight row when N is odd.
+  for (; j < N; j++) {
+    const w0 = w + <usize>j * rowBytes;
+    for (let i = 0; i < M; i += 4) {
+      const r1 = min(i + 1, M - 1), r2 = min(i + 2, M - 1), r3 = min(i + 3, M - 1);
+      const x0 = xq + <usize>i * ldx;
+      const o1 = <usize>(r1 - i) * ldx, o2 = <usize>(r2 - i) * ldx, o3 = <usize>(r3 - i) * ldx;
+      const xEnd = x0 + ldx;
+      let wb = w0;
+      let d0: f64 = 0, d1: f64 = 0, d2: f64 = 0, d3: f64 = 0;
+      for (let xb = x0; xb < xEnd; xb += blockX) {
+        const xe = min(xEnd, xb + blockX);
+        let a0 = i32x4.splat(0), a1 = i32x4.splat(0), a2 = i32x4.splat(0), a3 = i32x4.splat(0);
+        let wp = wb;
+        for (let xp = xb; xp < xe; xp += 16) {
+          const c = qcodes8(fmt, wp);
+          a0 = i32x4.add(a0, i32x4.dot_i16x8_s(c, v128.load(xp)));
+          a1 = i32x4.add(a1, i32x4.dot_i16x8_s(c, v128.load(xp + o1)));
+          a2 = i32x4.add(a2, i32x4.dot_i16x8_s(c, v128.load(xp + o2)));
+          a3 = i32x4.add(a3, i32x4.dot_i16x8_s(c, v128.load(xp + o3)));
+          wp += step;
+        }
+        wb += blockW;
+        d0 += qlanes(a0); d1 += qlanes(a1); d2 += qlanes(a2); d3 += qlanes(a3);
+      }
+      qstore(out, d0, post, xs, i, scale, bias, j, N);
+      if (i + 1 < M) qstore(out, d1, post, xs, i + 1, scale, bias, j, N);
+      if (i + 2 < M) qstore(out, d2, post, xs, i + 2, scale, bias, j, N);
+      if (i + 3 < M) qstore(out, d3, post, xs, i + 3, scale, bias, j, N);
+    }
+  }
+}
+
+/** out[M×N] = y as described above for the packed W at `w` (format `fmt`), xq/xs from quantizeRowsI16. */
+export function qgemm(fmt: i32, M: i32, N: i32, K: i32, w: usize, xq: usize, xs: usize, scale: f32, out: usize, bias: usize): void {
+  if (fmt == 0) qgemmFmt(0, 8, M, N, K, <usize>K, w, xq, xs, scale, 1, out, bias);
+  else if (fmt == 1) qgemmFmt(1, 4, M, N, K, <usize>K >> 1, w, xq, xs, scale, 1, out, bias);
+  else if (fmt == 2) qgemmFmt(2, 2, M, N, K, <usize>K >> 2, w, xq, xs, scale, 1, out, bias);
+  else if (fmt == 3) qgemmFmt(3, 1, M, N, K, <usize>K >> 3, w, xq, xs, scale, 1, out, bias);
+  else qgemmFmt(4, 4, M, N, K, <usize>K >> 1, w, xq, xs, scale, 0.5, out, bias);
+}
+
+/**
+ * FP8 (one byte per weight) through a 256-entry float32 table at `table`: `rows` weight rows at a time
+ * are decoded to float32 (value·scale, one rounding, as the TS decoder does) into `buf`, never the whole
+ * matrix, and multiplied by gemmRange, so the outputs are the bits gemm gives on fully decoded weights.
+ */
+export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize, scale: f32, out: usize, bias: usize, buf: usize, rows: i32, work: usize): void {
+  for (let j0 = 0; j0 < N; j0 += rows) {
+    const j1 = min(N, j0 + rows);
+    const src = w + <usize>j0 * <usize>K;
+    const n = <usize>(j1 - j0) * <usize>K;
+    for (let e: usize = 0; e < n; e++) store<f32>(buf + (e << 2), load<f32>(table + (<usize>load<u8>(src + e) << 2)) * scale);
+    // gemmRange reads row j at b + j·K·4: shift the base so rows j0… land in buf (wrapping i32 arithmetic).
+    gemmRange(M, N, K, x, 0, buf - ((<usize>j0 * <usize>K) << 2), 0, out, bias, work, 0, M, j0, j1);
+  }
+}
+
+// ---- Loom-TS CPU kernels (issue 6): convolution forward ----
+//
+// Per sample: the patch columns col[q][p] (q over channel, kd, kh, kw; p over output positions; 0 in the
+// padding) are built in `col`, then out_b[F×P] = W[F×K]·col[K×P] by gemm (its fixed reduction order),
+// then bias[f] is added to row f (one float32 add, as gemm adds a bias). Images are [B][C][D][H][W];
+// out is [B][F][P], so each sample's product lands in place. Samples [b0, b1) only: the pool's share.
+export function convForward(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, w: usize, bias: usize, out: usize, work: usize, col: usize,
+): void {
+  const P = outD * outH * outW;
+  const K = C * kD * kH * kW;
+  const image = C * inD * inH * inW;
+  for (let b = b0; b < b1; b++) {
+    const xb = x + ((<usize>b * <usize>image) << 2);
+    let q = 0;
+    for (let c = 0; c < C; c++) {
+      for (let kd = 0; kd < kD; kd++) {
+        for (let kh = 0; kh < kH; kh++) {
+          for (let kw = 0; kw < kW; kw++) {
+            let dst = col + ((<usize>q * <usize>P) << 2);
+            for (let od = 0; od < outD; od++) {
+              const id = od * stride - padD + kd;
+              for (let oh = 0; oh < outH; oh++) {
+                const ih = oh * stride - padH + kh;
+                if (id < 0 || id >= inD || ih < 0 || ih >= inH) {
+                  memory.fill(dst, 0, <usize>outW << 2);
+                  dst += <usize>outW << 2;
+                  continue;
+                }
+                const src = xb + ((<usize>((c * inD + id) * inH + ih) * <usize>inW) << 2);
+                let ow = 0;
+                // Leading and trailing padding, then the in-range stretch (contiguous when stride is 1).
+                for (; ow < outW && ow * stride - padW + kw < 0; ow++) { store<f32>(dst, 0); dst += 4; }
+                let end = outW;
+                while (end > ow && (end - 1) * stride - padW + kw >= inW) end--;
+                if (stride == 1) {
+                  const n = end - ow;
+                  if (n > 0) memory.copy(dst, src + (<usize>(ow - padW + kw) << 2), <usize>n << 2);
+                  dst += <usize>max(n, 0) << 2;
+                  ow = max(ow, end);
+                } else {
+                  for (; ow < end; ow++) { store<f32>(dst, load<f32>(src + (<usize>(ow * stride - padW + kw) << 2))); dst += 4; }
+                }
+                for (; ow < outW; ow++) { store<f32>(dst, 0); dst += 4; }
+              }
+            }
+            q++;
+          }
+        }
+      }
+    }
+    const ob = out + ((<usize>b * <usize>F * <usize>P) << 2);
+    gemm(F, P, K, w, 0, col, 1, ob, 0, work);
+    if (bias) {
+      for (let f = 0; f < F; f++) {
+        const row = ob + ((<usize>f * <usize>P) << 2);
+        const bv = f32x4.splat(load<f32>(bias + (<usize>f << 2)));
+        const bs = load<f32>(bias + (<usize>f << 2));
+        let p = 0;
+        for (; p + 4 <= P; p += 4) v128.store(row + (<usize>p << 2), f32x4.add(v128.load(row + (<usize>p << 2)), bv));
+        for (; p < P; p++) store<f32>(row + (<usize>p << 2), load<f32>(row + (<usize>p << 2)) + bs);
+      }
     }
   }
 }

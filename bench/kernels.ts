@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { gemmABt as gemmABtTs } from '../src/kernels/gemm.js';
+import { createKernelPool } from '../src/kernels/pool.js';
 import { loadWasmKernelsSync } from '../src/kernels/wasm.js';
 
 /**
@@ -102,6 +103,25 @@ function loomWasm(): EngineResult[] {
   ];
 }
 
+/** The thread pool on the same calls as 'loom-wasm' (copies in and out included), after one warm-up product per shape. */
+async function loomThreads(threads: number): Promise<EngineResult> {
+  let pool;
+  try {
+    pool = await createKernelPool(threads);
+  } catch (e) {
+    return { engine: `loom-wasm ${threads}T`, error: String(e) };
+  }
+  const cases: CaseResult[] = [];
+  for (const [label, M, N, K] of shapes) {
+    const A = random(M * K, 1);
+    const B = random(N * K, 2);
+    const C = new Float32Array(M * N);
+    cases.push(measure(label, M, N, K, () => pool.gemm(A, B, C, M, N, K)));
+  }
+  pool.close();
+  return { engine: `loom-wasm ${threads}T`, detail: { what: `src/kernels/pool.ts: ${threads} threads (worker_threads, shared memory), output tiles; A·Bᵀ call incl. copies` }, cases };
+}
+
 function child(engine: string, command: string, args: string[], timeoutS: number): EngineResult {
   if (!existsSync(command) && command.startsWith('/')) return { engine, error: `${command} not found` };
   const r = spawnSync(command, args, { encoding: 'utf8', timeout: timeoutS * 1000, cwd: ROOT, maxBuffer: 1 << 20 });
@@ -116,6 +136,11 @@ function torch(threads: number): EngineResult {
   return child(`pytorch ${threads}T`, PYTHON, [`${PEERS}torch_kernels.py`, String(threads), String(budget), sizes.join(','), String(gemvN)], timeout);
 }
 
+function ort(threads: number): EngineResult {
+  const timeout = 60 + 20 * budget * shapes.length;
+  return child(`onnxruntime ${threads}T`, process.execPath, [`${PEERS}ort_kernels.mjs`, String(threads), String(budget), sizes.join(','), String(gemvN)], timeout);
+}
+
 function tfjs(): EngineResult {
   const timeout = 60 + 20 * budget * shapes.length;
   return child('tfjs-wasm', process.execPath, [`${PEERS}tfjs_kernels.mjs`, String(budget), sizes.join(','), String(gemvN)], timeout);
@@ -123,7 +148,7 @@ function tfjs(): EngineResult {
 
 const started = performance.now();
 const loadBefore = loadavg();
-const engines: EngineResult[] = [...loomWasm(), loomTs(), tfjs(), torch(1), torch(2)];
+const engines: EngineResult[] = [...loomWasm(), await loomThreads(2), loomTs(), tfjs(), torch(1), torch(2), ort(1), ort(2)];
 const loadAfter = loadavg();
 
 const baseline = engines.find((e) => e.engine === 'loom-wasm kernel');

@@ -6,7 +6,7 @@ import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
 import { buildNetwork } from '../src/grid/spec.js';
 import { computeLoss } from '../src/train/losses.js';
 import { AdamW, type ParamGrad } from '../src/train/optimizers.js';
-import { kernelBackend } from '../src/kernels/backend.js';
+import { kernelBackend, setThreads } from '../src/kernels/backend.js';
 
 /**
  * `npm run bench`: Loom-TS timings next to peers measured in the same run on the same machine.
@@ -19,6 +19,11 @@ const budgetSeconds = Number(process.env.BENCH_SECONDS ?? 2);
 // `npm run bench -- adaptation`: the Layer × Training Mode study (bench/adaptation.ts) instead of the default suite.
 if (process.argv[2] === 'adaptation') {
   const r = spawnSync(process.execPath, [fileURLToPath(new URL('./adaptation.js', import.meta.url))], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+// `npm run bench -- llm`: LLM decode tokens/s per dtype next to PyTorch (bench/llm.ts).
+if (process.argv[2] === 'llm') {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL('./llm.js', import.meta.url))], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
 
@@ -55,7 +60,7 @@ function mlpTrainStep(): { ms: number } {
   const step = () => {
     const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
     const loss = computeLoss('cross_entropy', output, { labels });
-    const { gradients } = backwardNetwork(net, trace!, loss.grad);
+    const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false });
     const params: ParamGrad[] = gradients.map(({ key, layer, grad }) => ({ key, values: layer.weights!.master, grad }));
     opt.step(params);
     for (const { layer } of gradients) layer.weights!.markMasterChanged();
@@ -71,16 +76,21 @@ function torchPeer(threads: number): Record<string, unknown> {
 }
 
 const mlp = mlpTrainStep();
+// The same step with the kernel thread pool (products of ≥ 2^20 multiply-adds split over 2 threads).
+const mlp2 = (await setThreads(2)) === 2 ? mlpTrainStep() : null;
+await setThreads(1);
 const results: Record<string, unknown> = {
   machine: { node: process.version, platform: `${process.platform}-${process.arch}` },
   mlp_train_step_784_256_128_10_batch64: {
     loom_ts: { engine: `${kernelBackend()} kernels, 1 thread`, ms_per_step: mlp.ms, samples_per_s: 64 / (mlp.ms / 1000) },
+    loom_ts_2_threads: mlp2 ? { engine: `${kernelBackend()} kernels, 2 threads`, ms_per_step: mlp2.ms, samples_per_s: 64 / (mlp2.ms / 1000) } : null,
     peers: [torchPeer(1), torchPeer(2)],
   },
 };
 const peers = (results.mlp_train_step_784_256_128_10_batch64 as { peers: Record<string, unknown>[] }).peers;
 const rows = [['benchmark', 'engine', 'ms', 'samples/s', 'ratio vs loom-ts']];
 rows.push(['MLP train step b64', `loom-ts (${kernelBackend()}, 1T)`, mlp.ms.toFixed(2), (64000 / mlp.ms).toFixed(0), '1.00']);
+if (mlp2) rows.push(['MLP train step b64', `loom-ts (${kernelBackend()}, 2T)`, mlp2.ms.toFixed(2), (64000 / mlp2.ms).toFixed(0), (mlp.ms / mlp2.ms).toFixed(2) + '× faster']);
 for (const p of peers) {
   if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `pytorch ${p.version} (${p.threads}T, ${p.blas})`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
   else rows.push(['MLP train step b64', 'pytorch', '-', '-', String(p.error)]);
@@ -89,6 +99,10 @@ for (const p of peers) {
 const kernels = spawnSync(process.execPath, [fileURLToPath(new URL('./kernels.js', import.meta.url))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 if (kernels.status === 0) results.kernels = JSON.parse(kernels.stdout);
 else results.kernels = { error: `bench/kernels exited with ${kernels.status}` };
+// Conv2d pair, LSTM and int8-vs-float32 Dense against PyTorch and TensorFlow.js: bench/layers.ts, its own process.
+const layerBench = spawnSync(process.execPath, [fileURLToPath(new URL('./layers.js', import.meta.url))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (layerBench.status === 0) results.layers = JSON.parse(layerBench.stdout);
+else results.layers = { error: `bench/layers exited with ${layerBench.status}` };
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 process.stderr.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n') + '\n');
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');

@@ -4,4 +4,5 @@ export { writeFileAtomic } from './io/atomicWrite.js';
 export { loadDataset } from './data/load.js';
 export * from './io/safetensorsFiles.js';
 export * from './llm/tokenizerFiles.js';
+export * from './llm/llamaFiles.js';
 export { resolveInside } from './io/safePath.js';

@@ -3,7 +3,9 @@ import { LoomError, UsageError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
 import { dnaCommand, evolveCommand } from './evolveCommands.js';
 import { liveCommand } from './liveCommand.js';
+import { chatCommand, convertCommand, generateCommand, runAsyncCommand } from './llmCommands.js';
 import { infoCommand, morphCommand, runCommand } from './modelCommands.js';
+import { serveCommand } from './serveCommand.js';
 import { trainCommand } from './trainCommand.js';
 
 const USAGE = `usage: loom <command> [options]
@@ -13,13 +15,20 @@ commands:
   train <spec.json> --data <path>        train a network (see --help of the command in README.md)
   run <model.json> --input <in.json>     run a saved model on {"shape":[...],"data":[...]} and print the output
   info <model.json> [--json]             layers, coordinates, dtypes, parameters and bytes
+                                         (or a .safetensors file / model folder: tensors, architecture, config)
   morph <model.json> --dtype <name> --out <file>
                                          convert every layer to another numeric type
   live <spec.json> --task <name>         stream a task-switching task through the mesh and watch it adapt
                                          [--mode StepTweenChain --steps N --window W --seed S --lr LR --input-size N]
   dna <a.json> <b.json> [--json]         compare two networks' DNA: overlaps and logic shifts
   evolve [spec.json] --task <name>       evolve a network (xor, cartpole, spirals)
-                                         [--population N --generations G --seed S --scale σ --out best.json --json]`;
+                                         [--population N --generations G --seed S --scale σ --out best.json --json]
+  generate <model-dir> --prompt <text>   stream a Hugging Face Llama/Qwen2/SmolLM model's continuation
+                                         [--max-tokens N --temperature T --top-k K --top-p P --repetition-penalty R
+                                          --repetition-window W --seed S --stop <text> --dtype q4_0|int8|float32 --stats]
+  chat <model-dir> [--system <text>]     multi-turn chat on stdin (terminal or pipe; /exit ends), same flags
+  convert <in> <out>                     safetensors ↔ Loom JSON by extension (a model folder converts too)
+  serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)`;
 
 export function main(argv: string[]): number {
   const out = (s: string) => process.stdout.write(s + '\n');
@@ -36,9 +45,11 @@ export function main(argv: string[]): number {
       case 'morph':
         morphCommand(rest, out);
         break;
-      case 'train':
-        trainCommand(rest, out, err);
+      case 'train': {
+        const pending = trainCommand(rest, out, err);
+        if (pending) runAsyncCommand(pending, err);
         break;
+      }
       case 'demo':
         demoCommand(rest, out);
         break;
@@ -51,6 +62,18 @@ export function main(argv: string[]): number {
       case 'evolve':
         evolveCommand(rest, out);
         break;
+      case 'generate':
+        runAsyncCommand(generateCommand(rest, (s) => process.stdout.write(s), err), err);
+        break;
+      case 'chat':
+        runAsyncCommand(chatCommand(rest, (s) => process.stdout.write(s), process.stdin.isTTY === true), err);
+        break;
+      case 'convert':
+        convertCommand(rest, out);
+        break;
+      case 'serve':
+        runAsyncCommand(serveCommand(rest, out), err);
+        break;
       case undefined:
       case 'help':
       case '--help':
@@ -58,7 +81,7 @@ export function main(argv: string[]): number {
         out(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph, live, dna, evolve)`);
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph, live, dna, evolve, generate, chat, convert, serve)`);
     }
     return 0;
   } catch (e) {

@@ -7,6 +7,7 @@ import { activationName } from '../layers/activations.js';
 import { coordText } from '../layers/layer.js';
 import { loadNetworkFile, readTextFile, saveNetworkFile } from '../io/modelFiles.js';
 import { parseCommandArgs, requireOne, stringFlag } from './args.js';
+import { isTensorPath, tensorInfoCommand } from './llmCommands.js';
 
 /** loom run <model.json> --input <in.json>: prints {"shape":[...],"data":[...]}. */
 export function runCommand(argv: string[], out: (s: string) => void): void {
@@ -43,6 +44,7 @@ export function readTensorFile(path: string): Tensor {
 export function infoCommand(argv: string[], out: (s: string) => void): void {
   const { positionals, values } = parseCommandArgs('info', argv, { json: { type: 'boolean' } });
   const path = requireOne(positionals, 'info', 'model.json');
+  if (isTensorPath(path)) return tensorInfoCommand(path, values.json === true, out);
   const net = loadNetworkFile(path);
   const layers = [...net.entries()].map(([index, layer]) => ({
     index,

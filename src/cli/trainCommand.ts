@@ -17,7 +17,8 @@ import {
   stepLR,
   type LRScheduler,
 } from '../train/schedulers.js';
-import { evaluate, train, type EpochStats } from '../train/train.js';
+import { evaluate, train, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
+import { GpuUnavailableError } from '../gpu/context.js';
 import { numberFlag, parseCommandArgs, requireOne, stringFlag } from './args.js';
 
 export interface TrainingState {
@@ -27,9 +28,9 @@ export interface TrainingState {
 
 /**
  * loom train <spec.json> --data <path> [--epochs --batch --lr --optimizer --momentum --weight-decay
- *   --loss --scheduler --clip --seed --validation --out --plot --save-optimizer --resume]
+ *   --loss --scheduler --clip --seed --validation --out --plot --save-optimizer --resume --gpu]
  */
-export function trainCommand(argv: string[], out: (s: string) => void, err: (s: string) => void): void {
+export function trainCommand(argv: string[], out: (s: string) => void, err: (s: string) => void): void | Promise<void> {
   const { positionals, values } = parseCommandArgs('train', argv, {
     data: { type: 'string' },
     epochs: { type: 'string' },
@@ -47,6 +48,7 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
     plot: { type: 'string' },
     'save-optimizer': { type: 'boolean' },
     resume: { type: 'boolean' },
+    gpu: { type: 'boolean' },
   });
   const specPath = requireOne(positionals, 'train', 'spec.json');
   const dataPath = stringFlag(values, 'data');
@@ -95,7 +97,7 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
   out(
     `training ${specPath} on ${trainSet.source}: ${trainSet.count} samples, ${epochs} epochs, batch ${batchSize}, ${optimizer.type} lr ${optimizer.lr}, ${lossName}, scheduler ${scheduler.name}`,
   );
-  const result = train(net, trainSet, {
+  const trainConfig: TrainConfig = {
     epochs,
     batchSize,
     loss: lossName,
@@ -107,32 +109,44 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
     validationSplit: validationSplit > 0 ? validationSplit : undefined,
     onBatch: (p) => progress.batch(p.epoch, p.batch, p.batches, p.loss),
     onEpoch: (s) => progress.epoch(s, out),
-  });
-
-  const last = result.history[result.history.length - 1];
-  const summary = [`done: ${result.history.length} epochs, ${result.steps} optimizer steps, final loss ${fmt(last.loss)}`];
-  if (last.accuracy !== undefined) summary.push(`train accuracy ${pct(last.accuracy)}`);
-  if (last.validationAccuracy !== undefined) summary.push(`validation accuracy ${pct(last.validationAccuracy)}`);
-  if (data.test) {
-    const t = evaluate(net, data.test, lossName);
-    summary.push(`test loss ${fmt(t.loss)}${t.accuracy !== undefined ? `, test accuracy ${pct(t.accuracy)}` : ''}`);
+  };
+  if (values.gpu && values['save-optimizer']) throw new UsageError('--save-optimizer is not available with --gpu yet (the optimizer state stays on the GPU)');
+  if (values.gpu) {
+    // No adapter: say why and train on the CPU instead.
+    return train(net, trainSet, { ...trainConfig, gpu: true }).then(finish, (e: unknown) => {
+      if (!(e instanceof GpuUnavailableError)) throw e;
+      err(`loom: --gpu: ${e.message}`);
+      finish(train(net, trainSet, trainConfig));
+    });
   }
-  const totalSeconds = result.history.reduce((a, s) => a + s.seconds, 0);
-  summary.push(`${totalSeconds.toFixed(1)} s, ${Math.round((trainSet.count * result.history.length) / totalSeconds)} samples/s`);
-  out(summary.join('; '));
+  finish(train(net, trainSet, trainConfig));
 
-  const outPath = stringFlag(values, 'out');
-  if (outPath) {
-    const extra = values['save-optimizer']
-      ? { optimizer_state: { ...optimizer.state(), training: { epochsDone: startEpoch + epochs - 1, seed } satisfies TrainingState } }
-      : {};
-    saveNetworkFile(net, outPath, extra);
-    out(`model saved to ${outPath}${values['save-optimizer'] ? ' (with optimizer state)' : ''}`);
-  }
-  const plotPath = stringFlag(values, 'plot');
-  if (plotPath) {
-    writeFileAtomic(plotPath, renderTrainingSvg(result.history, `${specPath} on ${trainSet.source}`));
-    out(`loss and accuracy curves written to ${plotPath}`);
+  function finish(result: TrainResult): void {
+    const last = result.history[result.history.length - 1];
+    const summary = [`done: ${result.history.length} epochs, ${result.steps} optimizer steps, final loss ${fmt(last.loss)}`];
+    if (last.accuracy !== undefined) summary.push(`train accuracy ${pct(last.accuracy)}`);
+    if (last.validationAccuracy !== undefined) summary.push(`validation accuracy ${pct(last.validationAccuracy)}`);
+    if (data.test) {
+      const t = evaluate(net, data.test, lossName);
+      summary.push(`test loss ${fmt(t.loss)}${t.accuracy !== undefined ? `, test accuracy ${pct(t.accuracy)}` : ''}`);
+    }
+    const totalSeconds = result.history.reduce((a, s) => a + s.seconds, 0);
+    summary.push(`${totalSeconds.toFixed(1)} s, ${Math.round((trainSet.count * result.history.length) / totalSeconds)} samples/s`);
+    out(summary.join('; '));
+
+    const outPath = stringFlag(values, 'out');
+    if (outPath) {
+      const extra = values['save-optimizer']
+        ? { optimizer_state: { ...optimizer.state(), training: { epochsDone: startEpoch + epochs - 1, seed } satisfies TrainingState } }
+        : {};
+      saveNetworkFile(net, outPath, extra);
+      out(`model saved to ${outPath}${values['save-optimizer'] ? ' (with optimizer state)' : ''}`);
+    }
+    const plotPath = stringFlag(values, 'plot');
+    if (plotPath) {
+      writeFileAtomic(plotPath, renderTrainingSvg(result.history, `${specPath} on ${trainSet.source}`));
+      out(`loss and accuracy curves written to ${plotPath}`);
+    }
   }
 }
 

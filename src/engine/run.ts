@@ -1,6 +1,7 @@
-import { dtypeName } from '../core/dtype.js';
+import { DType, dtypeName } from '../core/dtype.js';
 import { NumericError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
+import { requireFloatWeights } from './decode.js';
 import type { PlanStep, VolumetricNetwork } from '../grid/network.js';
 import { coordText, type Layer, type LayerCache } from '../layers/layer.js';
 
@@ -11,6 +12,12 @@ export interface ForwardOptions {
   checkFinite?: boolean;
   /** Called after each layer runs with its output (observers, telemetry). */
   onLayer?: LayerHook;
+  /**
+   * Quantized layers whose kind has a packed kernel (Dense: Int8, Int4, Int2, Ternary, Binary, FP4,
+   * FP8) compute straight from their packed bytes, ignored with keepTrace. Faster; FP8 gives the same
+   * bits, the integer types round each input row to int16 first (|Δx| ≤ max|x|/65534).
+   */
+  packedKernels?: boolean;
 }
 
 /** Per-layer callback: `value` is the layer's output (forward) or the gradient leaving it toward its input (backward). */
@@ -18,6 +25,8 @@ export type LayerHook = (layer: Layer, index: number, value: Tensor) => void;
 
 export interface BackwardOptions {
   onLayer?: LayerHook;
+  /** False when the gradient with respect to the network input is not wanted (training): `gradInput` is then zeros. */
+  inputGradient?: boolean;
 }
 
 /** What a forward pass leaves for the backward pass. */
@@ -61,9 +70,15 @@ export function forwardNetwork(net: VolumetricNetwork, input: Tensor, options: F
   for (const step of plan) {
     const { layer } = step;
     const start = performance.now();
-    const weights = layer.weights ? layer.weights.getActive(layer.dtype) : null;
+    requireFloatWeights(layer, 'forward');
+    // Quantized inference: kinds with a packed kernel read the packed bytes instead of decoded weights.
+    const packedOut =
+      options.packedKernels && !options.keepTrace && layer.kind.forwardPacked && layer.weights && layer.dtype !== DType.Float32
+        ? layer.kind.forwardPacked(layer, values[step.inputValue], layer.weights.morph(layer.dtype))
+        : null;
+    const weights = packedOut || !layer.weights ? null : layer.weights.getActive(layer.dtype);
     const skip = step.skipValue >= 0 ? values[step.skipValue] : null;
-    const { output, cache } = layer.kind.forward(layer, values[step.inputValue], weights, skip);
+    const { output, cache } = packedOut ? { output: packedOut, cache: { input: values[step.inputValue] } } : layer.kind.forward(layer, values[step.inputValue], weights, skip);
     layerTimesMs[step.index] = performance.now() - start;
     if (options.checkFinite) assertFinite(output.data, () => `output of ${layer.kind.name} at ${coordText(layer)} (${dtypeName(layer.dtype)})`);
     options.onLayer?.(layer, step.index, output);
@@ -90,7 +105,7 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
     if (!grad) continue;
     const step = plan[k];
     const start = performance.now();
-    const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k]);
+    const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k], options.inputGradient !== false || step.inputValue !== 0);
     layerTimesMs[step.index] = performance.now() - start;
     options.onLayer?.(step.layer, step.index, result.gradInput);
     if (result.gradWeights) gradients.push({ key: String(step.index), layer: step.layer, grad: result.gradWeights });

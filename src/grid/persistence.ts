@@ -2,6 +2,7 @@ import { DType, dtypeName } from '../core/dtype.js';
 import { encodeBase64 } from '../core/base64.js';
 import { shortestFloat32 } from '../core/floatFormat.js';
 import { activationName } from '../layers/activations.js';
+import { requireFloatWeights } from '../engine/decode.js';
 import type { Layer } from '../layers/layer.js';
 import { CONFIG_FIELDS } from './fields.js';
 import type { VolumetricNetwork } from './network.js';
@@ -48,6 +49,7 @@ function layerToJson(layer: Layer): Record<string, unknown> {
     if (v === undefined || v === 0 || v === false || v === '' || (Array.isArray(v) && v.length === 0)) continue;
     out[field.json] = v;
   }
+  requireFloatWeights(layer, 'save');
   if (layer.weights) {
     const version = layer.weights.morph(layer.dtype);
     out.weights = encodeBase64(version.bytes);

@@ -8,6 +8,7 @@ import {
   unpackWeights,
   type QuantParams,
 } from '../core/dtype.js';
+import { requireFloatWeights } from '../engine/decode.js';
 import { FormatError, LoomError, NumericError, ShapeError, describeValue } from '../core/errors.js';
 import { shortestFloat32 } from '../core/floatFormat.js';
 import { Tensor } from '../core/tensor.js';
@@ -521,6 +522,7 @@ export interface NamedLayer {
 export function namedLayers(net: VolumetricNetwork): NamedLayer[] {
   const out: NamedLayer[] = [];
   const visit = (layer: Layer, key: string, index: number, nested: boolean): void => {
+    requireFloatWeights(layer, 'safetensors');
     if (layer.weights) out.push({ key, index, nested, layer });
     const field = layer.kind.childrenField;
     layer.children?.forEach((child, i) => visit(child, `${key}.${field}.${i}`, index, true));

@@ -1,5 +1,6 @@
 import { gemmABt as gemmABtTs, transpose } from './gemm.js';
-import { loadWasmKernels, loadWasmKernelsSync, type GemmLayout, type WasmKernels } from './wasm.js';
+import { KernelPool } from './pool.js';
+import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -68,6 +69,40 @@ export function kernelMode(): KernelMode {
   return mode;
 }
 
+let pool: KernelPool | null = null;
+
+/** Products with at least this many multiply-adds go to the thread pool when one is set (results are the same bits either way). */
+export const POOL_MIN_MACS = 1 << 20;
+
+/**
+ * Opt-in multi-threading: runs large WebAssembly products on `threads` threads (a KernelPool of
+ * threads − 1 workers plus the caller). Outputs stay bit-identical to one thread. 1 stops the pool.
+ * Resolves to the thread count in use (1 when the kernels are off or workers are unavailable).
+ */
+export async function setThreads(threads: number): Promise<number> {
+  if (!Number.isInteger(threads) || threads < 1) throw new Error(`setThreads: expected a positive integer, got ${String(threads)}`);
+  pool?.close();
+  pool = null;
+  if (threads > 1 && kernels) {
+    try {
+      pool = await KernelPool.create(threads);
+    } catch {
+      pool = null;
+    }
+  }
+  return kernelThreads();
+}
+
+/** Threads the WebAssembly products run on (1 unless setThreads started a pool). */
+export function kernelThreads(): number {
+  return pool ? pool.threads : 1;
+}
+
+function runGemm(k: WasmKernels, A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number, layout: GemmLayout, bias: Float32Array | null, accumulate: boolean): boolean {
+  if (pool && M * N * K >= POOL_MIN_MACS && pool.gemm(A, B, C, M, N, K, layout, bias, accumulate)) return true;
+  return k.gemm(A, B, C, M, N, K, layout, bias, accumulate);
+}
+
 function pick(N: number, K: number): WasmKernels | null {
   if (!kernels || mode === 'ts') return null;
   return mode === 'wasm' || N * K >= WASM_MIN_NK ? kernels : null;
@@ -85,7 +120,7 @@ export function gemmABt(
   accumulate = false,
 ): void {
   const k = pick(N, K);
-  if (!k?.gemm(A, B, C, M, N, K, REF_LAYOUT, bias, accumulate)) gemmABtTs(A, B, C, M, N, K, bias, accumulate);
+  if (!k || !runGemm(k, A, B, C, M, N, K, REF_LAYOUT, bias, accumulate)) gemmABtTs(A, B, C, M, N, K, bias, accumulate);
 }
 
 /** C[M×N] = A[M×K] · B[K×N] (+ bias[N]); with `accumulate`, adds into C. Reference: gemmABt(A, Bᵀ). */
@@ -100,7 +135,7 @@ export function gemmAB(
   accumulate = false,
 ): void {
   const k = pick(N, K);
-  if (!k?.gemm(A, B, C, M, N, K, AB_LAYOUT, bias, accumulate)) gemmABtTs(A, transpose(B, K, N), C, M, N, K, bias, accumulate);
+  if (!k || !runGemm(k, A, B, C, M, N, K, AB_LAYOUT, bias, accumulate)) gemmABtTs(A, transpose(B, K, N), C, M, N, K, bias, accumulate);
 }
 
 /** C[M×N] = A[K×M]ᵀ · B[K×N] (+ bias[N]); with `accumulate`, adds into C. Reference: gemmABt(Aᵀ, Bᵀ). */
@@ -115,10 +150,74 @@ export function gemmAtB(
   accumulate = false,
 ): void {
   const k = pick(N, K);
-  if (!k?.gemm(A, B, C, M, N, K, ATB_LAYOUT, bias, accumulate)) gemmABtTs(transpose(A, K, M), transpose(B, K, N), C, M, N, K, bias, accumulate);
+  if (!k || !runGemm(k, A, B, C, M, N, K, ATB_LAYOUT, bias, accumulate)) gemmABtTs(transpose(A, K, M), transpose(B, K, N), C, M, N, K, bias, accumulate);
 }
 
 /** y[N] = W[N×K] · x[K] (+ bias[N]): gemmABt with M = 1. */
 export function gemv(W: Float32Array, x: Float32Array, y: Float32Array, N: number, K: number, bias: Float32Array | null = null): void {
   gemmABt(x, W, y, 1, N, K, bias);
+}
+
+const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();
+
+/**
+ * Zeroed AdamW moment buffers (m, v) for `length` parameters that live in WebAssembly memory, so
+ * adamwStep does not copy them each step; null when the kernels are off or the size is small.
+ */
+export function adamwBuffers(length: number): { m: Float32Array; v: Float32Array } | null {
+  if (!kernels || mode === 'ts' || (mode !== 'wasm' && length < WASM_MIN_ADAMW)) return null;
+  try {
+    const state = new WasmAdamWState(kernels.module, length);
+    residentAdamW.set(state.m, state);
+    return state;
+  } catch {
+    return null;
+  }
+}
+
+/** Parameters at or above this length take the WebAssembly AdamW update in 'auto' mode (both paths give the same bits). */
+const WASM_MIN_ADAMW = 4096;
+
+/**
+ * One AdamW update of w, m and v in place from the gradient g, in float32 with one rounding per
+ * operation, in PyTorch's order: w·decay; m + (g − m)·c1; v·b2 + (c2·g)·g; sqrt(v)/bc2 + eps;
+ * then w − step·(m / d). The constants are rounded to float32 first. The TypeScript loop and the
+ * WebAssembly kernel compute the same bits.
+ */
+export function adamwStep(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, constants: AdamWConstants): void {
+  const f = Math.fround;
+  const k: AdamWConstants = { decay: f(constants.decay), c1: f(constants.c1), b2: f(constants.b2), c2: f(constants.c2), bc2: f(constants.bc2), eps: f(constants.eps), step: f(constants.step) };
+  const n = w.length;
+  const resident = residentAdamW.get(m);
+  if (resident && resident.v === v && resident.length === n && mode !== 'ts') return resident.step(w, g, k);
+  if (kernels && mode !== 'ts' && (mode === 'wasm' || n >= WASM_MIN_ADAMW) && kernels.adamw(w, g, m, v, k)) return;
+  const { decay, c1, b2, c2, bc2, eps, step } = k;
+  for (let i = 0; i < n; i++) {
+    const gi = g[i];
+    const mi = f(m[i] + f(f(gi - m[i]) * c1));
+    const vi = f(f(v[i] * b2) + f(f(c2 * gi) * gi));
+    const d = f(f(f(Math.sqrt(vi)) / bc2) + eps);
+    w[i] = f(f(w[i] * decay) - f(step * f(mi / d)));
+    m[i] = mi;
+    v[i] = vi;
+  }
+}
+
+/** The compiled kernel module while the WebAssembly kernels are in use (not forced to 'ts'); null otherwise. */
+export function wasmKernelModule(): WebAssembly.Module | null {
+  return kernels && mode !== 'ts' ? kernels.module : null;
+}
+
+/**
+ * Convolution forward on the WebAssembly kernels: out[B][F][P] = W·im2col(input) (+ bias[f]), the same
+ * bits as gemmAB on the whole batch's columns followed by the bias add, split over samples when a pool
+ * runs. False when the reference would run that product (kernels off or 'auto' below WASM_MIN_NK): the
+ * caller then builds the columns itself.
+ */
+export function convForward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+  const K = g.channels * g.kD * g.kH * g.kW;
+  const P = g.outD * g.outH * g.outW;
+  if (!pick(batch * P, K)) return false;
+  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.conv(input, g, batch, filters, w, bias, out)) return true;
+  return kernels!.conv(input, g, batch, filters, w, bias, out);
 }

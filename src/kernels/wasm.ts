@@ -15,6 +15,42 @@ interface KernelExports {
   workBytes(): number;
   kBlock(): number;
   gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
+  adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
+  convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
+}
+
+/** A convolution's shapes as convForward takes them (see ConvGeometry in im2col.ts). */
+export interface ConvShape {
+  channels: number;
+  inD: number;
+  inH: number;
+  inW: number;
+  outD: number;
+  outH: number;
+  outW: number;
+  kD: number;
+  kH: number;
+  kW: number;
+  stride: number;
+  padD: number;
+  padH: number;
+  padW: number;
+}
+
+/** convForward's shape arguments after b0, b1, in order, ending with the filter count. */
+export function convArgs(g: ConvShape, filters: number): number[] {
+  return [g.channels, g.inD, g.inH, g.inW, g.outD, g.outH, g.outW, g.kD, g.kH, g.kW, g.stride, g.padD, g.padH, g.padW, filters];
+}
+
+/** AdamW constants, each already a float32 value (see adamwStep in backend.ts). */
+export interface AdamWConstants {
+  decay: number;
+  c1: number;
+  b2: number;
+  c2: number;
+  bc2: number;
+  eps: number;
+  step: number;
 }
 
 /** Operand layouts: A is [M×K] ('mk') or [K×M] ('km'); B is [N×K] ('nk') or [K×N] ('kn'). */
@@ -38,7 +74,7 @@ export class WasmKernels {
   /** The K block length of the reduction order (256). */
   readonly kBlock: number;
 
-  constructor(module: WebAssembly.Module) {
+  constructor(readonly module: WebAssembly.Module) {
     const instance = new WebAssembly.Instance(module, {});
     this.x = instance.exports as unknown as KernelExports;
     this.work = align16(this.x.heapBase());
@@ -90,6 +126,49 @@ export class WasmKernels {
   }
 
   /**
+   * Convolution forward of `batch` images [B][C][D][H][W] with weights [F][C·kD·kH·kW] (+ bias[F]) into
+   * out [B][F][P]: per sample im2col then gemm, the bits gemmAB gives on the whole batch's columns.
+   * False when linear memory cannot hold the operands.
+   */
+  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = g.channels * g.inD * g.inH * g.inW;
+    const at = this.layoutFor(batch * image, filters * K + filters, batch * filters * P, K * P);
+    if (!at) return false;
+    const [px, pw, pout, pcol] = at;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
+    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
+    const pb = pw + filters * K * 4;
+    if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
+    this.x.convForward(0, batch, ...convArgs(g, filters), px, pw, bias ? pb : 0, pout, this.work, pcol);
+    out.set(new Float32Array(this.x.memory.buffer, pout, batch * filters * P));
+    return true;
+  }
+
+  /** One AdamW update of w, m, v in place from g (float32 per operation); false when memory cannot hold them. */
+  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, k: AdamWConstants): boolean {
+    const n = w.length;
+    const offsets = this.layoutFor(n, n, n, n);
+    if (!offsets) return false;
+    const [pw, pg, pm, pv] = offsets;
+    const buf = this.x.memory.buffer;
+    const fw = new Float32Array(buf, pw, n);
+    const fm = new Float32Array(buf, pm, n);
+    const fv = new Float32Array(buf, pv, n);
+    fw.set(w);
+    new Float32Array(buf, pg, n).set(g);
+    fm.set(m);
+    fv.set(v);
+    this.x.adamw(n, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+    w.set(fw);
+    m.set(fm);
+    v.set(fv);
+    return true;
+  }
+
+  /**
    * Copies the operands into linear memory and returns the product as a callable that reuses them
    * (the benchmark times `run` alone to separate kernel time from copies). Valid until the next stage;
    * null when linear memory cannot hold the operands.
@@ -127,6 +206,40 @@ export class WasmKernels {
         else for (let i = 0; i < out.length; i++) C[i] += out[i];
       },
     };
+  }
+}
+
+/**
+ * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
+ * valid): the moment buffers m and v are never copied; each step copies w and g in and w out.
+ */
+export class WasmAdamWState {
+  private readonly x: KernelExports;
+  private readonly at: [number, number, number, number];
+  readonly m: Float32Array;
+  readonly v: Float32Array;
+
+  constructor(module: WebAssembly.Module, readonly length: number) {
+    this.x = new WebAssembly.Instance(module, {}).exports as unknown as KernelExports;
+    const base = align16(this.x.heapBase());
+    const bytes = align16(length * 4);
+    this.at = [base, base + bytes, base + 2 * bytes, base + 3 * bytes];
+    const end = base + 4 * bytes;
+    if (end > MAX_BYTES) throw new RangeError(`adamw: ${length} parameters exceed linear memory`);
+    const have = this.x.memory.buffer.byteLength;
+    if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
+    this.m = new Float32Array(this.x.memory.buffer, this.at[2], length);
+    this.v = new Float32Array(this.x.memory.buffer, this.at[3], length);
+  }
+
+  step(w: Float32Array, g: Float32Array, k: AdamWConstants): void {
+    const [pw, pg, pm, pv] = this.at;
+    const buf = this.x.memory.buffer;
+    const fw = new Float32Array(buf, pw, this.length);
+    fw.set(w);
+    new Float32Array(buf, pg, this.length).set(g);
+    this.x.adamw(this.length, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+    w.set(fw);
   }
 }
 

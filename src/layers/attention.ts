@@ -4,7 +4,7 @@ import { sumRows, transpose } from '../kernels/gemm.js';
 import { gemmABt } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
-import { coordText, type Layer, type LayerKind } from './layer.js';
+import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
 
 /** RoPE base used when `rope_freq_base` is absent: the original's mhaRoPETheta default (Llama's). */
@@ -159,6 +159,28 @@ export const attentionKind: LayerKind = {
     activateInto(pre, out, layer.activation);
     const extra: AttentionCache = { batch, seq, qkv, attn, rowMax, rowInv };
     return { output: new Tensor(out, input.shape), cache: { input, pre: new Tensor(pre, input.shape), extra } };
+  },
+
+  forwardIncremental(layer, input, ctx) {
+    const m = dimsOf(layer);
+    const { batch, seq: n } = layoutOf(layer, input, m, false);
+    const cache = ctx.state((maxSeq) => createKVCache(layer, maxSeq, batch));
+    if (batch !== cache.batch) {
+      throw new ShapeError(`${layer.kind.name} at ${coordText(layer)}: the KV cache holds ${cache.batch} sequences, got input of shape [${input.shape.join(', ')}]`);
+    }
+    if (cache.length + n > cache.maxSeq) {
+      throw new ShapeError(`${layer.kind.name} at ${coordText(layer)}: the KV cache holds ${cache.maxSeq} positions; ${cache.length} are used and ${n} more do not fit`);
+    }
+    return cachedForward(layer, input, cache, m, batch, n, ctx.linear);
+  },
+
+  matrices(layer) {
+    const m = dimsOf(layer);
+    const o = offsets(m);
+    return [
+      { offset: o.wq, rows: m.w3, cols: m.d },
+      { offset: o.wo, rows: m.d, cols: m.q },
+    ];
   },
 
   backward(layer, gradOutput, cache, weights) {
@@ -536,14 +558,24 @@ export function attentionForwardCached(layer: Layer, input: Tensor, weights: Flo
   if (batch !== cache.batch) {
     throw new ShapeError(`${layer.kind.name} at ${coordText(layer)}: the KV cache holds ${cache.batch} sequences, got input of shape [${input.shape.join(', ')}]`);
   }
-  const start = cache.length;
-  if (start + n > cache.maxSeq) {
-    throw new ShapeError(`${layer.kind.name} at ${coordText(layer)}: the KV cache holds ${cache.maxSeq} positions; ${start} are used and ${n} more do not fit`);
+  if (cache.length + n > cache.maxSeq) {
+    throw new ShapeError(`${layer.kind.name} at ${coordText(layer)}: the KV cache holds ${cache.maxSeq} positions; ${cache.length} are used and ${n} more do not fit`);
   }
   const w = weights ?? layer.weights!.getActive(layer.dtype);
+  const linear: Linear = (x, rows, offset, nOut, k, out, biasOffset) =>
+    gemmABt(x, w.subarray(offset, offset + nOut * k), out, rows, nOut, k, biasOffset === undefined ? null : w.subarray(biasOffset, biasOffset + nOut));
+  return cachedForward(layer, input, cache, m, batch, n, linear);
+}
+
+type Linear = IncrementalContext['linear'];
+
+/** attentionForwardCached's work, with the projections done by `linear` (float32 or packed weights). */
+function cachedForward(layer: Layer, input: Tensor, cache: KVCache, m: Dims, batch: number, n: number, linear: Linear): Tensor {
+  const start = cache.length;
   const o = offsets(m);
   const rows = batch * n;
-  const qkv = project(input.data, w, rows, m);
+  const qkv = new Float32Array(rows * m.w3);
+  linear(input.data, rows, o.wq, m.w3, m.d, qkv, o.bq);
   const cs = ropeTable(m, start, n);
   for (let b = 0; b < batch; b++) applyRope(qkv, b * n, n, 0, m, cs);
   const total = start + n;
@@ -565,7 +597,7 @@ export function attentionForwardCached(layer: Layer, input: Tensor, weights: Flo
   }
   cache.length = total;
   const pre = new Float32Array(rows * m.d);
-  gemmABt(attn, w.subarray(o.wo, o.bq), pre, rows, m.d, m.q, w.subarray(o.bo, o.end));
+  linear(attn, rows, o.wo, m.d, m.q, pre, o.bo);
   const out = new Float32Array(pre.length);
   activateInto(pre, out, layer.activation);
   return new Tensor(out, input.shape);

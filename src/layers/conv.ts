@@ -2,7 +2,7 @@ import { ShapeError, SpecError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import type { LayerConfig } from '../grid/fields.js';
-import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
+import { convForward, gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { batchToRowMajor, col2im, im2col, imageSize, patchSize, positions, rowMajorToBatch, type ConvGeometry } from '../kernels/im2col.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
@@ -165,13 +165,17 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const P = positions(g);
       const K = patchSize(g);
       const w = weights!;
-      // pre as [F][B·P] = W[F][K] · columns[K][B·P] in one GEMM, then back to NCHW with the bias added.
-      const colT = new Float32Array(K * batch * P);
-      im2col(input.data, g, batch, colT);
-      const rows = new Float32Array(F * batch * P);
-      gemmAB(w, colT, rows, F, batch * P, K);
+      const bias = layer.config.useBias ? w.subarray(F * K, F * K + F) : null;
       const pre = new Float32Array(batch * F * P);
-      rowMajorToBatch(rows, batch, F, P, pre, layer.config.useBias ? w.subarray(F * K, F * K + F) : null);
+      // The WebAssembly kernels build each sample's columns and multiply in linear memory (same bits).
+      if (!convForward(input.data, g, batch, F, w, bias, pre)) {
+        // pre as [F][B·P] = W[F][K] · columns[K][B·P] in one GEMM, then back to NCHW with the bias added.
+        const colT = new Float32Array(K * batch * P);
+        im2col(input.data, g, batch, colT);
+        const rows = new Float32Array(F * batch * P);
+        gemmAB(w, colT, rows, F, batch * P, K);
+        rowMajorToBatch(rows, batch, F, P, pre, bias);
+      }
       const out = new Float32Array(pre.length);
       activateInto(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];

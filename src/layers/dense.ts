@@ -2,6 +2,7 @@ import { ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { sumRows } from '../kernels/gemm.js';
 import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
+import { PackedDense } from '../kernels/quantDense.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -32,17 +33,47 @@ export const denseKind: LayerKind = {
 
   forward(layer, input, weights) {
     const { inputHeight: nIn = 0, outputHeight: nOut = 0 } = layer.config;
-    const batch = batchOf(layer, input, nIn);
+    // A sequence [B, S, in] maps each position (an LM head); anything else is [B, in] per sample.
+    const sequence = isSequence(input, nIn);
+    const batch = sequence ? input.size / nIn : batchOf(layer, input, nIn);
     const w = weights!;
     const bias = layer.config.useBias ? w.subarray(nIn * nOut, nIn * nOut + nOut) : null;
     const pre = new Float32Array(batch * nOut);
     gemmABt(input.data, w, pre, batch, nOut, nIn, bias);
     const out = new Float32Array(pre.length);
     activateInto(pre, out, layer.activation);
-    return { output: new Tensor(out, [batch, nOut]), cache: { input, pre: new Tensor(pre, [batch, nOut]) } };
+    const shape = sequence ? [input.shape[0], input.shape[1], nOut] : [batch, nOut];
+    return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, [batch, nOut]) } };
   },
 
-  backward(layer, gradOutput, cache, weights) {
+  forwardIncremental(layer, input, ctx) {
+    const { inputHeight: nIn = 0, outputHeight: nOut = 0 } = layer.config;
+    const sequence = isSequence(input, nIn);
+    const rows = sequence ? input.size / nIn : batchOf(layer, input, nIn);
+    const pre = new Float32Array(rows * nOut);
+    ctx.linear(input.data, rows, 0, nOut, nIn, pre, layer.config.useBias ? nIn * nOut : undefined);
+    const out = new Float32Array(pre.length);
+    activateInto(pre, out, layer.activation);
+    return new Tensor(out, sequence ? [input.shape[0], input.shape[1], nOut] : [rows, nOut]);
+  },
+
+  forwardPacked(layer, input, version) {
+    const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
+    const kernel = PackedDense.for(version, nOut, nIn, !!useBias);
+    if (!kernel) return null;
+    const sequence = isSequence(input, nIn);
+    const batch = sequence ? input.size / nIn : batchOf(layer, input, nIn);
+    const out = new Float32Array(batch * nOut);
+    kernel.forward(input.data, batch, out);
+    activateInto(out, out, layer.activation);
+    return new Tensor(out, sequence ? [input.shape[0], input.shape[1], nOut] : [batch, nOut]);
+  },
+
+  matrices(layer) {
+    return [{ offset: 0, rows: layer.config.outputHeight ?? 0, cols: layer.config.inputHeight ?? 0 }];
+  },
+
+  backward(layer, gradOutput, cache, weights, inputGradient = true) {
     const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
     const batch = cache.pre!.shape[0];
     const gradPre = new Float32Array(batch * nOut);
@@ -53,7 +84,7 @@ export const denseKind: LayerKind = {
     gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
     const gradIn = new Float32Array(batch * nIn);
-    gemmAB(gradPre, weights!.subarray(0, nIn * nOut), gradIn, batch, nIn, nOut);
+    if (inputGradient) gemmAB(gradPre, weights!.subarray(0, nIn * nOut), gradIn, batch, nIn, nOut);
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
   },
 
@@ -61,6 +92,10 @@ export const denseKind: LayerKind = {
     return { input: layer.config.inputHeight, output: layer.config.outputHeight };
   },
 };
+
+function isSequence(input: Tensor, features: number): boolean {
+  return input.shape.length === 3 && input.shape[2] === features;
+}
 
 /** Rows of `input` for a layer expecting `features` values per sample; [B, ...] flattens to [B, features]. */
 export function batchOf(layer: Layer, input: Tensor, features: number): number {

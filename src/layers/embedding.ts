@@ -2,7 +2,7 @@ import { ShapeError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { activateInto, activationBackwardInto, Activation } from './activations.js';
 import { requirePositive } from './dense.js';
-import { coordText, type LayerKind } from './layer.js';
+import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
 
 /**
@@ -28,26 +28,29 @@ export const embeddingKind: LayerKind = {
   },
 
   forward(layer, input, weights) {
-    const vocab = layer.config.vocabSize!;
     const dim = layer.config.embeddingDim!;
-    const ids = input.data;
     const table = weights!;
-    const pre = new Float32Array(ids.length * dim);
-    for (let p = 0; p < ids.length; p++) {
-      const id = ids[p];
-      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
-        const what = Number.isInteger(id) ? `is outside the vocabulary of ${vocab}` : `is not an integer in [0, ${vocab})`;
-        throw new ShapeError(`Embedding at ${coordText(layer)}: token id ${id} at position ${p} ${what}`);
-      }
-      const row = id * dim;
-      const base = p * dim;
-      for (let j = 0; j < dim; j++) pre[base + j] = table[row + j];
-    }
+    const pre = lookup(layer, input, (id, out, at) => out.set(table.subarray(id * dim, (id + 1) * dim), at));
     const shape = input.shape.length === 0 ? [dim] : [...input.shape, dim];
     if (layer.activation === Activation.Linear) return { output: new Tensor(pre, shape), cache: { input } };
     const out = new Float32Array(pre.length);
     activateInto(pre, out, layer.activation);
     return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };
+  },
+
+  forwardIncremental(layer, input, ctx) {
+    const vocab = layer.config.vocabSize!;
+    const dim = layer.config.embeddingDim!;
+    const pre = lookup(layer, input, (id, out, at) => ctx.matrixRow(0, vocab, dim, id, out, at));
+    const shape = input.shape.length === 0 ? [dim] : [...input.shape, dim];
+    if (layer.activation === Activation.Linear) return new Tensor(pre, shape);
+    const out = new Float32Array(pre.length);
+    activateInto(pre, out, layer.activation);
+    return new Tensor(out, shape);
+  },
+
+  matrices(layer) {
+    return [{ offset: 0, rows: layer.config.vocabSize ?? 0, cols: layer.config.embeddingDim ?? 0 }];
   },
 
   backward(layer, gradOutput, cache) {
@@ -87,5 +90,22 @@ export const embeddingKind: LayerKind = {
     return { gradInput: Tensor.zeros(cache.input.shape), gradWeights: gradTable };
   },
 };
+
+/** The rows of the table for every id of `input`, checked to lie in the vocabulary. */
+function lookup(layer: Layer, input: Tensor, row: (id: number, out: Float32Array, at: number) => void): Float32Array {
+  const vocab = layer.config.vocabSize!;
+  const dim = layer.config.embeddingDim!;
+  const ids = input.data;
+  const pre = new Float32Array(ids.length * dim);
+  for (let p = 0; p < ids.length; p++) {
+    const id = ids[p];
+    if (!(Number.isInteger(id) && id >= 0 && id < vocab)) {
+      const what = Number.isInteger(id) ? `is outside the vocabulary of ${vocab}` : `is not an integer in [0, ${vocab})`;
+      throw new ShapeError(`Embedding at ${coordText(layer)}: token id ${id} at position ${p} ${what}`);
+    }
+    row(id, pre, p * dim);
+  }
+  return pre;
+}
 
 registerLayerKind(embeddingKind);

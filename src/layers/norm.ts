@@ -52,6 +52,10 @@ export const rmsNormKind: LayerKind = {
     return { output: new Tensor(out, input.shape), cache: { input, extra: stats } };
   },
 
+  forwardIncremental(layer, input, ctx) {
+    return rmsNormKind.forward(layer, input, ctx.vector(0, layer.config.inputHeight!), null).output;
+  },
+
   backward(layer, gradOutput, cache, weights) {
     const n = layer.config.inputHeight!;
     const { rows, invScale } = cache.extra as NormStats;

@@ -1,8 +1,8 @@
 import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
-import { sumRows, transpose } from '../kernels/gemm.js';
-import { gemmABt } from '../kernels/backend.js';
+import { sumRows } from '../kernels/gemm.js';
+import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -127,8 +127,9 @@ export const rnnKind: LayerKind = {
     const hhSize = hid * hid;
     const step = batch * hid;
     const gOut = toTimeMajor(gradOutput.data, batch, seq, hid);
-    const wHHt = transpose(w.subarray(ihSize, ihSize + hhSize), hid, hid);
+    const wHH = w.subarray(ihSize, ihSize + hhSize);
 
+    // Transposed operands go to the layout-aware products (same bits as an explicit transpose).
     // gPre_t = (dL/dh_t + gPre_{t+1}·W_hh) ⊙ (1 − h_t²), walking back in time.
     const gPre = new Float32Array(seq * step);
     const carry = new Float32Array(step);
@@ -138,23 +139,20 @@ export const rnnKind: LayerKind = {
         const ht = h[o + i];
         gPre[o + i] = (gOut[o + i] + carry[i]) * (1 - ht * ht);
       }
-      if (t > 0) gemmABt(gPre.subarray(o, o + step), wHHt, carry, batch, hid, hid);
+      if (t > 0) gemmAB(gPre.subarray(o, o + step), wHH, carry, batch, hid, hid);
     }
 
     const gradWeights = new Float32Array(ihSize + hhSize + hid);
-    const gPreT = transpose(gPre, seq * batch, hid);
-    gemmABt(gPreT, transpose(xT, seq * batch, nIn), gradWeights.subarray(0, ihSize), hid, nIn, seq * batch);
+    gemmAtB(gPre, xT, gradWeights.subarray(0, ihSize), hid, nIn, seq * batch);
     if (seq > 1) {
       // dW_hh = Σ_{t≥1} gPre_tᵀ·h_{t-1}: the time-major rows line up after a shift by one step.
       const n = (seq - 1) * batch;
-      const gLate = transpose(gPre.subarray(step), n, hid);
-      const hEarly = transpose(h.subarray(0, n * hid), n, hid);
-      gemmABt(gLate, hEarly, gradWeights.subarray(ihSize, ihSize + hhSize), hid, hid, n);
+      gemmAtB(gPre.subarray(step), h.subarray(0, n * hid), gradWeights.subarray(ihSize, ihSize + hhSize), hid, hid, n);
     }
     sumRows(gPre, seq * batch, hid, gradWeights.subarray(ihSize + hhSize));
 
     const gxT = new Float32Array(seq * batch * nIn);
-    gemmABt(gPre, transpose(w.subarray(0, ihSize), hid, nIn), gxT, seq * batch, nIn, hid);
+    gemmAB(gPre, w.subarray(0, ihSize), gxT, seq * batch, nIn, hid);
     return { gradInput: new Tensor(toBatchMajor(gxT, batch, seq, nIn), cache.input.shape), gradWeights };
   },
 };
@@ -253,7 +251,6 @@ export const lstmKind: LayerKind = {
     const width = GATES * hid;
     const { wIH, wHH } = stackGates(weights!, nIn, hid);
     const gOut = toTimeMajor(gradOutput.data, batch, seq, hid);
-    const wHHt = transpose(wHH, width, hid);
 
     // dG holds the gradients of the gate pre-activations, time-major [S·B, 4·hid].
     const dG = new Float32Array(seq * batch * width);
@@ -280,18 +277,17 @@ export const lstmKind: LayerKind = {
           dcNext[s + j] = dc * fg;
         }
       }
-      if (t > 0) gemmABt(dG.subarray(t * batch * width, (t + 1) * batch * width), wHHt, dhNext, batch, hid, width);
+      if (t > 0) gemmAB(dG.subarray(t * batch * width, (t + 1) * batch * width), wHH, dhNext, batch, hid, width);
     }
 
     const rows = seq * batch;
     const dWIH = new Float32Array(GATES * hid * nIn);
     const dWHH = new Float32Array(GATES * hid * hid);
     const dB = sumRows(dG, rows, width);
-    const dGT = transpose(dG, rows, width);
-    gemmABt(dGT, transpose(xT, rows, nIn), dWIH, width, nIn, rows);
+    gemmAtB(dG, xT, dWIH, width, nIn, rows);
     if (seq > 1) {
       const n = (seq - 1) * batch;
-      gemmABt(transpose(dG.subarray(batch * width), n, width), transpose(h.subarray(0, n * hid), n, hid), dWHH, width, hid, n);
+      gemmAtB(dG.subarray(batch * width), h.subarray(0, n * hid), dWHH, width, hid, n);
     }
     const ihSize = hid * nIn;
     const hhSize = hid * hid;
@@ -304,7 +300,7 @@ export const lstmKind: LayerKind = {
     }
 
     const gxT = new Float32Array(rows * nIn);
-    gemmABt(dG, transpose(wIH, width, nIn), gxT, rows, nIn, width);
+    gemmAB(dG, wIH, gxT, rows, nIn, width);
     return { gradInput: new Tensor(toBatchMajor(gxT, batch, seq, nIn), cache.input.shape), gradWeights };
   },
 };

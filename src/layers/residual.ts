@@ -31,6 +31,10 @@ export const residualKind: LayerKind = {
     return { output: new Tensor(out, input.shape), cache: { input, skip } };
   },
 
+  forwardIncremental(layer, input, ctx) {
+    return residualKind.forward(layer, input, null, ctx.skip).output;
+  },
+
   backward(_layer, gradOutput, cache) {
     const gradInput = new Tensor(gradOutput.data, cache.input.shape);
     if (!cache.skip) return { gradInput, gradWeights: null };

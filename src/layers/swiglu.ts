@@ -80,6 +80,36 @@ export const swigluKind: LayerKind = {
     return { output: new Tensor(out, input.shape), cache: { input, extra } };
   },
 
+  forwardIncremental(layer, input, ctx) {
+    const { inputHeight: nIn = 0, outputHeight: inter = 0 } = layer.config;
+    if (input.rowSize % nIn !== 0) {
+      throw new ShapeError(
+        `${layer.kind.name} at ${coordText(layer)}: expected rows of ${nIn} values (input_height), got input of shape [${input.shape.join(', ')}]`,
+      );
+    }
+    const rows = input.size / nIn;
+    const o = offsets(nIn, inter);
+    const gateUp = new Float32Array(rows * 2 * inter);
+    ctx.linear(input.data, rows, o.gateW, 2 * inter, nIn, gateUp, o.gateB);
+    const hidden = new Float32Array(rows * inter);
+    const relu2 = layer.activation === Activation.ReLU2;
+    for (let r = 0; r < rows; r++) {
+      for (let j = 0; j < inter; j++) hidden[r * inter + j] = gate(gateUp[r * 2 * inter + j], relu2) * gateUp[r * 2 * inter + inter + j];
+    }
+    const out = new Float32Array(rows * nIn);
+    ctx.linear(hidden, rows, o.downW, nIn, inter, out, o.downB);
+    return new Tensor(out, input.shape);
+  },
+
+  matrices(layer) {
+    const { inputHeight: nIn = 0, outputHeight: inter = 0 } = layer.config;
+    const o = offsets(nIn, inter);
+    return [
+      { offset: o.gateW, rows: 2 * inter, cols: nIn },
+      { offset: o.downW, rows: nIn, cols: inter },
+    ];
+  },
+
   backward(layer, gradOutput, cache, weights) {
     const { inputHeight: nIn = 0, outputHeight: inter = 0 } = layer.config;
     const { rows, gateUp, hidden } = cache.extra as SwiGLUCache;

@@ -187,7 +187,7 @@ function bufferedMode(
 export const normalBP: ModeFunction = (net, samples, options = {}) =>
   bufferedMode('NormalBP', net, samples, options, (s, sample) => {
     const { output, trace } = forwardNetwork(net, sampleInput(sample), { keepTrace: true });
-    const { gradients } = backwardNetwork(net, trace!, mseLoss(output, sample.target).grad);
+    const { gradients } = backwardNetwork(net, trace!, mseLoss(output, sample.target).grad, { inputGradient: false });
     for (const g of gradients) g.layer.weights!.applyGradients(g.grad, s.lr);
   });
 

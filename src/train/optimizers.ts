@@ -1,5 +1,6 @@
 import { decodeBase64, encodeBase64 } from '../core/base64.js';
 import { FormatError, SpecError } from '../core/errors.js';
+import { adamwBuffers, adamwStep } from '../kernels/backend.js';
 
 /** A parameter vector and its gradient, identified by a stable key (the layer's flat grid index). */
 export interface ParamGrad {
@@ -163,20 +164,16 @@ export class AdamW extends Optimizer {
 
   protected update({ key, values: w, grad }: ParamGrad, t: number): void {
     const { beta1, beta2, eps, weightDecay, lr } = this;
+    if (!this.hasBuffer(key, 'exp_avg') && !this.hasBuffer(key, 'exp_avg_sq')) {
+      // Moments kept in WebAssembly memory when the kernels run (same values, no copies per step).
+      const resident = adamwBuffers(w.length);
+      if (resident) this.buffers.set(key, new Map([['exp_avg', resident.m], ['exp_avg_sq', resident.v]]));
+    }
     const m = this.buffer(key, 'exp_avg', w.length);
     const v = this.buffer(key, 'exp_avg_sq', w.length);
     const bc1 = 1 - Math.pow(beta1, t);
-    const bc2Sqrt = Math.sqrt(1 - Math.pow(beta2, t));
-    const stepSize = lr / bc1;
-    const decay = 1 - lr * weightDecay;
-    for (let i = 0; i < w.length; i++) {
-      const g = grad[i];
-      const wi = weightDecay !== 0 ? Math.fround(w[i] * decay) : w[i];
-      m[i] = m[i] + (g - m[i]) * (1 - beta1);
-      v[i] = v[i] * beta2 + (1 - beta2) * g * g;
-      const denom = Math.fround(Math.sqrt(v[i]) / bc2Sqrt) + eps;
-      w[i] = wi - stepSize * Math.fround(m[i] / denom);
-    }
+    const bc2 = Math.sqrt(1 - Math.pow(beta2, t));
+    adamwStep(w, grad, m, v, { decay: 1 - lr * weightDecay, c1: 1 - beta1, b2: beta2, c2: 1 - beta2, bc2, eps, step: lr / bc1 });
   }
 }
 

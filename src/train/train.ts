@@ -29,6 +29,11 @@ export interface TrainConfig {
   checkFinite?: boolean;
   onBatch?: (progress: BatchProgress) => void;
   onEpoch?: (stats: EpochStats) => void;
+  /**
+   * Train on the GPU (src/gpu/train.ts): true for navigator.gpu or Dawn in Node, or a GpuContext.
+   * train() then returns a Promise; without an adapter it rejects with a GpuUnavailableError.
+   */
+  gpu?: boolean | object;
 }
 
 export interface BatchProgress {
@@ -55,7 +60,10 @@ export interface TrainResult {
 }
 
 /** Mini-batch training: each batch travels through forward and backward as one [batch, ...] tensor. */
-export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig): TrainResult {
+export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig & { gpu: true | object }): Promise<TrainResult>;
+export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig): TrainResult;
+export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig): TrainResult | Promise<TrainResult> {
+  if (config.gpu) return import('../gpu/train.js').then((m) => m.trainGpu(net, data, config as Parameters<typeof m.trainGpu>[2]));
   if (!Number.isInteger(config.epochs) || config.epochs < 1) throw new SpecError('epochs', 'a positive integer', config.epochs);
   if (!Number.isInteger(config.batchSize) || config.batchSize < 1) throw new SpecError('batch', 'a positive integer', config.batchSize);
   let trainSet = data;
@@ -90,7 +98,7 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       const { output, trace } = withStep(where, () => forwardNetwork(net, batch.input, { keepTrace: true, checkFinite }));
       const loss = computeLoss(config.loss, output, batch);
       if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
-      const { gradients } = backwardNetwork(net, trace!, loss.grad);
+      const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false });
       const params: ParamGrad[] = [];
       for (const { key, layer, grad } of gradients) {
         if (checkFinite) assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (key ${key}, ${where()})`);

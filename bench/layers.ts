@@ -1,0 +1,134 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DType } from '../src/core/dtype.js';
+import { Tensor } from '../src/core/tensor.js';
+import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
+import { buildNetwork } from '../src/grid/spec.js';
+import { kernelBackend, setThreads } from '../src/kernels/backend.js';
+
+/**
+ * Layer benchmark: the Conv2d pair forward (64×1×28×28 → 16 → 32 channels, 3×3, stride 1, padding 1),
+ * LSTM 32→64 over seq 50 × batch 16 forward and forward+backward, next to PyTorch CPU and TensorFlow.js
+ * measured in the same run; and Dense 1024×1024 forward in float32 against the packed int8 kernel.
+ * Prints a table to stderr and one JSON document to stdout. Env: BENCH_SECONDS (per case, default 1).
+ */
+const PYTHON = '/usr/bin/python3';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const PEERS = `${ROOT}bench/peers/`;
+const budget = Number(process.env.BENCH_SECONDS ?? 1);
+// glibc's dynamic mmap threshold makes torch re-fault every large conv output (3–4× slower); see cpu-anchors.
+const TORCH_ENV = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824' };
+
+interface Case {
+  case: string;
+  ms: number;
+  samples: number;
+}
+interface Engine {
+  engine: string;
+  detail?: Record<string, unknown>;
+  cases?: Case[];
+  error?: string;
+}
+
+function timed(label: string, fn: () => void): Case {
+  for (let i = 0; i < 3; i++) fn();
+  const samples: number[] = [];
+  const deadline = performance.now() + budget * 1000;
+  while (performance.now() < deadline || samples.length < 5) {
+    const t0 = performance.now();
+    fn();
+    samples.push(performance.now() - t0);
+  }
+  samples.sort((a, b) => a - b);
+  return { case: label, ms: samples[samples.length >> 1], samples: samples.length };
+}
+
+function random(n: number, seed: number): Float32Array {
+  const a = new Float32Array(n);
+  let s = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    a[i] = s / 4294967296;
+  }
+  return a;
+}
+
+async function loom(): Promise<Engine> {
+  const cases: Case[] = [];
+  const conv = buildNetwork({
+    depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
+    layers: [
+      { z: 0, y: 0, x: 0, l: 0, type: 'CNN2', activation: 'Linear', input_channels: 1, filters: 16, kernel_size: 3, stride: 1, padding: 1, input_height: 28, input_width: 28, use_bias: true },
+      { z: 0, y: 0, x: 1, l: 0, type: 'CNN2', activation: 'Linear', input_channels: 16, filters: 32, kernel_size: 3, stride: 1, padding: 1, input_height: 28, input_width: 28, use_bias: true },
+    ],
+  });
+  const images = new Tensor(random(64 * 784, 1), [64, 784]);
+  cases.push(timed('conv2d pair fwd', () => forwardNetwork(conv, images)));
+  const threads = await setThreads(2);
+  if (threads === 2) cases.push(timed('conv2d pair fwd 2T', () => forwardNetwork(conv, images)));
+  await setThreads(1);
+
+  const lstm = buildNetwork({
+    depth: 1, rows: 1, cols: 1, layers_per_cell: 1,
+    layers: [{ z: 0, y: 0, x: 0, l: 0, type: 'LSTM', input_height: 32, output_height: 64, seq_length: 50 }],
+  });
+  const seq = new Tensor(random(16 * 50 * 32, 2), [16, 50, 32]);
+  const ones = Tensor.zeros([16, 50, 64]);
+  ones.data.fill(1);
+  cases.push(timed('lstm fwd', () => forwardNetwork(lstm, seq)));
+  cases.push(
+    timed('lstm fwd+bwd', () => {
+      const { trace } = forwardNetwork(lstm, seq, { keepTrace: true });
+      backwardNetwork(lstm, trace!, ones, { inputGradient: false });
+    }),
+  );
+
+  const dense = buildNetwork({
+    depth: 1, rows: 1, cols: 1, layers_per_cell: 1,
+    layers: [{ z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'Linear', input_height: 1024, output_height: 1024, use_bias: true }],
+  });
+  const layer = dense.cells.find((c) => c)!;
+  for (const batch of [1, 64]) {
+    const x = new Tensor(random(batch * 1024, 3 + batch), [batch, 1024]);
+    layer.dtype = DType.Float32;
+    cases.push(timed(`dense 1024² f32 b${batch}`, () => forwardNetwork(dense, x)));
+    layer.dtype = DType.Int8;
+    cases.push(timed(`dense 1024² int8 b${batch}`, () => forwardNetwork(dense, x, { packedKernels: true })));
+  }
+  return { engine: 'loom-ts', detail: { kernels: kernelBackend(), threads: 1, int8: 'packed int8 kernel (forwardNetwork packedKernels)' }, cases };
+}
+
+function child(engine: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Engine {
+  if (command.startsWith('/') && !existsSync(command)) return { engine, error: `${command} not found` };
+  const r = spawnSync(command, args, { encoding: 'utf8', timeout: (60 + 20 * budget) * 1000, cwd: ROOT, env, maxBuffer: 1 << 20 });
+  if (r.status !== 0) return { engine, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').pop() };
+  const { cases, ...detail } = JSON.parse(r.stdout) as { cases: Case[] } & Record<string, unknown>;
+  return { engine, detail, cases };
+}
+
+const engines: Engine[] = [
+  await loom(),
+  child('pytorch 1T', PYTHON, [`${PEERS}torch_layers.py`, '1', String(budget)], TORCH_ENV),
+  child('pytorch 2T', PYTHON, [`${PEERS}torch_layers.py`, '2', String(budget)], TORCH_ENV),
+  child('tfjs-wasm', process.execPath, [`${PEERS}tfjs_layers.mjs`, String(budget)]),
+];
+
+const base = engines[0].cases ?? [];
+const lines = [`${'case'.padEnd(22)}${'engine'.padEnd(14)}${'ms'.padStart(9)}${'× loom'.padStart(9)}`];
+const labels = [...new Set(engines.flatMap((e) => (e.cases ?? []).map((c) => c.case)))];
+for (const label of labels) {
+  const own = base.find((c) => c.case === label);
+  for (const e of engines) {
+    const c = e.cases?.find((x) => x.case === label);
+    if (!c) continue;
+    // The engine's time over Loom's (above 1: Loom is faster).
+    (c as Case & { ms_relative_to_loom?: number }).ms_relative_to_loom = own ? c.ms / own.ms : NaN;
+    lines.push(`${label.padEnd(22)}${e.engine.padEnd(14)}${c.ms.toFixed(2).padStart(9)}${(own ? (c.ms / own.ms).toFixed(2) : '–').padStart(9)}`);
+  }
+}
+for (const e of engines) if (e.error) lines.push(`${e.engine}: ${e.error}`);
+lines.push('× loom = engine ms / loom-ts ms (below 1: the peer is faster); torch runs with GLIBC_TUNABLES mmap/trim thresholds raised');
+process.stderr.write(`${lines.join('\n')}\n`);
+process.stdout.write(`${JSON.stringify({ budget_seconds_per_case: budget, engines }, null, 2)}\n`);

@@ -1,0 +1,62 @@
+"""PyTorch CPU peer for bench/layers.ts: the Conv2d pair forward (64x1x28x28 -> 16 -> 32 channels, 3x3,
+stride 1, padding 1) and nn.LSTM(32, 64) on (seq 50, batch 16) forward and forward+backward, one thread count.
+Prints one JSON object. Usage: python3 torch_layers.py <threads> <seconds>"""
+import json
+import sys
+import time
+
+import torch
+
+threads = int(sys.argv[1])
+budget = float(sys.argv[2])
+torch.set_num_threads(threads)
+torch.manual_seed(0)
+
+
+def timed(fn):
+    for _ in range(3):
+        fn()
+    samples = []
+    deadline = time.perf_counter() + budget
+    while time.perf_counter() < deadline or len(samples) < 5:
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    samples.sort()
+    return samples[len(samples) // 2] * 1000, len(samples)
+
+
+cases = []
+conv1 = torch.nn.Conv2d(1, 16, 3, padding=1)
+conv2 = torch.nn.Conv2d(16, 32, 3, padding=1)
+x = torch.rand(64, 1, 28, 28)
+
+
+def conv_pair():
+    with torch.no_grad():
+        conv2(conv1(x))
+
+
+ms, n = timed(conv_pair)
+cases.append({"case": "conv2d pair fwd" + (" 2T" if threads == 2 else ""), "ms": ms, "samples": n})
+
+lstm = torch.nn.LSTM(32, 64)
+seq = torch.rand(50, 16, 32)
+
+
+def lstm_fwd():
+    with torch.no_grad():
+        lstm(seq)
+
+
+def lstm_fwd_bwd():
+    lstm.zero_grad(set_to_none=True)
+    out, _ = lstm(seq)
+    out.sum().backward()
+
+
+ms, n = timed(lstm_fwd)
+cases.append({"case": "lstm fwd", "ms": ms, "samples": n})
+ms, n = timed(lstm_fwd_bwd)
+cases.append({"case": "lstm fwd+bwd", "ms": ms, "samples": n})
+print(json.dumps({"peer": "pytorch", "version": torch.__version__, "threads": threads, "cases": cases}))

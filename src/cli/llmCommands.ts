@@ -1,0 +1,171 @@
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { LoomError, UsageError } from '../core/errors.js';
+import { decodeResidentBytes } from '../engine/decode.js';
+import { loadNetworkFile, saveNetworkFile } from '../io/modelFiles.js';
+import { openSafetensors, loadUniversalFile, saveNetworkSafetensors } from '../io/safetensorsFiles.js';
+import { detectArchitecture } from '../io/universalLoader.js';
+import { parseQuantFormat } from '../kernels/quant.js';
+import { ChatSession, TextModel } from '../llm/chat.js';
+import type { GenerateOptions } from '../llm/generate.js';
+import { importLlama, readLlamaConfig, type ImportLlamaOptions } from '../llm/llamaFiles.js';
+import { numberFlag, parseCommandArgs, requireOne, stringFlag, type OptionSpec, type ParsedArgs } from './args.js';
+import { formatBytes } from './modelCommands.js';
+
+const SAMPLING_FLAGS: OptionSpec = {
+  'max-tokens': { type: 'string' },
+  temperature: { type: 'string' },
+  'top-k': { type: 'string' },
+  'top-p': { type: 'string' },
+  'repetition-penalty': { type: 'string' },
+  'repetition-window': { type: 'string' },
+  seed: { type: 'string' },
+  dtype: { type: 'string' },
+  stop: { type: 'string' },
+};
+
+function samplingOptions(values: ParsedArgs['values']): GenerateOptions {
+  const stop = stringFlag(values, 'stop');
+  return {
+    maxTokens: numberFlag(values, 'max-tokens', 128, (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0'),
+    temperature: numberFlag(values, 'temperature', 0, (v) => v >= 0, 'a number ≥ 0 (0 = greedy)'),
+    topK: numberFlag(values, 'top-k', 0, (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0 (0 = off)'),
+    topP: numberFlag(values, 'top-p', 1, (v) => v > 0 && v <= 1, 'a number in (0, 1]'),
+    repetitionPenalty: numberFlag(values, 'repetition-penalty', 1, (v) => v > 0, 'a number > 0 (1 = off)'),
+    repetitionWindow: numberFlag(values, 'repetition-window', 64, (v) => Number.isInteger(v) && v >= 0, 'an integer ≥ 0'),
+    seed: numberFlag(values, 'seed', 0, (v) => Number.isInteger(v), 'an integer'),
+    ...(stop !== undefined ? { stopStrings: [stop] } : {}),
+  };
+}
+
+function loadTextModel(dir: string, values: ParsedArgs['values'], command: string): TextModel {
+  const dtypeText = stringFlag(values, 'dtype');
+  const dtype: ImportLlamaOptions['dtype'] = dtypeText === undefined || dtypeText === 'float32' ? 'float32' : parseQuantFormat(dtypeText, '--dtype');
+  const model = importLlama(dir, { dtype });
+  if (!model.tokenizer) throw new UsageError(`${command}: ${join(dir, 'tokenizer.json')} is missing (generation needs the model's tokenizer)`);
+  return new TextModel(model.network, model.config, model.tokenizer);
+}
+
+/** loom generate <model-dir> --prompt <text> [sampling flags]: streams the continuation to stdout. */
+export async function generateCommand(argv: string[], write: (s: string) => void, err: (s: string) => void): Promise<void> {
+  const { positionals, values } = parseCommandArgs('generate', argv, { ...SAMPLING_FLAGS, prompt: { type: 'string' }, stats: { type: 'boolean' } });
+  const dir = requireOne(positionals, 'generate', 'model-dir');
+  const prompt = stringFlag(values, 'prompt');
+  if (prompt === undefined) throw new UsageError('generate: missing --prompt <text>');
+  const options = samplingOptions(values);
+  const model = loadTextModel(dir, values, 'generate');
+  const start = performance.now();
+  const generation = model.generate(prompt, options);
+  let n = 0;
+  for await (const step of generation) {
+    write(step.text);
+    n++;
+  }
+  write('\n');
+  if (values.stats) {
+    const s = (performance.now() - start) / 1000;
+    err(`${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tokens/s, prefill included), ended by ${generation.finishReason}; weights ${formatBytes(decodeResidentBytes(model.network))}`);
+  }
+}
+
+/** loom chat <model-dir> [--system <text>] [sampling flags]: one line per user turn from stdin (a terminal or a pipe). */
+export async function chatCommand(argv: string[], write: (s: string) => void, interactive: boolean): Promise<void> {
+  const { positionals, values } = parseCommandArgs('chat', argv, { ...SAMPLING_FLAGS, system: { type: 'string' } });
+  const dir = requireOne(positionals, 'chat', 'model-dir');
+  const options = samplingOptions(values);
+  const chat = new ChatSession(loadTextModel(dir, values, 'chat'), stringFlag(values, 'system'));
+  const rl = createInterface({ input: process.stdin, terminal: interactive });
+  const prompt = (): void => {
+    if (interactive) write('> ');
+  };
+  prompt();
+  for await (const line of rl) {
+    const text = line.trim();
+    if (text === '/exit' || text === '/quit') break;
+    if (text === '') {
+      prompt();
+      continue;
+    }
+    for await (const step of chat.send(text, options)) write(step.text);
+    write('\n');
+    prompt();
+  }
+  rl.close();
+}
+
+/** loom convert <in> <out>: safetensors ↔ Loom JSON by extension; a Hugging Face Llama folder converts too. */
+export function convertCommand(argv: string[], out: (s: string) => void): void {
+  const { positionals } = parseCommandArgs('convert', argv, {});
+  if (positionals.length !== 2) throw new UsageError('convert: expected <in> <out> (usage: loom convert model.json model.safetensors, or the reverse)');
+  const [input, output] = positionals;
+  const outKind = output.endsWith('.safetensors') ? 'safetensors' : output.endsWith('.json') ? 'json' : null;
+  if (!outKind) throw new UsageError(`convert: ${output}: expected a .json or .safetensors output file`);
+  const isDir = existsSync(input) && statSync(input).isDirectory();
+  let net;
+  if (isDir && existsSync(join(input, 'config.json'))) {
+    net = importLlama(input).network;
+  } else if (input.endsWith('.json') && !isDir) {
+    net = loadNetworkFile(input);
+  } else {
+    const loaded = loadUniversalFile(input);
+    if (!loaded.network) throw new UsageError(`convert: ${input}: nothing to mount (${loaded.notes.join('; ') || 'unknown architecture'})`);
+    net = loaded.network;
+  }
+  if (outKind === 'safetensors') saveNetworkSafetensors(net, output);
+  else saveNetworkFile(net, output);
+  out(`converted ${input} → ${output}: ${net.layers().length} layers, ${net.parameterCount()} parameters`);
+}
+
+/** Whether `loom info` should describe `path` as tensors (a .safetensors file, an index or a model folder). */
+export function isTensorPath(path: string): boolean {
+  if (path.endsWith('.safetensors') || path.endsWith('.safetensors.index.json')) return true;
+  return existsSync(path) && statSync(path).isDirectory();
+}
+
+/** loom info on a safetensors file or model folder: tensors, detected architecture, config.json. */
+export function tensorInfoCommand(path: string, json: boolean, out: (s: string) => void): void {
+  const source = openSafetensors(path);
+  const detection = detectArchitecture(source);
+  const isDir = statSync(path).isDirectory();
+  const config = isDir && existsSync(join(path, 'config.json')) ? readLlamaConfig(path) : null;
+  const bytes = source.tensors.reduce((n, t) => n + (t.end - t.begin), 0);
+  const params = source.tensors.reduce((n, t) => n + t.count, 0);
+  const summary = {
+    source: source.source,
+    tensors: source.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+    parameters: params,
+    bytes,
+    architecture: detection.architecture,
+    notes: detection.notes,
+    ...(config ? { config } : {}),
+  };
+  if (json) {
+    out(JSON.stringify(summary, null, 2));
+    return;
+  }
+  out(`${source.source}: ${source.tensors.length} tensors, ${params} parameters, ${formatBytes(bytes)}; architecture ${detection.architecture}`);
+  if (config) {
+    out(
+      `${config.architecture}: hidden ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads (${config.numKVHeads} KV, head_dim ${config.headDim}), ` +
+        `intermediate ${config.intermediateSize}, vocab ${config.vocabSize}, rope_theta ${config.ropeTheta}, ${config.tieWordEmbeddings ? 'tied' : 'untied'} embeddings`,
+    );
+  }
+  const shown = source.tensors.slice(0, 40);
+  for (const t of shown) out(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]`);
+  if (source.tensors.length > shown.length) out(`  … ${source.tensors.length - shown.length} more (--json lists all)`);
+  for (const note of detection.notes) out(`note: ${note}`);
+}
+
+/** Runs an async command and reports its failure as main() does for synchronous ones. */
+export function runAsyncCommand(task: Promise<void>, err: (s: string) => void): void {
+  task.catch((e: unknown) => {
+    if (e instanceof LoomError) {
+      err(`loom: ${e.message}`);
+      process.exitCode = e instanceof UsageError ? 2 : 1;
+      return;
+    }
+    err(`loom: internal error: ${(e as Error)?.message ?? String(e)}${process.env.LOOM_DEBUG ? `\n${(e as Error).stack}` : ' (set LOOM_DEBUG=1 for the stack)'}`);
+    process.exitCode = 70;
+  });
+}

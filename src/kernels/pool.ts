@@ -1,0 +1,282 @@
+import { LoomError, UsageError } from '../core/errors.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, type PoolInit } from './poolProtocol.js';
+import { convArgs, type ConvShape, type GemmLayout } from './wasm.js';
+
+/**
+ * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
+ * Workers in browsers, started from poolWorker.js (a module file; nothing is evaluated from strings).
+ * A product is split into contiguous output tiles (column blocks of 8, or row blocks of 4), one per
+ * thread, the calling thread taking the first. Each element is still computed by the one kernel in
+ * its fixed order (assembly/kernels.ts gemmRange), so C is bit-identical for 1, 2 or N threads and to
+ * the single-threaded WasmKernels. Idle workers sleep in Atomics.wait and are unref'd: they never keep
+ * a Node process alive.
+ */
+
+interface SharedExports {
+  heapBase(): number;
+  workBytes(): number;
+  gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
+  convForward(b0: number, b1: number, ...rest: number[]): void;
+}
+
+interface WorkerLike {
+  postMessage(message: unknown): void;
+  terminate(): unknown;
+}
+
+/** The shared-memory build of the kernels (npm run build:wasm), next to this module. */
+export const SHARED_KERNELS_URL = new URL('./loom-kernels-shared.wasm', import.meta.url);
+const WORKER_URL = new URL('./poolWorker.js', import.meta.url);
+
+const PAGE = 65536;
+const MAX_PAGES = 16384;
+const align16 = (n: number): number => (n + 15) & ~15;
+
+type NodeProcess = { getBuiltinModule?: (id: string) => unknown };
+const nodeProcess = (globalThis as { process?: NodeProcess }).process;
+
+async function loadModule(url: URL): Promise<WebAssembly.Module> {
+  const fs = nodeProcess?.getBuiltinModule?.('node:fs') as { readFileSync(p: URL): Uint8Array<ArrayBuffer> } | undefined;
+  if (fs && url.protocol === 'file:') return new WebAssembly.Module(fs.readFileSync(url));
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`loom kernel pool: ${url.href}: HTTP ${response.status}`);
+  return WebAssembly.compile(await response.arrayBuffer());
+}
+
+function startWorker(init: PoolInit, workerUrl: URL): Promise<WorkerLike> {
+  const threads = nodeProcess?.getBuiltinModule?.('node:worker_threads') as
+    | { Worker: new (url: URL) => WorkerLike & { unref(): void; once(e: string, f: (v: unknown) => void): void; off(e: string, f: (v: unknown) => void): void } }
+    | undefined;
+  return new Promise((resolve, reject) => {
+    if (threads) {
+      const w = new threads.Worker(workerUrl);
+      const onError = (e: unknown) => reject(e instanceof Error ? e : new Error(String(e)));
+      w.once('error', onError);
+      w.once('message', () => {
+        w.off('error', onError);
+        w.unref();
+        resolve(w);
+      });
+      w.postMessage(init);
+      return;
+    }
+    const Ctor = (globalThis as { Worker?: new (url: URL, o: { type: 'module' }) => WorkerLike & { onmessage: unknown; onerror: unknown } }).Worker;
+    if (!Ctor) return reject(new Error('loom kernel pool: no worker_threads and no Web Worker here'));
+    const w = new Ctor(workerUrl, { type: 'module' });
+    w.onerror = (e: unknown) => reject(new Error(`loom kernel pool: worker failed: ${String((e as { message?: string }).message ?? e)}`));
+    w.onmessage = () => {
+      w.onmessage = null;
+      w.onerror = null;
+      resolve(w);
+    };
+    w.postMessage(init);
+  });
+}
+
+/** A partition of C: [i0, i1, j0, j1] per thread, contiguous, rows at multiples of 4 or columns at multiples of 8. */
+export function splitProduct(M: number, N: number, threads: number): [number, number, number, number][] {
+  const colUnits = Math.ceil(N / 8);
+  const rowUnits = Math.ceil(M / 4);
+  const byCols = M === 1 || colUnits >= rowUnits;
+  const units = byCols ? colUnits : rowUnits;
+  const step = byCols ? 8 : 4;
+  const extent = byCols ? N : M;
+  const parts: [number, number, number, number][] = [];
+  for (let t = 0; t < threads; t++) {
+    const lo = Math.min(extent, Math.floor((units * t) / threads) * step);
+    const hi = Math.min(extent, Math.floor((units * (t + 1)) / threads) * step);
+    parts.push(byCols ? [0, M, lo, hi] : [lo, hi, 0, N]);
+  }
+  return parts;
+}
+
+export class KernelPool {
+  private readonly ctl: Int32Array;
+  private readonly x: SharedExports;
+  private readonly heap: number;
+  private readonly work0: number;
+  private closed = false;
+
+  private constructor(
+    readonly threads: number,
+    private readonly memory: WebAssembly.Memory,
+    control: SharedArrayBuffer,
+    x: SharedExports,
+    private readonly workers: WorkerLike[],
+    work0: number,
+    heap: number,
+  ) {
+    this.ctl = new Int32Array(control);
+    this.x = x;
+    this.work0 = work0;
+    this.heap = heap;
+  }
+
+  /**
+   * Starts `threads − 1` workers (the caller is thread 0); rejects when workers or shared memory are
+   * unavailable (browsers need cross-origin isolation for SharedArrayBuffer). `moduleUrl` and
+   * `workerUrl` default to the files next to this module (dist/src/kernels).
+   */
+  static async create(threads: number, moduleUrl: URL = SHARED_KERNELS_URL, workerUrl: URL = WORKER_URL): Promise<KernelPool> {
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new UsageError(`threads: expected an integer from 1 to ${MAX_THREADS}, got ${String(threads)}`);
+    const module = await loadModule(moduleUrl);
+    const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared: true });
+    const x = new WebAssembly.Instance(module, { env: { memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as SharedExports;
+    const workBytes = align16(x.workBytes());
+    const work0 = align16(x.heapBase());
+    const heap = work0 + threads * workBytes;
+    if (heap > memory.buffer.byteLength) memory.grow(Math.ceil((heap - memory.buffer.byteLength) / PAGE));
+    const control = new SharedArrayBuffer(CONTROL_BYTES);
+    const workers: WorkerLike[] = [];
+    try {
+      for (let t = 1; t < threads; t++) workers.push(await startWorker({ module, memory, control, index: t, work: work0 + t * workBytes }, workerUrl));
+    } catch (e) {
+      for (const w of workers) void w.terminate();
+      throw e;
+    }
+    return new KernelPool(threads, memory, control, x, workers, work0, heap);
+  }
+
+  /**
+   * C[M×N] = op(A)·op(B) (+ bias) like WasmKernels.gemm, split over the pool's threads; with
+   * `accumulate`, adds into C. False (C untouched) when the operands do not fit the shared memory.
+   */
+  gemm(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number, layout: GemmLayout = { a: 'mk', b: 'nk' }, bias: Float32Array | null = null, accumulate = false): boolean {
+    if (this.closed) throw new UsageError('KernelPool.gemm: the pool is closed');
+    if (!(M > 0 && N > 0 && K > 0)) return false;
+    if (A.length < M * K || B.length < N * K || C.length < M * N || (bias && bias.length < N)) throw new RangeError(`gemm: operands too short for M=${M} N=${N} K=${K}`);
+    const pa = this.heap;
+    const pb = align16(pa + M * K * 4);
+    const pc = align16(pb + N * K * 4);
+    const pbias = align16(pc + M * N * 4);
+    if (!this.reserve(pbias + (bias ? N * 4 : 0))) return false;
+    const buf = this.memory.buffer;
+    new Float32Array(buf, pa, M * K).set(A.subarray(0, M * K));
+    new Float32Array(buf, pb, N * K).set(B.subarray(0, N * K));
+    if (bias) new Float32Array(buf, pbias, N).set(bias.subarray(0, N));
+    const aKM = layout.a === 'km' ? 1 : 0;
+    const bKN = layout.b === 'kn' ? 1 : 0;
+    const bp = bias ? pbias : 0;
+    const parts = splitProduct(M, N, this.threads);
+    const ctl = this.ctl;
+    ctl[CTL.M] = M;
+    ctl[CTL.N] = N;
+    ctl[CTL.K] = K;
+    ctl[CTL.a] = pa;
+    ctl[CTL.aKM] = aKM;
+    ctl[CTL.b] = pb;
+    ctl[CTL.bKN] = bKN;
+    ctl[CTL.c] = pc;
+    ctl[CTL.bias] = bp;
+    ctl[CTL.op] = 0;
+    for (let t = 1; t < this.threads; t++) ctl.set(parts[t], CTL.ranges + 4 * t);
+    const helpers = this.release();
+    const [i0, i1, j0, j1] = parts[0];
+    this.x.gemmRange(M, N, K, pa, aKM, pb, bKN, pc, bp, this.work0, i0, i1, j0, j1);
+    this.waitDone(helpers);
+    const out = new Float32Array(this.memory.buffer, pc, M * N);
+    if (!accumulate) C.set(out);
+    else for (let i = 0; i < out.length; i++) C[i] += out[i];
+    return true;
+  }
+
+  /**
+   * Convolution forward like WasmKernels.conv, the batch split into contiguous runs of samples (each
+   * sample's output is computed whole by one thread, so the bits do not depend on the split).
+   */
+  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+    if (this.closed) throw new UsageError('KernelPool.conv: the pool is closed');
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = g.channels * g.inD * g.inH * g.inW;
+    const px = this.heap;
+    const pw = align16(px + batch * image * 4);
+    const pb = align16(pw + filters * K * 4);
+    const pout = align16(pb + filters * 4);
+    const colBytes = align16(K * P * 4);
+    const pcol = align16(pout + batch * filters * P * 4);
+    if (!this.reserve(pcol + this.threads * colBytes)) return false;
+    const buf = this.memory.buffer;
+    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
+    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
+    if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
+    const ctl = this.ctl;
+    const shape = convArgs(g, filters);
+    ctl.set(shape, CTL.convShape);
+    ctl[CTL.convX] = px;
+    ctl[CTL.convW] = pw;
+    ctl[CTL.convBias] = bias ? pb : 0;
+    ctl[CTL.convOut] = pout;
+    ctl[CTL.col] = pcol;
+    ctl[CTL.colBytes] = colBytes;
+    ctl[CTL.op] = 1;
+    const cut = (t: number) => Math.floor((batch * t) / this.threads);
+    for (let t = 1; t < this.threads; t++) ctl.set([cut(t), cut(t + 1), 0, 0], CTL.ranges + 4 * t);
+    const helpers = this.release();
+    this.x.convForward(0, cut(1), ...shape, px, pw, bias ? pb : 0, pout, this.work0, pcol);
+    this.waitDone(helpers);
+    out.set(new Float32Array(this.memory.buffer, pout, batch * filters * P));
+    return true;
+  }
+
+  /** Grows the shared memory to `end` bytes; false past its maximum. */
+  private reserve(end: number): boolean {
+    const have = this.memory.buffer.byteLength;
+    if (end <= have) return true;
+    if (end > MAX_PAGES * PAGE) return false;
+    try {
+      this.memory.grow(Math.ceil((end - have) / PAGE));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Wakes the workers for the job now in the control words; returns how many there are. */
+  private release(): number {
+    const helpers = this.workers.length;
+    if (helpers > 0) {
+      Atomics.store(this.ctl, CTL.failed, 0);
+      Atomics.store(this.ctl, CTL.done, 0);
+      Atomics.add(this.ctl, CTL.generation, 1);
+      Atomics.notify(this.ctl, CTL.generation);
+    }
+    return helpers;
+  }
+
+  private waitDone(helpers: number): void {
+    const ctl = this.ctl;
+    let canWait = true;
+    for (let i = 0; i < SPIN && Atomics.load(ctl, CTL.done) < helpers; i++);
+    for (;;) {
+      const d = Atomics.load(ctl, CTL.done);
+      if (d >= helpers) {
+        if (Atomics.load(ctl, CTL.failed)) throw new LoomError('kernel pool: a worker failed while running its share of the product');
+        return;
+      }
+      if (canWait) {
+        try {
+          Atomics.wait(ctl, CTL.done, d, 1000);
+          continue;
+        } catch {
+          canWait = false; // a browser's main thread may not block: spin instead
+        }
+      }
+    }
+  }
+
+  /** Stops the workers; the pool cannot be used afterwards. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.ctl, CTL.exit, 1);
+    Atomics.add(this.ctl, CTL.generation, 1);
+    Atomics.notify(this.ctl, CTL.generation);
+    for (const w of this.workers) void w.terminate();
+  }
+}
+
+/** Starts a pool of `threads` kernel threads (see KernelPool). */
+export function createKernelPool(threads: number, moduleUrl?: URL, workerUrl?: URL): Promise<KernelPool> {
+  return KernelPool.create(threads, moduleUrl, workerUrl);
+}

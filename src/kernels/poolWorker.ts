@@ -1,0 +1,63 @@
+/**
+ * One worker of the kernel pool (src/kernels/pool.ts). It instantiates the shared-memory kernel
+ * module on the pool's memory, reports 'ready', then sleeps on the control word and runs its share
+ * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
+ */
+import { CTL, SPIN, type PoolInit } from './poolProtocol.js';
+
+interface PortLike {
+  postMessage(message: unknown): void;
+  once?(event: 'message', listener: (message: unknown) => void): void;
+}
+
+interface RangeExports {
+  convForward(b0: number, b1: number, ...rest: number[]): void;
+  gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
+}
+
+function serve(init: PoolInit, port: PortLike): void {
+  const ctl = new Int32Array(init.control);
+  const x = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as RangeExports;
+  let seen = Atomics.load(ctl, CTL.generation);
+  port.postMessage('ready');
+  for (;;) {
+    // Products come in bursts (a training step): spin briefly before sleeping, as waking costs far more.
+    for (let i = 0; i < SPIN && Atomics.load(ctl, CTL.generation) === seen; i++);
+    Atomics.wait(ctl, CTL.generation, seen);
+    seen = Atomics.load(ctl, CTL.generation);
+    if (Atomics.load(ctl, CTL.exit)) return;
+    const r = CTL.ranges + 4 * init.index;
+    try {
+      run(x, ctl, r, init);
+    } catch {
+      Atomics.store(ctl, CTL.failed, 1);
+    }
+    Atomics.add(ctl, CTL.done, 1);
+    Atomics.notify(ctl, CTL.done);
+  }
+}
+
+function run(x: RangeExports, ctl: Int32Array, r: number, init: PoolInit): void {
+  if (ctl[CTL.op] === 1) {
+    if (ctl[r + 1] > ctl[r]) {
+      const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
+      x.convForward(ctl[r], ctl[r + 1], ...shape, ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
+    }
+  } else if (ctl[r + 1] > ctl[r]) {
+    x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], init.work, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3]);
+  }
+}
+
+const threads = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:worker_threads') as
+  | { parentPort: PortLike | null }
+  | undefined;
+if (threads?.parentPort) {
+  const port = threads.parentPort;
+  port.once!('message', (m) => serve(m as PoolInit, port));
+} else {
+  const scope = globalThis as unknown as { onmessage: ((e: { data: unknown }) => void) | null; postMessage(m: unknown): void };
+  scope.onmessage = (e) => {
+    scope.onmessage = null;
+    serve(e.data as PoolInit, scope);
+  };
+}

@@ -1,0 +1,144 @@
+import { LoomError } from '../core/errors.js';
+import { kernelMode } from './backend.js';
+import { WASM_KERNELS_URL } from './wasm.js';
+
+/**
+ * Packed matrices living in WebAssembly memory for the q4_0 / int8 product kernels
+ * (assembly/kernels.ts, "q4_0 / int8-row products"). An arena is one private instance of the kernel
+ * module: its memory is sized once, for the matrices plus scratch, and never grows afterwards, so the
+ * Uint8Array views the matrices keep stay valid and the packed bytes exist only there (nothing is
+ * copied per call but the activations). Products of more than CHUNK rows run CHUNK rows at a time.
+ */
+interface QuantExports {
+  memory: WebAssembly.Memory;
+  heapBase(): number;
+  int8RowGemm(M: number, rows: number, cols: number, w: number, scales: number, x: number, out: number, bias: number, tot: number): void;
+  quantizeRowsQ16(M: number, cols: number, x: number, xq: number, xs: number): void;
+  q4_0GemmQ16(M: number, rows: number, cols: number, w: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
+  int8RowGemmQ16(M: number, rows: number, cols: number, w: number, scales: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
+}
+
+const PAGE = 65536;
+const MAX_BYTES = 65536 * PAGE;
+const CHUNK = 16;
+const align16 = (n: number): number => (n + 15) & ~15;
+
+let module: WebAssembly.Module | null | undefined;
+
+function nodeFs(): { readFileSync(path: URL): Uint8Array<ArrayBuffer> } | null {
+  const proc = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process;
+  return (proc?.getBuiltinModule?.('node:fs') as { readFileSync(path: URL): Uint8Array<ArrayBuffer> } | undefined) ?? null;
+}
+
+/** The compiled kernel module (Node: read synchronously), or null when absent or lacking the quantized kernels. */
+function kernelModule(): WebAssembly.Module | null {
+  if (module !== undefined) return module;
+  module = null;
+  try {
+    const fs = nodeFs();
+    if (fs && WASM_KERNELS_URL.protocol === 'file:') {
+      const m = new WebAssembly.Module(fs.readFileSync(WASM_KERNELS_URL));
+      if (WebAssembly.Module.exports(m).some((e) => e.name === 'q4_0GemmQ16')) module = m;
+    }
+  } catch {
+    module = null;
+  }
+  return module;
+}
+
+/** Browsers: compiles the kernel module from `url` so arenas can be made; resolves to whether they can. */
+export async function initQuantKernels(url: string | URL = WASM_KERNELS_URL): Promise<boolean> {
+  if (kernelModule()) return true;
+  try {
+    const response = await fetch(url);
+    const m = await WebAssembly.compile(await response.arrayBuffer());
+    module = WebAssembly.Module.exports(m).some((e) => e.name === 'q4_0GemmQ16') ? m : null;
+  } catch {
+    module = null;
+  }
+  return module !== null;
+}
+
+/** Where a packed matrix lies in an arena. */
+export interface ArenaPlacement {
+  readonly arena: QuantArena;
+  readonly data: number;
+  /** Int8: the row scales' offset; 0 for Q4_0. */
+  readonly scales: number;
+}
+
+export class QuantArena {
+  private readonly x: QuantExports;
+  private top: number;
+  private readonly end: number;
+  private readonly scratch: { x: number; out: number; bias: number; tot: number; xq: number; xs: number };
+
+  private constructor(m: WebAssembly.Module, matrixBytes: number, maxRows: number, maxCols: number) {
+    this.x = new WebAssembly.Instance(m, {}).exports as unknown as QuantExports;
+    const base = align16(this.x.heapBase());
+    const xAt = base;
+    const outAt = align16(xAt + CHUNK * maxCols * 4);
+    const biasAt = align16(outAt + CHUNK * maxRows * 4);
+    const totAt = align16(biasAt + maxRows * 4);
+    const xqAt = align16(totAt + CHUNK * 16);
+    const xsAt = align16(xqAt + CHUNK * maxCols * 2);
+    this.top = align16(xsAt + CHUNK * Math.ceil(maxCols / 32) * 4);
+    this.end = this.top + matrixBytes;
+    if (this.end > MAX_BYTES) throw new LoomError(`QuantArena: ${this.end} bytes exceed WebAssembly's 4 GiB`);
+    const have = this.x.memory.buffer.byteLength;
+    if (this.end > have) this.x.memory.grow(Math.ceil((this.end - have) / PAGE));
+    this.scratch = { x: xAt, out: outAt, bias: biasAt, tot: totAt, xq: xqAt, xs: xsAt };
+  }
+
+  /**
+   * An arena for matrices totalling `matrixBytes` (each rounded up to 16 bytes by the caller) and
+   * products up to maxRows × maxCols; null when the kernels are unavailable or turned off (LOOM_KERNELS=ts).
+   */
+  static create(matrixBytes: number, maxRows: number, maxCols: number): QuantArena | null {
+    if (kernelMode() === 'ts') return null;
+    const m = kernelModule();
+    if (!m) return null;
+    try {
+      return new QuantArena(m, matrixBytes, maxRows, maxCols);
+    } catch {
+      return null;
+    }
+  }
+
+  /** Reserves `bytes` (16-byte aligned) and returns their offset. */
+  alloc(bytes: number): number {
+    const at = this.top;
+    if (at + bytes > this.end) throw new LoomError(`QuantArena: out of reserved space (${bytes} bytes asked, ${this.end - at} left)`);
+    this.top = align16(at + bytes);
+    return at;
+  }
+
+  bytes(at: number, length: number): Uint8Array {
+    return new Uint8Array(this.x.memory.buffer, at, length);
+  }
+
+  floats(at: number, length: number): Float32Array {
+    return new Float32Array(this.x.memory.buffer, at, length);
+  }
+
+  /** out[M×rows] = x[M×cols]·Wᵀ (+ bias) for the matrix placed at `p`. */
+  gemm(format: 'q4_0' | 'int8', p: ArenaPlacement, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
+    const s = this.scratch;
+    const buf = this.x.memory.buffer;
+    if (bias) new Float32Array(buf, s.bias, rows).set(bias);
+    for (let i0 = 0; i0 < M; i0 += CHUNK) {
+      const m = Math.min(CHUNK, M - i0);
+      new Float32Array(buf, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
+      const b = bias ? s.bias : 0;
+      if (cols % 32 === 0) {
+        // Whole 32-value blocks: x rounded to int16 per block, then integer dot products (see the kernels).
+        this.x.quantizeRowsQ16(m, cols, s.x, s.xq, s.xs);
+        if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, p.data, s.xq, s.xs, s.out, b, s.tot);
+        else this.x.int8RowGemmQ16(m, rows, cols, p.data, p.scales, s.xq, s.xs, s.out, b, s.tot);
+      } else {
+        this.x.int8RowGemm(m, rows, cols, p.data, p.scales, s.x, s.out, b, s.tot);
+      }
+      out.set(new Float32Array(buf, s.out, m * rows), i0 * rows);
+    }
+  }
+}

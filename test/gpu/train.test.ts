@@ -1,0 +1,81 @@
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { Rng } from '../../src/core/rng.js';
+import type { Dataset } from '../../src/data/dataset.js';
+import { buildNetwork } from '../../src/grid/spec.js';
+import type { GpuContext } from '../../src/gpu/context.js';
+import { AdamW, Sgd } from '../../src/train/optimizers.js';
+import { train, type TrainConfig } from '../../src/train/train.js';
+import { realGpu } from './gpuHelpers.js';
+
+let gpu: GpuContext | string;
+before(async () => {
+  gpu = await realGpu();
+});
+after(() => {
+  if (typeof gpu !== 'string') gpu.destroy();
+});
+
+function classification(count: number, shape: number[], classes: number, seed: number): Dataset {
+  const rng = new Rng(seed);
+  const width = shape.reduce((a, b) => a * b, 1);
+  const inputs = new Float32Array(count * width);
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    labels[i] = i % classes;
+    for (let j = 0; j < width; j++) inputs[i * width + j] = rng.uniform() - 0.5 + (j % classes === labels[i] ? 0.5 : 0);
+  }
+  return { inputs, labels, inputShape: shape, count, targetWidth: classes, source: 'synthetic' };
+}
+
+const MLP = {
+  depth: 1, rows: 1, cols: 3, layers_per_cell: 1,
+  layers: [
+    { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'ReLU', input_height: 24, output_height: 64, use_bias: true },
+    { z: 0, y: 0, x: 1, l: 0, type: 'Dense', activation: 'Tanh', input_height: 64, output_height: 32, use_bias: true },
+    { z: 0, y: 0, x: 2, l: 0, type: 'Dense', activation: 'Linear', input_height: 32, output_height: 4, use_bias: true },
+  ],
+};
+
+const CNN = {
+  depth: 1, rows: 1, cols: 3, layers_per_cell: 1,
+  layers: [
+    { z: 0, y: 0, x: 0, l: 0, type: 'CNN2', activation: 'ReLU', input_channels: 1, filters: 4, kernel_size: 3, stride: 2, padding: 1, input_height: 12, input_width: 12, use_bias: true },
+    { z: 0, y: 0, x: 1, l: 0, type: 'CNN2', activation: 'ReLU', input_channels: 4, filters: 8, kernel_size: 3, stride: 2, padding: 1, input_height: 6, input_width: 6, use_bias: true },
+    { z: 0, y: 0, x: 2, l: 0, type: 'Dense', activation: 'Linear', input_height: 72, output_height: 3, use_bias: true },
+  ],
+};
+
+/** 20 steps on the CPU and on the GPU from the same weights; the per-step losses must agree within 1e-4. */
+async function compareTrajectories(ctx: GpuContext, spec: object, data: Dataset, loss: 'mse' | 'cross_entropy', optimizer: () => AdamW | Sgd, name: string, log: (s: string) => void) {
+  const cpuLosses: number[] = [];
+  const gpuLosses: number[] = [];
+  const config = (sink: number[]): TrainConfig => ({ epochs: 2, batchSize: 16, loss, optimizer: optimizer(), seed: 5, onBatch: (p) => sink.push(p.loss) });
+  const cpuNet = buildNetwork(spec, { seed: 3 });
+  const gpuNet = buildNetwork(spec, { seed: 3 });
+  train(cpuNet, data, config(cpuLosses));
+  const r = await train(gpuNet, data, { ...config(gpuLosses), gpu: ctx });
+  assert.equal(gpuLosses.length, 20);
+  assert.equal(r.steps, 20);
+  let worst = 0;
+  for (let i = 0; i < 20; i++) worst = Math.max(worst, Math.abs(gpuLosses[i] - cpuLosses[i]));
+  log(`${name}: CPU ${cpuLosses.map((l) => l.toFixed(5)).join(' ')}`);
+  log(`${name}: GPU ${gpuLosses.map((l) => l.toFixed(5)).join(' ')}`);
+  log(`${name}: max |ΔGPU−CPU| over 20 steps ${worst.toExponential(2)}`);
+  assert.ok(worst <= 1e-4, `${name}: loss trajectories differ by ${worst}`);
+  const wc = cpuNet.layers()[0].weights!.master;
+  const wg = gpuNet.layers()[0].weights!.master;
+  let wd = 0;
+  for (let i = 0; i < wc.length; i++) wd = Math.max(wd, Math.abs(wc[i] - wg[i]));
+  log(`${name}: max |Δweight| after 20 steps ${wd.toExponential(2)}`);
+  assert.ok(wd < 1e-3);
+}
+
+test('20 GPU training steps of an MLP and a small CNN follow the CPU loss trajectory within 1e-4', async (t) => {
+  if (typeof gpu === 'string') return t.skip(gpu);
+  const log = (s: string) => t.diagnostic(s);
+  const mlpData = classification(160, [24], 4, 1);
+  await compareTrajectories(gpu, MLP, mlpData, 'cross_entropy', () => new AdamW({ lr: 0.003 }), 'MLP adamw cross_entropy', log);
+  await compareTrajectories(gpu, MLP, mlpData, 'mse', () => new Sgd({ lr: 0.05, momentum: 0.9, weightDecay: 1e-4 }), 'MLP sgd+momentum mse', log);
+  await compareTrajectories(gpu, CNN, classification(160, [1, 12, 12], 3, 2), 'cross_entropy', () => new AdamW({ lr: 0.003 }), 'CNN adamw cross_entropy', log);
+});

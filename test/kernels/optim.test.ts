@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { adamwBuffers, adamwStep, kernelMode, setKernelBackend } from '../../src/kernels/backend.js';
+import { AdamW } from '../../src/train/optimizers.js';
+import { randomArray } from '../helpers.js';
+
+function bits(a: Float32Array): number[] {
+  return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+}
+
+test('AdamW update: the TypeScript loop, the WebAssembly kernel and resident moments give the same bits', () => {
+  const before = kernelMode();
+  try {
+    for (const n of [1, 7, 4096, 5003]) {
+      const g = randomArray(n, 1 + n);
+      g[0] = 0;
+      const w0 = randomArray(n, 2 + n);
+      const runs: Float32Array[][] = [];
+      for (const how of ['ts', 'wasm', 'resident'] as const) {
+        setKernelBackend(how === 'ts' ? 'ts' : 'wasm');
+        const w = Float32Array.from(w0);
+        const resident = how === 'resident' ? adamwBuffers(n) : null;
+        if (how === 'resident') assert.ok(resident, 'resident buffers in wasm mode');
+        const m = resident?.m ?? new Float32Array(n);
+        const v = resident?.v ?? new Float32Array(n);
+        for (let t = 1; t <= 3; t++) {
+          const bc1 = 1 - 0.9 ** t;
+          adamwStep(w, g, m, v, { decay: 1 - 1e-3 * (t === 2 ? 0 : 0.01), c1: 0.1, b2: 0.999, c2: 1 - 0.999, bc2: Math.sqrt(1 - 0.999 ** t), eps: 1e-8, step: 1e-3 / bc1 });
+        }
+        runs.push([w, Float32Array.from(m), Float32Array.from(v)]);
+      }
+      for (const r of runs.slice(1)) for (let i = 0; i < 3; i++) assert.deepEqual(bits(r[i]), bits(runs[0][i]), `n=${n} buffer ${i}`);
+    }
+  } finally {
+    setKernelBackend(before);
+  }
+});
+
+test('AdamW optimizer: one step matches the float64 formula to float32 rounding', () => {
+  const n = 5000;
+  const w = randomArray(n, 5);
+  const grad = randomArray(n, 6);
+  const want = Array.from(w, (x, i) => {
+    const m = 0.1 * grad[i];
+    const v = 0.001 * grad[i] * grad[i];
+    const d = Math.sqrt(v) / Math.sqrt(0.001) + 1e-8;
+    return x * (1 - 1e-3 * 0.01) - (1e-3 / 0.1) * (m / d);
+  });
+  new AdamW({ lr: 1e-3 }).step([{ key: '0', values: w, grad }]);
+  for (let i = 0; i < n; i++) assert.ok(Math.abs(w[i] - want[i]) <= 1e-6 * (Math.abs(want[i]) + 1e-3), `w[${i}] ${w[i]} vs ${want[i]}`);
+});

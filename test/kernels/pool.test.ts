@@ -1,0 +1,134 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { gemmABt, kernelThreads, setThreads } from '../../src/kernels/backend.js';
+import { createKernelPool, splitProduct, type KernelPool } from '../../src/kernels/pool.js';
+import { im2col, rowMajorToBatch, type ConvGeometry } from '../../src/kernels/im2col.js';
+import { loadWasmKernelsSync, type GemmLayout } from '../../src/kernels/wasm.js';
+import { randomArray } from '../helpers.js';
+
+const single = loadWasmKernelsSync()!;
+const pools: KernelPool[] = [];
+after(() => {
+  for (const p of pools) p.close();
+});
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  const ia = bits(a);
+  const ib = bits(b);
+  assert.equal(ia.length, ib.length, `${what}: length`);
+  for (let i = 0; i < ia.length; i++) if (ia[i] !== ib[i]) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+const LAYOUTS: GemmLayout[] = [
+  { a: 'mk', b: 'nk' },
+  { a: 'mk', b: 'kn' },
+  { a: 'km', b: 'kn' },
+  { a: 'km', b: 'nk' },
+];
+// Row splits, column splits, the gemv paths (M = 1), the few-rows path (M ≤ 4) and K past one 256 block.
+const SHAPES: [number, number, number][] = [
+  [1, 77, 300],
+  [3, 50, 33],
+  [37, 19, 70],
+  [130, 9, 513],
+  [64, 200, 64],
+  [9, 300, 260],
+];
+
+test('kernel pool: 1, 2 and 3 threads give the same bits as the single-threaded kernels', async () => {
+  const byThreads = await Promise.all([1, 2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  let seed = 1;
+  for (const [M, N, K] of SHAPES) {
+    for (const layout of LAYOUTS) {
+      for (const withBias of [false, true]) {
+        const A = randomArray(M * K, seed++);
+        const B = randomArray(N * K, seed++);
+        const bias = withBias ? randomArray(N, seed++) : null;
+        const want = new Float32Array(M * N);
+        assert.ok(single.gemm(A, B, want, M, N, K, layout, bias));
+        for (const p of byThreads) {
+          const got = new Float32Array(M * N).fill(Number.NaN);
+          assert.ok(p.gemm(A, B, got, M, N, K, layout, bias));
+          sameBits(got, want, `${p.threads} threads M=${M} N=${N} K=${K} ${layout.a}/${layout.b}${withBias ? ' +bias' : ''}`);
+        }
+      }
+    }
+  }
+  // accumulate adds the product into C.
+  const [M, N, K] = [20, 40, 30];
+  const A = randomArray(M * K, 91);
+  const B = randomArray(N * K, 92);
+  const C0 = randomArray(M * N, 93);
+  const want = Float32Array.from(C0);
+  single.gemm(A, B, want, M, N, K, undefined, null, true);
+  const got = Float32Array.from(C0);
+  byThreads[2].gemm(A, B, got, M, N, K, undefined, null, true);
+  sameBits(got, want, 'accumulate');
+});
+
+test('splitProduct: contiguous tiles covering C, split at multiples of 8 columns or 4 rows', () => {
+  for (const [M, N, t] of [[1, 4096, 3], [64, 784, 2], [1000, 16, 3], [5, 5, 4]] as const) {
+    const parts = splitProduct(M, N, t);
+    assert.equal(parts.length, t);
+    let covered = 0;
+    for (const [i0, i1, j0, j1] of parts) {
+      covered += Math.max(0, i1 - i0) * Math.max(0, j1 - j0);
+      assert.ok((i0 % 4 === 0 || i0 === M) && (j0 % 8 === 0 || j0 === N));
+    }
+    assert.equal(covered, M * N);
+  }
+});
+
+test('setThreads routes large products to the pool with unchanged results', async () => {
+  const [M, N, K] = [96, 128, 160];
+  const A = randomArray(M * K, 5);
+  const B = randomArray(N * K, 6);
+  const one = new Float32Array(M * N);
+  gemmABt(A, B, one, M, N, K);
+  assert.equal(await setThreads(2), 2);
+  assert.equal(kernelThreads(), 2);
+  const two = new Float32Array(M * N);
+  gemmABt(A, B, two, M, N, K);
+  assert.equal(await setThreads(1), 1);
+  sameBits(two, one, 'setThreads(2)');
+  await assert.rejects(() => createKernelPool(0), /threads/);
+});
+
+const CONVS: [string, ConvGeometry, number, number][] = [
+  ['2D 3×3 pad 1', { channels: 3, inD: 1, inH: 9, inW: 11, outD: 1, outH: 9, outW: 11, kD: 1, kH: 3, kW: 3, stride: 1, padD: 0, padH: 1, padW: 1 }, 5, 7],
+  ['2D 3×3 stride 2 pad 1', { channels: 2, inD: 1, inH: 10, inW: 7, outD: 1, outH: 5, outW: 4, kD: 1, kH: 3, kW: 3, stride: 2, padD: 0, padH: 1, padW: 1 }, 4, 6],
+  ['1D k5', { channels: 4, inD: 1, inH: 1, inW: 30, outD: 1, outH: 1, outW: 26, kD: 1, kH: 1, kW: 5, stride: 1, padD: 0, padH: 0, padW: 0 }, 3, 9],
+  ['3D 2×2×2 pad 1', { channels: 2, inD: 4, inH: 5, inW: 3, outD: 5, outH: 6, outW: 4, kD: 2, kH: 2, kW: 2, stride: 1, padD: 1, padH: 1, padW: 1 }, 3, 4],
+];
+
+test('convolution forward: per-sample kernels equal im2col + GEMM on the whole batch, for 1, 2 and 3 threads', async () => {
+  const byThreads = await Promise.all([1, 2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  let seed = 200;
+  for (const [name, g, batch, F] of CONVS) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const input = randomArray(batch * g.channels * g.inD * g.inH * g.inW, seed++);
+    const w = randomArray(F * K, seed++);
+    const bias = randomArray(F, seed++);
+    const colT = new Float32Array(K * batch * P);
+    im2col(input, g, batch, colT);
+    const rows = new Float32Array(F * batch * P);
+    assert.ok(single.gemm(w, colT, rows, F, batch * P, K, { a: 'mk', b: 'kn' }));
+    const want = new Float32Array(batch * F * P);
+    rowMajorToBatch(rows, batch, F, P, want, bias);
+    const got = new Float32Array(want.length);
+    assert.ok(single.conv(input, g, batch, F, w, bias, got));
+    sameBits(got, want, `${name} single`);
+    for (const p of byThreads) {
+      const out = new Float32Array(want.length).fill(Number.NaN);
+      assert.ok(p.conv(input, g, batch, F, w, bias, out));
+      sameBits(out, want, `${name} ${p.threads} threads`);
+    }
+  }
+});
