@@ -56,3 +56,14 @@ def write_json(name, obj):
         f.write("\n")
     print(f"wrote {os.path.relpath(path, ROOT)} ({os.path.getsize(path)} bytes)")
     return path
+
+
+def write_cases(script, cases, rtol=1e-5, atol=1e-6):
+    """The usual float32 layer fixture: <script>.json holding the cases and how they were made."""
+    return write_json(f"{script}.json", {
+        "generator": f"scripts/golden/{script}.py",
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "tolerance": {"rtol": rtol, "atol": atol},
+        "cases": cases,
+    })

@@ -8,7 +8,7 @@ and HF Llama apply it; query head h reads key/value head h // (num_heads/num_kv_
 Each case: config (the layer's JSON fields), x [batch, seq, d_model], params (flat), gradOutput,
 y, gradInput, gradParams (flat, same layout).
 """
-from _common import flat, setup, write_json  # first: it pins torch's CPU kernels
+from _common import flat, setup, write_cases  # first: it pins torch's CPU kernels
 
 import math
 
@@ -110,13 +110,7 @@ def main():
         # Multi-query attention with head_dim·num_heads != d_model (query_dim 24 on d_model 8), a small RoPE base.
         "mqa_wide_heads": make_case({"d_model": 8, "num_heads": 4, "num_kv_heads": 1, "head_dim": 6, "rope_freq_base": 100, "causal": True}, 2, 6, 0.3),
     }
-    write_json("attention.json", {
-        "generator": "scripts/golden/attention.py",
-        "torch": torch.__version__,
-        "dtype": "float32",
-        "tolerance": {"rtol": 1e-5, "atol": 1e-6},
-        "cases": cases,
-    })
+    write_cases("attention", cases)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ PyTorch's y, preActivation, gradInput, gradW (Loom's layout), gradB. Loom's CNN 
 (the original's conv_transposed*.go) while torch's ConvTranspose weight is [in_channels][filters][k...],
 so W and gradW of transposed cases are torch's with the first two axes swapped.
 """
-from _common import flat, setup, write_json  # first: it configures torch before torch loads
+from _common import flat, setup, write_cases  # first: it configures torch before torch loads
 
 import torch
 import torch.nn.functional as F
@@ -117,13 +117,7 @@ def main():
         "convT3d_s2p1": make_case(True, 1, 2, 2, (3, 3, 2), 3, 2, 1),
         "convT3d_bias_op": make_case(True, 2, 2, 2, (2, 3, 2), 2, 2, 1, output_padding=1, bias=True),
     }
-    write_json("conv.json", {
-        "generator": "scripts/golden/conv.py",
-        "torch": torch.__version__,
-        "dtype": "float32",
-        "tolerance": {"rtol": 1e-5, "atol": 1e-6},
-        "cases": cases,
-    })
+    write_cases("conv", cases)
 
 
 if __name__ == "__main__":

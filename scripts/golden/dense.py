@@ -1,5 +1,5 @@
 """Dense layer forward/backward reference: test/fixtures/dense.json (schema in README.md)."""
-from _common import flat, setup, write_json  # first: it pins torch's CPU kernels
+from _common import flat, setup, write_cases  # first: it pins torch's CPU kernels
 
 import torch
 import torch.nn.functional as F
@@ -85,13 +85,7 @@ def main():
         cases[name] = make_case(name, 4, 7, 5)
     cases["ReLU_nobias"] = make_case("ReLU", 4, 7, 5, bias=False)
     cases["Tanh_big"] = make_case("Tanh", 3, 33, 17)
-    write_json("dense.json", {
-        "generator": "scripts/golden/dense.py",
-        "torch": torch.__version__,
-        "dtype": "float32",
-        "tolerance": {"rtol": 1e-5, "atol": 1e-6},
-        "cases": cases,
-    })
+    write_cases("dense", cases)
 
 
 if __name__ == "__main__":

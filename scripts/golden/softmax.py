@@ -11,7 +11,7 @@ differentiable torch ops in float64 (sparsemax and entmax-1.5 by sorting, Peters
 their gradients come from autograd, independently of the engine's closed-form backward; y and
 gradInput are those float64 values rounded to float32.
 """
-from _common import flat, setup, write_json  # noqa: I001  (before torch: it pins the CPU kernels)
+from _common import flat, setup, write_cases  # noqa: I001  (before torch: it pins the CPU kernels)
 
 import torch
 import torch.nn.functional as F
@@ -98,13 +98,7 @@ def main():
         "adaptive": make_case({"softmax_type": "Adaptive"}, (3, 7), adaptive(1.0), reference="float64"),
         "adaptive_temperature": make_case({"softmax_type": "Adaptive", "temperature": 0.5, "input_height": 5}, (2, 3, 5), adaptive(0.5), scale=4.0, reference="float64"),
     }
-    write_json("softmax.json", {
-        "generator": "scripts/golden/softmax.py",
-        "torch": torch.__version__,
-        "dtype": "float32",
-        "tolerance": {"rtol": 1e-5, "atol": 1e-6},
-        "cases": cases,
-    })
+    write_cases("softmax", cases)
 
 
 if __name__ == "__main__":
