@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { writeSync } from 'node:fs';
+import { isatty } from 'node:tty';
 import { LoomError, UsageError } from '../core/errors.js';
 import { demoCommand } from './demo.js';
 import { dnaCommand, evolveCommand } from './evolveCommands.js';
@@ -30,9 +32,44 @@ commands:
   convert <in> <out>                     safetensors ↔ Loom JSON by extension (a model folder converts too)
   serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)`;
 
+/** Exit status when stdout's reader has gone (`loom info … | head -1`): what a shell reports for a SIGPIPE death, 128 + 13. */
+export const CLOSED_STDOUT_STATUS = 141;
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+let stderrClosed = false;
+
+/**
+ * Writes all of `text` to fd 1 or 2 synchronously, so a closed reader (EPIPE) is seen at the write
+ * that hit it, even inside a long synchronous command, rather than as a later stream 'error' event.
+ * Closed stdout: the process exits at once, silently, with CLOSED_STDOUT_STATUS. Closed stderr:
+ * diagnostics are dropped and the command's own exit status stands. A non-blocking pipe that is full
+ * (EAGAIN) is waited on.
+ */
+function writeToFd(fd: 1 | 2, text: string): void {
+  if (fd === 2 && stderrClosed) return;
+  const bytes = Buffer.from(text, 'utf8');
+  let offset = 0;
+  while (offset < bytes.length) {
+    try {
+      offset += writeSync(fd, bytes, offset);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN') {
+        Atomics.wait(sleepCell, 0, 0, 1);
+        continue;
+      }
+      if (code !== 'EPIPE') throw e;
+      if (fd === 1) process.exit(CLOSED_STDOUT_STATUS);
+      stderrClosed = true;
+      return;
+    }
+  }
+}
+
 export function main(argv: string[]): number {
-  const out = (s: string) => process.stdout.write(s + '\n');
-  const err = (s: string) => process.stderr.write(s + '\n');
+  const write = (s: string) => writeToFd(1, s);
+  const out = (s: string) => writeToFd(1, s + '\n');
+  const err = (s: string) => writeToFd(2, s + '\n');
   const [command, ...rest] = argv;
   try {
     switch (command) {
@@ -54,7 +91,7 @@ export function main(argv: string[]): number {
         demoCommand(rest, out);
         break;
       case 'live':
-        liveCommand(rest, { out, tty: process.stdout.isTTY === true, write: (s) => process.stdout.write(s) });
+        liveCommand(rest, { out, tty: isatty(1), write });
         break;
       case 'dna':
         dnaCommand(rest, out);
@@ -63,10 +100,10 @@ export function main(argv: string[]): number {
         evolveCommand(rest, out);
         break;
       case 'generate':
-        runAsyncCommand(generateCommand(rest, (s) => process.stdout.write(s), err), err);
+        runAsyncCommand(generateCommand(rest, write, err), err);
         break;
       case 'chat':
-        runAsyncCommand(chatCommand(rest, (s) => process.stdout.write(s), process.stdin.isTTY === true), err);
+        runAsyncCommand(chatCommand(rest, write, process.stdin.isTTY === true), err);
         break;
       case 'convert':
         convertCommand(rest, out);
