@@ -9,6 +9,7 @@ import { detectArchitecture } from '../io/universalLoader.js';
 import { parseQuantFormat } from '../kernels/quant.js';
 import { ChatSession, TextModel } from '../llm/chat.js';
 import type { GenerateOptions } from '../llm/generate.js';
+import type { LlamaConfig } from '../llm/llama.js';
 import { importLlama, readLlamaConfig, type ImportLlamaOptions } from '../llm/llamaFiles.js';
 import { numberFlag, parseCommandArgs, requireOne, stringFlag, type OptionSpec, type ParsedArgs } from './args.js';
 import { formatBytes } from './modelCommands.js';
@@ -148,13 +149,19 @@ export function tensorInfoCommand(path: string, json: boolean, out: (s: string) 
   if (config) {
     out(
       `${config.architecture}: hidden ${config.hiddenSize}, ${config.numLayers} layers, ${config.numHeads} heads (${config.numKVHeads} KV, head_dim ${config.headDim}), ` +
-        `intermediate ${config.intermediateSize}, vocab ${config.vocabSize}, rope_theta ${config.ropeTheta}, ${config.tieWordEmbeddings ? 'tied' : 'untied'} embeddings`,
+        `intermediate ${config.intermediateSize}, vocab ${config.vocabSize}, rope_theta ${config.ropeTheta}${ropeScalingText(config)}, ${config.tieWordEmbeddings ? 'tied' : 'untied'} embeddings`,
     );
   }
   const shown = source.tensors.slice(0, 40);
   for (const t of shown) out(`  ${t.name}  ${t.dtype}  [${t.shape.join(', ')}]`);
   if (source.tensors.length > shown.length) out(`  … ${source.tensors.length - shown.length} more (--json lists all)`);
   for (const note of detection.notes) out(`note: ${note}`);
+}
+
+function ropeScalingText({ ropeScaling: s }: LlamaConfig): string {
+  if (!s) return '';
+  if (s.type === 'linear') return ` (linear scaling ×${s.factor})`;
+  return ` (llama3 scaling ×${s.factor}, low/high frequency factors ${s.lowFreqFactor}/${s.highFreqFactor}, original context ${s.originalMaxPositions})`;
 }
 
 /** Runs an async command and reports its failure as main() does for synchronous ones. */

@@ -22,6 +22,13 @@ export interface LayerConfig {
   dModel?: number;
   seqLength?: number;
   ropeFreqBase?: number;
+  /** Loom-TS extension: RoPE frequency scaling, Hugging Face's rope_type "linear" or "llama3" (unset: none). */
+  ropeScaling?: string;
+  /** Scaling factor (both types); llama3 also takes the low/high frequency factors and the original context length. */
+  ropeScalingFactor?: number;
+  ropeLowFreqFactor?: number;
+  ropeHighFreqFactor?: number;
+  ropeOriginalMaxPositions?: number;
   vocabSize?: number;
   embeddingDim?: number;
   numClusters?: number;
@@ -78,6 +85,11 @@ export const CONFIG_FIELDS: readonly FieldDef[] = [
   f('d_model', 'dModel', 'count'),
   f('seq_length', 'seqLength', 'count'),
   f('rope_freq_base', 'ropeFreqBase', 'number'),
+  f('rope_scaling_type', 'ropeScaling', 'string'),
+  f('rope_scaling_factor', 'ropeScalingFactor', 'number'),
+  f('rope_low_freq_factor', 'ropeLowFreqFactor', 'number'),
+  f('rope_high_freq_factor', 'ropeHighFreqFactor', 'number'),
+  f('rope_original_max_position_embeddings', 'ropeOriginalMaxPositions', 'count'),
   f('vocab_size', 'vocabSize', 'count'),
   f('embedding_dim', 'embeddingDim', 'count'),
   f('num_clusters', 'numClusters', 'count'),

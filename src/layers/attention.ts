@@ -25,8 +25,8 @@ interface Dims {
   w3: number;
   /** Query heads per key/value head. */
   group: number;
-  /** RoPE base, 0 when RoPE is off. */
-  theta: number;
+  /** Per rotation pair i < head_dim/2, the angle at position p is p / ropeDivisors[i]; null when RoPE is off. */
+  ropeDivisors: Float64Array | null;
   causal: boolean;
   scale: number;
 }
@@ -44,7 +44,7 @@ function dimsOf(layer: Layer): Dims {
     d, heads, kvHeads, hd, q, kv,
     w3: q + 2 * kv,
     group: heads / kvHeads,
-    theta: base > 0 ? base : 0,
+    ropeDivisors: base > 0 ? ropeDivisors(hd, base, ropeScalingOf(c)) : null,
     causal: c.causal === true,
     scale: 1 / Math.sqrt(hd),
   };
@@ -107,6 +107,7 @@ export const attentionKind: LayerKind = {
     if (c.ropeFreqBase > 0 && c.headDim % 2 !== 0) {
       throw new SpecError(`${path}.head_dim`, 'an even number when RoPE is on (rope_freq_base > 0)', c.headDim);
     }
+    configureRopeScaling(c, path);
   },
 
   parameterCount(layer) {
@@ -260,14 +261,92 @@ function project(x: Float32Array, w: Float32Array, rows: number, m: Dims): Float
   return qkv;
 }
 
-/** cos, sin of pos/θ^(2i/head_dim) for positions pos0..pos0+n−1 and i < head_dim/2: [n][half][2]. */
+/** Hugging Face's rope_type "linear" (positions / factor) or "llama3" (frequency bands scaled by wavelength). */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositions: number };
+
+export const ROPE_SCALING_TYPES = ['linear', 'llama3'] as const;
+
+function ropeScalingOf(c: Layer['config']): RopeScaling | undefined {
+  if (c.ropeScaling === undefined) return undefined;
+  if (c.ropeScaling === 'linear') return { type: 'linear', factor: c.ropeScalingFactor! };
+  return {
+    type: 'llama3', factor: c.ropeScalingFactor!, lowFreqFactor: c.ropeLowFreqFactor!,
+    highFreqFactor: c.ropeHighFreqFactor!, originalMaxPositions: c.ropeOriginalMaxPositions!,
+  };
+}
+
+/**
+ * θ^(2i/head_dim) for i < head_dim/2: 1 / inv_freq, the angle of pair i at position p being p / divisor.
+ * Scaled as transformers' rope_type "linear" (inv_freq / factor) or "llama3": wavelengths 2π/inv_freq
+ * longer than original_max_position_embeddings / low_freq_factor are divided by factor, shorter than
+ * original_max_position_embeddings / high_freq_factor kept, and those between blended by
+ * s = (original_max_position_embeddings / wavelength − low_freq_factor) / (high_freq_factor − low_freq_factor)
+ * as (1 − s)·inv_freq/factor + s·inv_freq. Computed in float64.
+ */
+export function ropeDivisors(headDim: number, theta: number, scaling?: RopeScaling): Float64Array {
+  const half = headDim / 2;
+  const out = new Float64Array(half);
+  for (let i = 0; i < half; i++) out[i] = Math.pow(theta, (2 * i) / headDim);
+  if (scaling?.type === 'linear') {
+    for (let i = 0; i < half; i++) out[i] *= scaling.factor;
+  } else if (scaling?.type === 'llama3') {
+    const { factor, lowFreqFactor: low, highFreqFactor: high, originalMaxPositions: context } = scaling;
+    const lowFreqWavelength = context / low;
+    const highFreqWavelength = context / high;
+    for (let i = 0; i < half; i++) {
+      const invFreq = 1 / out[i];
+      const wavelength = (2 * Math.PI) / invFreq;
+      if (wavelength > lowFreqWavelength) out[i] = 1 / (invFreq / factor);
+      else if (wavelength >= highFreqWavelength) {
+        const smooth = (context / wavelength - low) / (high - low);
+        out[i] = 1 / ((1 - smooth) * (invFreq / factor) + smooth * invFreq);
+      }
+    }
+  }
+  return out;
+}
+
+/** Checks the rope_scaling_* fields: all of the type's, none without a type, none when RoPE is off. */
+function configureRopeScaling(c: Layer['config'], path: string): void {
+  const fields = [
+    ['rope_scaling_factor', c.ropeScalingFactor],
+    ['rope_low_freq_factor', c.ropeLowFreqFactor],
+    ['rope_high_freq_factor', c.ropeHighFreqFactor],
+    ['rope_original_max_position_embeddings', c.ropeOriginalMaxPositions],
+  ] as const;
+  if (c.ropeScaling === undefined || c.ropeScaling === '') {
+    delete c.ropeScaling;
+    const stray = fields.find(([, v]) => v !== undefined);
+    if (stray) throw SpecError.at(`${path}.${stray[0]}`, 'given without rope_scaling_type');
+    return;
+  }
+  if (!(ROPE_SCALING_TYPES as readonly string[]).includes(c.ropeScaling)) {
+    throw new SpecError(`${path}.rope_scaling_type`, `one of ${ROPE_SCALING_TYPES.join(', ')}`, c.ropeScaling);
+  }
+  if (c.ropeFreqBase! <= 0) throw SpecError.at(`${path}.rope_scaling_type`, 'RoPE is off (rope_freq_base ≤ 0), so there is nothing to scale');
+  const needed = c.ropeScaling === 'linear' ? fields.slice(0, 1) : fields;
+  for (const [name, v] of fields) {
+    if (!needed.some(([n]) => n === name) && v !== undefined) throw SpecError.at(`${path}.${name}`, `not used by rope_scaling_type "${c.ropeScaling}"`);
+  }
+  for (const [name, v] of needed) {
+    if (v === undefined || !(v > 0)) throw new SpecError(`${path}.${name}`, `a positive number (rope_scaling_type "${c.ropeScaling}" needs it)`, v);
+  }
+  if (c.ropeScaling === 'llama3' && !(c.ropeHighFreqFactor! > c.ropeLowFreqFactor!)) {
+    throw new SpecError(`${path}.rope_high_freq_factor`, `a number above rope_low_freq_factor (${c.ropeLowFreqFactor})`, c.ropeHighFreqFactor);
+  }
+}
+
+/** cos, sin of pos / divisor[i] for positions pos0..pos0+n−1 and i < head_dim/2: [n][half][2]. */
 function ropeTable(m: Dims, pos0: number, n: number): Float64Array | null {
-  if (m.theta <= 0) return null;
+  const divisors = m.ropeDivisors;
+  if (!divisors) return null;
   const half = m.hd / 2;
   const t = new Float64Array(n * half * 2);
   for (let p = 0; p < n; p++) {
     for (let i = 0; i < half; i++) {
-      const angle = (pos0 + p) / Math.pow(m.theta, (2 * i) / m.hd);
+      const angle = (pos0 + p) / divisors[i];
       t[(p * half + i) * 2] = Math.cos(angle);
       t[(p * half + i) * 2 + 1] = Math.sin(angle);
     }

@@ -2,6 +2,7 @@ import { FormatError } from '../core/errors.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { buildNetwork } from '../grid/spec.js';
 import type { TensorSource } from '../io/safetensors.js';
+import { ROPE_SCALING_TYPES, type RopeScaling } from '../layers/attention.js';
 import type { Layer } from '../layers/layer.js';
 
 /** The config.json fields a Llama-family decoder (LlamaForCausalLM, Qwen2ForCausalLM, SmolLM) is built from. */
@@ -16,6 +17,8 @@ export interface LlamaConfig {
   headDim: number;
   rmsNormEps: number;
   ropeTheta: number;
+  /** rope_type "linear" or "llama3" with its parameters; null for plain RoPE. */
+  ropeScaling?: RopeScaling | null;
   tieWordEmbeddings: boolean;
   vocabSize: number;
   bosTokenId: number | null;
@@ -62,14 +65,14 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
   if (!Number.isInteger(headDim) || headDim % 2 !== 0) fail('num_attention_heads', `a divisor of hidden_size giving an even head_dim (got ${headDim})`);
 
   // transformers 5 keeps RoPE settings in rope_parameters; older files have rope_theta and rope_scaling.
-  const rope = c.rope_parameters ?? c.rope_scaling;
+  const ropeField = c.rope_parameters !== undefined && c.rope_parameters !== null ? 'rope_parameters' : 'rope_scaling';
+  const rope = c[ropeField];
   let ropeTheta = c.rope_theta;
+  let ropeScaling: RopeScaling | null = null;
   if (rope !== undefined && rope !== null) {
-    if (typeof rope !== 'object') fail('rope_parameters', 'an object');
-    const r = rope as Record<string, unknown>;
-    const type = r.rope_type ?? r.type ?? 'default';
-    if (type !== 'default') fail('rope_parameters', 'rope_type "default" (scaled RoPE variants are not supported)');
-    ropeTheta = r.rope_theta ?? ropeTheta;
+    if (typeof rope !== 'object' || Array.isArray(rope)) fail(ropeField, 'an object');
+    ropeScaling = parseRopeScaling(rope as Record<string, unknown>, ropeField, source);
+    ropeTheta = (rope as Record<string, unknown>).rope_theta ?? ropeTheta;
   }
   const eps = c.rms_norm_eps ?? 1e-6;
 
@@ -94,11 +97,62 @@ export function parseLlamaConfig(json: unknown, source = 'config.json'): LlamaCo
     headDim,
     rmsNormEps: positive(eps, 'rms_norm_eps'),
     ropeTheta: positive(ropeTheta ?? 10000, 'rope_theta'),
+    ropeScaling,
     tieWordEmbeddings: tie as boolean,
     vocabSize: count('vocab_size'),
     bosTokenId: optionalId('bos_token_id'),
     eosTokenIds,
     maxPositionEmbeddings: typeof maxPos === 'number' && Number.isInteger(maxPos) && maxPos > 0 ? maxPos : null,
+  };
+}
+
+const SUPPORTED_ROPE_TYPES = ['default', ...ROPE_SCALING_TYPES];
+
+/** rope_parameters / rope_scaling: the type ("type" in older files) and, for linear and llama3, their numbers. */
+function parseRopeScaling(r: Record<string, unknown>, field: string, source: string): RopeScaling | null {
+  const typeKey = r.rope_type !== undefined ? 'rope_type' : 'type';
+  const type = r[typeKey] ?? 'default';
+  if (typeof type !== 'string' || !SUPPORTED_ROPE_TYPES.includes(type)) {
+    throw new FormatError(
+      source,
+      `${field}.${typeKey}: expected ${SUPPORTED_ROPE_TYPES.map((t) => JSON.stringify(t)).join(', ')}, got ${JSON.stringify(type)} (other RoPE scalings are not supported)`,
+    );
+  }
+  const partial = r.partial_rotary_factor;
+  if (partial !== undefined && partial !== null && partial !== 1) {
+    throw new FormatError(source, `${field}.partial_rotary_factor: expected 1 (RoPE on whole heads), got ${JSON.stringify(partial)}`);
+  }
+  if (type === 'default') return null;
+  const positive = (key: string): number => {
+    const v = r[key];
+    if (typeof v !== 'number' || !(v > 0) || !Number.isFinite(v)) {
+      throw new FormatError(source, `${field}.${key}: expected a positive number for rope_type "${type}", got ${JSON.stringify(v) ?? 'nothing'}`);
+    }
+    return v;
+  };
+  if (type === 'linear') return { type, factor: positive('factor') };
+  const lowFreqFactor = positive('low_freq_factor');
+  const highFreqFactor = positive('high_freq_factor');
+  if (!(highFreqFactor > lowFreqFactor)) {
+    throw new FormatError(source, `${field}.high_freq_factor: expected a number above low_freq_factor (${lowFreqFactor}), got ${highFreqFactor}`);
+  }
+  const originalMaxPositions = positive('original_max_position_embeddings');
+  if (!Number.isInteger(originalMaxPositions)) {
+    throw new FormatError(source, `${field}.original_max_position_embeddings: expected a positive integer, got ${originalMaxPositions}`);
+  }
+  return { type: 'llama3', factor: positive('factor'), lowFreqFactor, highFreqFactor, originalMaxPositions };
+}
+
+/** The attention layer's spec fields for a RoPE scaling. */
+function ropeScalingFields(scaling: RopeScaling | null | undefined): Record<string, unknown> {
+  if (!scaling) return {};
+  if (scaling.type === 'linear') return { rope_scaling_type: 'linear', rope_scaling_factor: scaling.factor };
+  return {
+    rope_scaling_type: 'llama3',
+    rope_scaling_factor: scaling.factor,
+    rope_low_freq_factor: scaling.lowFreqFactor,
+    rope_high_freq_factor: scaling.highFreqFactor,
+    rope_original_max_position_embeddings: scaling.originalMaxPositions,
   };
 }
 
@@ -122,7 +176,7 @@ export function llamaNetworkSpec(config: LlamaConfig): Record<string, unknown> {
       norm(x, 0),
       {
         x, l: 1, type: 'MultiHeadAttention', d_model: d, num_heads: config.numHeads, num_kv_heads: config.numKVHeads,
-        head_dim: config.headDim, rope_freq_base: config.ropeTheta, causal: true,
+        head_dim: config.headDim, rope_freq_base: config.ropeTheta, ...ropeScalingFields(config.ropeScaling), causal: true,
       },
       { x, l: 2, type: 'Residual', ...link(i === 0 ? 0 : x - 1, i === 0 ? 0 : BLOCK_LAYERS - 1) },
       norm(x, 3),
