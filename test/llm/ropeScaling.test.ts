@@ -112,6 +112,38 @@ test('scaled RoPE survives a save and reload; linear with factor 1 is plain RoPE
   }
 });
 
+test("a Llama with llama3 or linear RoPE scaling gives transformers' logits (LlamaForCausalLM, same weights)", () => {
+  const want = fixture<{ prompt: number[]; positions: number[]; cases: Record<string, { rope_parameters: Record<string, unknown>; logits: number[][] }> }>(
+    'llama/rope_scaling_logits.json',
+  );
+  const original = JSON.parse(readFileSync(join(LLAMA, 'config.json'), 'utf8')) as Record<string, unknown>;
+  const prompt = new Tensor(Float32Array.from(want.prompt), [1, want.prompt.length]);
+  const plain = new DecodeSession(importLlama(LLAMA).network, want.prompt.length).forward(prompt).data;
+  const dir = mkdtempSync(join(tmpdir(), 'loom-rope-hf-'));
+  try {
+    cpSync(LLAMA, dir, { recursive: true });
+    for (const [name, c] of Object.entries(want.cases)) {
+      writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...original, rope_parameters: c.rope_parameters }));
+      const model = importLlama(dir);
+      const logits = new DecodeSession(model.network, want.prompt.length).forward(prompt).data;
+      const vocab = model.config.vocabSize;
+      want.positions.forEach((p, k) => {
+        let worst = 0;
+        let fromPlain = 0;
+        c.logits[k].forEach((v, i) => {
+          worst = Math.max(worst, Math.abs(logits[p * vocab + i] - v));
+          fromPlain = Math.max(fromPlain, Math.abs(plain[p * vocab + i] - v));
+        });
+        assert.ok(worst < 2e-5, `${name} position ${p}: max |Δ| ${worst}`);
+        // The scaling matters at these positions: unscaled RoPE would miss by far more than the tolerance.
+        if (p > 5) assert.ok(fromPlain > 1e-2, `${name} position ${p}: plain RoPE is only ${fromPlain} away`);
+      });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('unsupported or incomplete RoPE scaling is a FormatError naming the config field', () => {
   const base = { hidden_size: 16, intermediate_size: 8, num_hidden_layers: 1, num_attention_heads: 1, vocab_size: 4 };
   const fails = (config: Record<string, unknown>, pattern: RegExp) =>
