@@ -16,6 +16,8 @@ import {
   forwardNetwork,
   initKernels,
   kernelBackend,
+  kernelPoolJobs,
+  kernelThreads,
   loadNetworkWeights,
   makeBlobs,
   makeSpirals,
@@ -25,12 +27,19 @@ import {
   predict,
   readSafetensors,
   serializeNetwork,
+  setThreads,
   stepForward,
+  threadSupport,
   train,
   type Dataset,
+  type EpochStats,
   type Layer,
   type StepState,
 } from '../src/index.js';
+import type { GpuContext } from '../src/gpu/browser.js';
+
+/** The WebGPU backend (./loom-gpu.js in the bundle), loaded once at start-up. */
+type GpuModule = typeof import('../src/gpu/browser.js');
 
 const $ = <T extends HTMLElement>(id: string): T => {
   const el = document.getElementById(id);
@@ -61,6 +70,10 @@ const PRESETS: Record<string, { data: string; doc: unknown }> = {
         dense(1, 1, 1, 32, 3, 'Linear'),
       ],
     },
+  },
+  'wide MLP (1×1×3, 256 wide)': {
+    data: 'spirals',
+    doc: { id: 'wide-mlp', depth: 1, rows: 1, cols: 3, layers_per_cell: 1, layers: [dense(0, 0, 0, 2, 256), dense(0, 0, 1, 256, 256), dense(0, 0, 2, 256, 3, 'Linear')] },
   },
   'xor (1×1×2)': {
     data: 'xor',
@@ -102,6 +115,15 @@ const state = {
   meshTimer: 0,
   nextSample: 0,
   hits: [] as { index: number; polys: [number, number][][] }[],
+  /** Where the last epoch ran: the WebAssembly/TypeScript kernels or WebGPU. */
+  device: 'cpu' as 'cpu' | 'gpu',
+  gpu: null as GpuModule | null,
+  gpuContext: null as GpuContext | null,
+  gpuAvailable: false,
+  gpuMessage: '',
+  /** What the page says about the adapter when no GPU run has failed. */
+  gpuAdapterMessage: '',
+  threadsMessage: '',
 };
 
 const specInput = $<HTMLTextAreaElement>('spec');
@@ -174,6 +196,7 @@ function useNetwork(net: VolumetricNetwork): void {
   state.selected = -1;
   state.mesh = null;
   showTrainError('');
+  if (state.gpuAvailable) showGpuStatus(state.gpuAdapterMessage, true);
   $('morph-table').querySelector('tbody')!.replaceChildren();
   fillLayerSelect();
   refreshActivity();
@@ -255,10 +278,61 @@ function runEpoch(): void {
     optimizer: state.optimizer,
     seed: seed(),
   });
-  const stats = result.history[0];
+  record(result.history[0], 'cpu');
+}
+
+function record(stats: EpochStats, device: 'cpu' | 'gpu'): void {
   state.epoch = stats.epoch;
   state.losses.push(stats.loss);
   state.accuracies.push(stats.accuracy ?? NaN);
+  state.device = device;
+}
+
+/** Thrown from onEpoch to end a GPU run when the user pauses or replaces the network. */
+const STOP_GPU_RUN = Symbol('stop');
+
+/**
+ * Trains on WebGPU until paused, one epoch per onEpoch report (the weights are copied back to the
+ * network before each). A failure (a layer without GPU kernels, a lost device) falls back to the CPU
+ * with a visible message, and training goes on there.
+ */
+async function trainOnGpu(): Promise<void> {
+  const { net, data, gpu } = state;
+  if (!net || !data || !gpu) return;
+  try {
+    state.gpuContext ??= await gpu.createBrowserGpuContext({ label: 'playground' });
+    // trainGpu does not take over an optimizer's state yet: every GPU run starts a fresh AdamW.
+    const optimizer = new AdamW({ lr: learningRate(), weightDecay: 1e-4 });
+    await gpu.trainGpu(net, data, {
+      epochs: Number.MAX_SAFE_INTEGER - state.epoch - 1,
+      startEpoch: state.epoch + 1,
+      batchSize: batchSize(),
+      loss: 'cross_entropy',
+      optimizer,
+      seed: seed(),
+      gpu: state.gpuContext,
+      onEpoch: (stats) => {
+        if (state.net !== net) throw STOP_GPU_RUN;
+        record(stats, 'gpu');
+        refreshActivity();
+        renderAll();
+        if (!state.training) throw STOP_GPU_RUN;
+      },
+    });
+  } catch (e) {
+    if (e === STOP_GPU_RUN || state.net !== net) return;
+    $<HTMLInputElement>('use-gpu').checked = false;
+    showGpuStatus(`GPU training failed: ${(e as Error).message.split('\n')[0]}. Training continues on the CPU.`, false);
+    state.optimizer = new AdamW({ lr: learningRate(), weightDecay: 1e-4 });
+    if (state.training) setTimeout(trainLoop, 0);
+  }
+}
+
+function showGpuStatus(message: string, ok: boolean): void {
+  state.gpuMessage = message;
+  const box = $('gpu-status');
+  box.textContent = message;
+  box.classList.toggle('on', ok);
 }
 
 function trainLoop(): void {
@@ -296,6 +370,11 @@ function startTraining(): void {
   state.training = true;
   $('train').textContent = 'Pause';
   showTrainError('');
+  if (state.gpuAvailable && state.gpu && $<HTMLInputElement>('use-gpu').checked) {
+    const unsupported = state.gpu.gpuUnsupportedLayers(state.net);
+    if (unsupported.length === 0) return void trainOnGpu();
+    showGpuStatus(`No GPU kernels yet for ${unsupported.join(', ')}: this network trains on the CPU.`, false);
+  }
   setTimeout(trainLoop, 0);
 }
 
@@ -801,7 +880,8 @@ function renderSummary(): void {
   const net = state.net;
   $('spec-summary').textContent = net ? `${net.plan().length} layers · ${net.parameterCount()} parameters · ${formatBytes(net.sizeInBytes())}` : '';
   const last = state.losses.length - 1;
-  $('train-status').textContent = last >= 0 ? `epoch ${state.epoch} · loss ${state.losses[last].toFixed(4)} · accuracy ${pct(state.accuracies[last])}` : '';
+  const where = state.device === 'gpu' ? 'WebGPU' : `CPU, ${kernelThreads()} thread${kernelThreads() > 1 ? 's' : ''}`;
+  $('train-status').textContent = last >= 0 ? `epoch ${state.epoch} · loss ${state.losses[last].toFixed(4)} · accuracy ${pct(state.accuracies[last])} · ${where}` : '';
 }
 
 let lastBoundaryEpoch = -1;
@@ -818,22 +898,65 @@ function renderAll(): void {
   if (!state.mesh) $('mesh-status').textContent = '';
 }
 
-/** Whether navigator.gpu hands out an adapter (headless or GPU-less browsers expose the API without one). */
-async function webGpuAdapter(): Promise<boolean> {
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  if (!gpu) return false;
-  try {
-    return (await gpu.requestAdapter()) !== null;
-  } catch {
-    return false;
-  }
+/**
+ * Kernel threads: Web Workers sharing the kernels' memory, available when the page is cross-origin
+ * isolated (loom serve sends the COOP/COEP headers). Results are the same bits for any count.
+ */
+async function useThreads(requested: number): Promise<void> {
+  const support = threadSupport();
+  const threads = support.available ? await setThreads(requested) : 1;
+  state.threadsMessage = !support.available
+    ? `single-threaded: ${support.reason}`
+    : threads === requested
+      ? `${threads} kernel thread${threads > 1 ? 's' : ''}${threads > 1 ? ` (the page and ${threads - 1} Web Worker${threads > 2 ? 's' : ''}; products of 2^20 multiply-adds and up are split)` : ''}`
+      : `asked for ${requested} threads, running ${threads}: the Web Workers could not start`;
+  $('threads-status').textContent = state.threadsMessage;
+  $<HTMLSelectElement>('threads').value = String(threads);
+  renderSummary();
+  renderChips();
 }
 
-function renderChips(backend: string, gpu: boolean): void {
+function setUpThreads(): number {
+  const select = $<HTMLSelectElement>('threads');
+  const support = threadSupport();
+  const cores = Math.max(1, navigator.hardwareConcurrency || 1);
+  const most = support.available ? Math.min(8, Math.max(2, cores)) : 1;
+  select.replaceChildren(...Array.from({ length: most }, (_, i) => new Option(String(i + 1), String(i + 1))));
+  select.disabled = most === 1;
+  select.addEventListener('change', () => void useThreads(Number(select.value)));
+  return Math.min(most, 4, cores);
+}
+
+/** Loads the WebGPU backend and asks for an adapter; without one, GPU training stays off and the page says why. */
+async function setUpGpu(): Promise<void> {
+  const checkbox = $<HTMLInputElement>('use-gpu');
+  try {
+    state.gpu = await import('../src/gpu/browser.js');
+    const status = await state.gpu.webGpuStatus();
+    state.gpuAvailable = status.available;
+    if (status.available) {
+      const { vendor, architecture, description } = status.adapter;
+      checkbox.disabled = false;
+      state.gpuAdapterMessage = `WebGPU adapter: ${[vendor, architecture, description].filter(Boolean).join(' ') || 'unnamed'}. Tick "Train on GPU" to train there.`;
+      showGpuStatus(state.gpuAdapterMessage, true);
+    } else {
+      showGpuStatus(`Train on GPU is unavailable: ${status.reason}.`, false);
+    }
+  } catch (e) {
+    state.gpuAvailable = false;
+    showGpuStatus(`The WebGPU backend did not load (${(e as Error).message}). Training runs on the CPU.`, false);
+  }
+  checkbox.disabled = !state.gpuAvailable;
+  renderChips();
+}
+
+function renderChips(): void {
+  const backend = kernelBackend();
+  const threads = kernelThreads();
   const chips: [string, boolean][] = [
     [`kernels: ${backend === 'wasm' ? 'WebAssembly SIMD' : 'TypeScript'}`, backend === 'wasm'],
-    [crossOriginIsolated ? `cross-origin isolated · ${navigator.hardwareConcurrency} cores` : 'not isolated: single-threaded', crossOriginIsolated],
-    [gpu ? 'WebGPU adapter available' : 'no WebGPU adapter', gpu],
+    [crossOriginIsolated ? `cross-origin isolated · ${threads} thread${threads > 1 ? 's' : ''}` : 'not isolated: single-threaded', crossOriginIsolated && threads > 1],
+    [state.gpuAvailable ? 'WebGPU adapter available' : 'no WebGPU adapter', state.gpuAvailable],
   ];
   $('chips').replaceChildren(
     ...chips.map(([text, on]) => {
@@ -907,12 +1030,18 @@ export interface PlaygroundSnapshot {
   tick: number;
   parameterCount: number;
   sizeInBytes: number;
+  threads: number;
+  poolJobs: number;
+  threadsMessage: string;
+  device: 'cpu' | 'gpu';
+  gpuAvailable: boolean;
+  gpuMessage: string;
 }
 
 async function start(): Promise<void> {
-  const [backend, gpu] = await Promise.all([initKernels(), webGpuAdapter()]);
-  renderChips(backend, gpu);
+  await initKernels();
   wire();
+  await Promise.all([useThreads(setUpThreads()), setUpGpu()]);
   loadPreset(Object.keys(PRESETS)[0]);
   (window as unknown as { loomPlayground: unknown }).loomPlayground = {
     snapshot: (): PlaygroundSnapshot => ({
@@ -926,6 +1055,12 @@ async function start(): Promise<void> {
       tick: state.mesh?.signal.tick ?? 0,
       parameterCount: state.net?.parameterCount() ?? 0,
       sizeInBytes: state.net?.sizeInBytes() ?? 0,
+      threads: kernelThreads(),
+      poolJobs: kernelPoolJobs(),
+      threadsMessage: state.threadsMessage,
+      device: state.device,
+      gpuAvailable: state.gpuAvailable,
+      gpuMessage: state.gpuMessage,
     }),
   };
   document.body.dataset.ready = 'true';

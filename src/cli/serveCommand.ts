@@ -25,11 +25,14 @@ const CONTENT_TYPES: Record<string, string> = {
   '.ts': 'text/plain; charset=utf-8',
 };
 
-// Cross-origin isolation (COOP + COEP) makes SharedArrayBuffer and thus worker threads available to the page.
-const HEADERS = {
+// Cross-origin isolation (COOP + COEP) makes SharedArrayBuffer and thus the kernel pool's Web Workers
+// available to the page; CORP lets the isolated page (and its workers) load these same-origin files.
+const ISOLATION_HEADERS = {
   'Cross-Origin-Opener-Policy': 'same-origin',
   'Cross-Origin-Embedder-Policy': 'require-corp',
   'Cross-Origin-Resource-Policy': 'same-origin',
+};
+const COMMON_HEADERS = {
   'X-Content-Type-Options': 'nosniff',
   'Cache-Control': 'no-store',
 };
@@ -40,6 +43,8 @@ export interface ServeOptions {
   /** Default 127.0.0.1: the playground is for this machine only. */
   host?: string;
   roots?: readonly string[];
+  /** Send the COOP/COEP headers (default true); without them pages run single-threaded. */
+  crossOriginIsolation?: boolean;
 }
 
 export interface StaticServer {
@@ -52,7 +57,8 @@ export interface StaticServer {
 export function startStaticServer(options: ServeOptions = {}): Promise<StaticServer> {
   const roots = options.roots ?? PLAYGROUND_ROOTS;
   const host = options.host ?? '127.0.0.1';
-  const server = createServer((req, res) => handle(roots, req, res));
+  const headers = options.crossOriginIsolation === false ? COMMON_HEADERS : { ...ISOLATION_HEADERS, ...COMMON_HEADERS };
+  const server = createServer((req, res) => handle(roots, headers, req, res));
   return new Promise((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) =>
       reject(e.code === 'EADDRINUSE' ? new LoomError(`port ${options.port} is in use (pass --port 0 for a free one)`) : e),
@@ -72,26 +78,26 @@ export function startStaticServer(options: ServeOptions = {}): Promise<StaticSer
   });
 }
 
-function handle(roots: readonly string[], req: IncomingMessage, res: ServerResponse): void {
+function handle(roots: readonly string[], headers: Record<string, string>, req: IncomingMessage, res: ServerResponse): void {
   if (req.method !== 'GET' && req.method !== 'HEAD') {
-    res.writeHead(405, { ...HEADERS, Allow: 'GET, HEAD' }).end();
+    res.writeHead(405, { ...headers, Allow: 'GET, HEAD' }).end();
     return;
   }
   let path: string;
   try {
     path = decodeURIComponent(new URL(req.url ?? '/', 'http://localhost').pathname);
   } catch {
-    res.writeHead(400, HEADERS).end('bad request');
+    res.writeHead(400, headers).end('bad request');
     return;
   }
   const relative = path === '/' ? 'index.html' : path.replace(/^\/+/, '');
   const file = findFile(roots, relative);
   if (!file) {
-    res.writeHead(404, { ...HEADERS, 'Content-Type': 'text/plain; charset=utf-8' }).end(`not found: ${path}`);
+    res.writeHead(404, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' }).end(`not found: ${path}`);
     return;
   }
   res.writeHead(200, {
-    ...HEADERS,
+    ...headers,
     'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
     'Content-Length': statSync(file).size,
   });

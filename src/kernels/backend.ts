@@ -98,6 +98,11 @@ export function kernelThreads(): number {
   return pool ? pool.threads : 1;
 }
 
+/** Products the thread pool has split over its workers since setThreads started it (0 without a pool). */
+export function kernelPoolJobs(): number {
+  return pool ? pool.jobs : 0;
+}
+
 function runGemm(k: WasmKernels, A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number, layout: GemmLayout, bias: Float32Array | null, accumulate: boolean): boolean {
   if (pool && M * N * K >= POOL_MIN_MACS && pool.gemm(A, B, C, M, N, K, layout, bias, accumulate)) return true;
   return k.gemm(A, B, C, M, N, K, layout, bias, accumulate);

@@ -1,10 +1,12 @@
 import { LoomError, UsageError } from '../core/errors.js';
 import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, type PoolInit } from './poolProtocol.js';
+import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
 import { convArgs, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
- * Workers in browsers, started from poolWorker.js (a module file; nothing is evaluated from strings).
+ * Workers in cross-origin isolated pages (poolThreads.ts starts either), each running poolWorker.js
+ * (a module file; nothing is evaluated from strings).
  * A product is split into contiguous output tiles (column blocks of 8, or row blocks of 4), one per
  * thread, the calling thread taking the first. Each element is still computed by the one kernel in
  * its fixed order (assembly/kernels.ts gemmRange), so C is bit-identical for 1, 2 or N threads and to
@@ -17,11 +19,6 @@ interface SharedExports {
   workBytes(): number;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
   convForward(b0: number, b1: number, ...rest: number[]): void;
-}
-
-interface WorkerLike {
-  postMessage(message: unknown): void;
-  terminate(): unknown;
 }
 
 /** The shared-memory build of the kernels (npm run build:wasm), next to this module. */
@@ -41,36 +38,6 @@ async function loadModule(url: URL): Promise<WebAssembly.Module> {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`loom kernel pool: ${url.href}: HTTP ${response.status}`);
   return WebAssembly.compile(await response.arrayBuffer());
-}
-
-function startWorker(init: PoolInit, workerUrl: URL): Promise<WorkerLike> {
-  const threads = nodeProcess?.getBuiltinModule?.('node:worker_threads') as
-    | { Worker: new (url: URL) => WorkerLike & { unref(): void; once(e: string, f: (v: unknown) => void): void; off(e: string, f: (v: unknown) => void): void } }
-    | undefined;
-  return new Promise((resolve, reject) => {
-    if (threads) {
-      const w = new threads.Worker(workerUrl);
-      const onError = (e: unknown) => reject(e instanceof Error ? e : new Error(String(e)));
-      w.once('error', onError);
-      w.once('message', () => {
-        w.off('error', onError);
-        w.unref();
-        resolve(w);
-      });
-      w.postMessage(init);
-      return;
-    }
-    const Ctor = (globalThis as { Worker?: new (url: URL, o: { type: 'module' }) => WorkerLike & { onmessage: unknown; onerror: unknown } }).Worker;
-    if (!Ctor) return reject(new Error('loom kernel pool: no worker_threads and no Web Worker here'));
-    const w = new Ctor(workerUrl, { type: 'module' });
-    w.onerror = (e: unknown) => reject(new Error(`loom kernel pool: worker failed: ${String((e as { message?: string }).message ?? e)}`));
-    w.onmessage = () => {
-      w.onmessage = null;
-      w.onerror = null;
-      resolve(w);
-    };
-    w.postMessage(init);
-  });
 }
 
 /** A partition of C: [i0, i1, j0, j1] per thread, contiguous, rows at multiples of 4 or columns at multiples of 8. */
@@ -102,7 +69,7 @@ export class KernelPool {
     private readonly memory: WebAssembly.Memory,
     control: SharedArrayBuffer,
     x: SharedExports,
-    private readonly workers: WorkerLike[],
+    private readonly workers: PoolThread[],
     work0: number,
     heap: number,
   ) {
@@ -119,6 +86,8 @@ export class KernelPool {
    */
   static async create(threads: number, moduleUrl: URL = SHARED_KERNELS_URL, workerUrl: URL = WORKER_URL): Promise<KernelPool> {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) throw new UsageError(`threads: expected an integer from 1 to ${MAX_THREADS}, got ${String(threads)}`);
+    const support = threadSupport();
+    if (!support.available) throw new LoomError(`kernel pool: ${support.reason}`);
     const module = await loadModule(moduleUrl);
     const memory = new WebAssembly.Memory({ initial: 64, maximum: MAX_PAGES, shared: true });
     const x = new WebAssembly.Instance(module, { env: { memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as SharedExports;
@@ -127,12 +96,15 @@ export class KernelPool {
     const heap = work0 + threads * workBytes;
     if (heap > memory.buffer.byteLength) memory.grow(Math.ceil((heap - memory.buffer.byteLength) / PAGE));
     const control = new SharedArrayBuffer(CONTROL_BYTES);
-    const workers: WorkerLike[] = [];
-    try {
-      for (let t = 1; t < threads; t++) workers.push(await startWorker({ module, memory, control, index: t, work: work0 + t * workBytes }, workerUrl));
-    } catch (e) {
-      for (const w of workers) void w.terminate();
-      throw e;
+    // Threads start together: a browser fetches and compiles the worker module once per thread.
+    const started = await Promise.allSettled(
+      Array.from({ length: threads - 1 }, (_, i) => spawnPoolThread(workerUrl, { module, memory, control, index: i + 1, work: work0 + (i + 1) * workBytes } satisfies PoolInit)),
+    );
+    const workers = started.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    const failed = started.find((r) => r.status === 'rejected');
+    if (failed) {
+      for (const w of workers) w.terminate();
+      throw failed.reason;
     }
     return new KernelPool(threads, memory, control, x, workers, work0, heap);
   }
@@ -219,6 +191,11 @@ export class KernelPool {
     return true;
   }
 
+  /** Products and convolutions handed to the workers so far (each wakes every worker once). */
+  get jobs(): number {
+    return Atomics.load(this.ctl, CTL.generation) - (this.closed ? 1 : 0);
+  }
+
   /** Grows the shared memory to `end` bytes; false past its maximum. */
   private reserve(end: number): boolean {
     const have = this.memory.buffer.byteLength;
@@ -272,7 +249,7 @@ export class KernelPool {
     Atomics.store(this.ctl, CTL.exit, 1);
     Atomics.add(this.ctl, CTL.generation, 1);
     Atomics.notify(this.ctl, CTL.generation);
-    for (const w of this.workers) void w.terminate();
+    for (const w of this.workers) w.terminate();
   }
 }
 

@@ -4,22 +4,18 @@
  * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
  */
 import { CTL, SPIN, type PoolInit } from './poolProtocol.js';
-
-interface PortLike {
-  postMessage(message: unknown): void;
-  once?(event: 'message', listener: (message: unknown) => void): void;
-}
+import { poolThreadPort, type PoolThreadPort } from './poolThreads.js';
 
 interface RangeExports {
   convForward(b0: number, b1: number, ...rest: number[]): void;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 
-function serve(init: PoolInit, port: PortLike): void {
+function serve(init: PoolInit, port: PoolThreadPort): void {
   const ctl = new Int32Array(init.control);
   const x = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as RangeExports;
   let seen = Atomics.load(ctl, CTL.generation);
-  port.postMessage('ready');
+  port.post('ready');
   for (;;) {
     // Products come in bursts (a training step): spin briefly before sleeping, as waking costs far more.
     for (let i = 0; i < SPIN && Atomics.load(ctl, CTL.generation) === seen; i++);
@@ -48,16 +44,5 @@ function run(x: RangeExports, ctl: Int32Array, r: number, init: PoolInit): void 
   }
 }
 
-const threads = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule?.('node:worker_threads') as
-  | { parentPort: PortLike | null }
-  | undefined;
-if (threads?.parentPort) {
-  const port = threads.parentPort;
-  port.once!('message', (m) => serve(m as PoolInit, port));
-} else {
-  const scope = globalThis as unknown as { onmessage: ((e: { data: unknown }) => void) | null; postMessage(m: unknown): void };
-  scope.onmessage = (e) => {
-    scope.onmessage = null;
-    serve(e.data as PoolInit, scope);
-  };
-}
+const port = poolThreadPort();
+port.onFirstMessage((init) => serve(init as PoolInit, port));
