@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LoomError, UsageError } from '../core/errors.js';
 import { decodeResidentBytes } from '../engine/decode.js';
+import type { VolumetricNetwork } from '../grid/network.js';
+import { tiedOwners } from '../grid/persistence.js';
 import { loadNetworkFile, saveNetworkFile } from '../io/modelFiles.js';
 import { openSafetensors, loadUniversalFile, saveNetworkSafetensors } from '../io/safetensorsFiles.js';
 import { detectArchitecture } from '../io/universalLoader.js';
@@ -115,7 +117,20 @@ export function convertCommand(argv: string[], out: (s: string) => void): void {
   }
   if (outKind === 'safetensors') saveNetworkSafetensors(net, output);
   else saveNetworkFile(net, output);
-  out(`converted ${input} → ${output}: ${net.layers().length} layers, ${net.parameterCount()} parameters`);
+  const tied = tiedOwners(net).size;
+  out(`converted ${input} → ${output}: ${net.layers().length} layers, ${distinctParameterCount(net)} parameters${tied ? ` (${tied} tied layer${tied > 1 ? 's' : ''} sharing another's)` : ''}`);
+}
+
+/** Parameters counted once per weight store, so a tied LM head does not count twice. */
+function distinctParameterCount(net: VolumetricNetwork): number {
+  const seen = new Set<unknown>();
+  let n = 0;
+  for (const layer of net.allLayers()) {
+    if (!layer.weights || seen.has(layer.weights)) continue;
+    seen.add(layer.weights);
+    n += layer.weights.count;
+  }
+  return n;
 }
 
 /** Whether `loom info` should describe `path` as tensors (a .safetensors file, an index or a model folder). */

@@ -116,6 +116,6 @@ export const STRUCTURAL_KEYS: readonly string[] = [
   'z', 'y', 'x', 'l', 'type', 'activation', 'dtype',
   'weights', 'native', 'scale', 'zero_point',
   'parallel_branches', 'sequential_layers', 'filter_gate',
-  'is_remote_link', 'target_z', 'target_y', 'target_x', 'target_l', 'is_disabled',
+  'is_remote_link', 'target_z', 'target_y', 'target_x', 'target_l', 'is_disabled', 'tied_to',
   'meta_rules', 'meta_observed_layer',
 ];

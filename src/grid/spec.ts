@@ -52,9 +52,12 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
 
   const seed = options.seed ?? 1;
   const placedBy = new Map<number, number>();
+  const ties: { layer: Layer; target: Coord; path: string }[] = [];
   layers.forEach((entry, i) => {
     const path = `layers[${i}]`;
     const layer = parseLayer(entry, path, net, seed, options);
+    const tiedTo = (entry as Record<string, unknown>).tied_to;
+    if (tiedTo !== undefined && tiedTo !== null) ties.push({ layer, target: parseTie(tiedTo, `${path}.tied_to`, net), path });
     const index = net.index(layer.z, layer.y, layer.x, layer.l);
     const previous = placedBy.get(index);
     if (previous !== undefined) throw SpecError.at(path, `coordinate ${coordText(layer)} is already used by layers[${previous}]`);
@@ -67,7 +70,41 @@ export function buildNetwork(document: unknown, options: BuildOptions = {}): Vol
     }
     checkLinkWidths(net, layer, `layers[${placedBy.get(index)}]`);
   }
+  resolveTies(net, ties);
   return net;
+}
+
+type Coord = { z: number; y: number; x: number; l: number };
+
+function parseTie(v: unknown, path: string, net: VolumetricNetwork): Coord {
+  const o = asObject(v, path);
+  rejectUnknownKeys(o, ['z', 'y', 'x', 'l'], `${path}.`);
+  return {
+    z: gridCoord(o.z, `${path}.z`, net.depth),
+    y: gridCoord(o.y, `${path}.y`, net.rows),
+    x: gridCoord(o.x, `${path}.x`, net.cols),
+    l: gridCoord(o.l, `${path}.l`, net.layersPerCell),
+  };
+}
+
+/**
+ * `tied_to`: the layer has no parameter vector of its own and uses the one of the grid layer at that
+ * coordinate (a tied LM head reads the embedding matrix, as Hugging Face's tie_word_embeddings).
+ */
+function resolveTies(net: VolumetricNetwork, ties: readonly { layer: Layer; target: Coord; path: string }[]): void {
+  const tied = new Set(ties.map((t) => t.layer));
+  for (const { layer, target, path } of ties) {
+    const owner = net.getLayer(target.z, target.y, target.x, target.l);
+    const where = `${path}.tied_to`;
+    if (!owner) throw SpecError.at(where, `no layer at ${coordText(target)} to share weights with`);
+    if (owner === layer) throw SpecError.at(where, 'a layer cannot be tied to itself');
+    if (tied.has(owner)) throw SpecError.at(where, `${owner.kind.name} at ${coordText(owner)} is itself tied; tie to the layer that owns the weights`);
+    const count = layer.kind.parameterCount(layer);
+    if (!owner.weights || owner.weights.count !== count) {
+      throw SpecError.at(where, `${layer.kind.name} at ${coordText(layer)} has ${count} parameters, ${owner.kind.name} at ${coordText(owner)} has ${owner.weights?.count ?? 0}`);
+    }
+    layer.weights = owner.weights;
+  }
 }
 
 /** A remote link whose target writes a different number of values per sample than the reader takes (both fixed by their configs). */
@@ -147,12 +184,16 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
   }
   kind.configure(layer, path);
 
+  const tied = o.tied_to !== undefined && o.tied_to !== null;
+  if (tied && nested) throw SpecError.at(`${path}.tied_to`, 'only grid layers can be tied');
+  if (tied && o.weights !== undefined && o.weights !== '') throw SpecError.at(`${path}.weights`, 'a tied layer stores no weights of its own (tied_to names the layer that does)');
   const count = kind.parameterCount(layer);
   const maxParameters = options.maxParameters ?? MAX_LAYER_PARAMETERS;
   if (!Number.isSafeInteger(count) || count > maxParameters) {
     throw SpecError.at(path, `${kind.name} would have ${count} parameters, above the limit of ${maxParameters}`);
   }
-  if (count > 0) {
+  // A tied layer's store is its owner's, shared by resolveTies once every layer is placed.
+  if (count > 0 && !tied) {
     // Weights are decoded (memory in proportion to the document) and their length checked before the
     // store is allocated, so a file claiming a huge layer with a short weights string fails cheaply.
     const loaded = o.weights !== undefined && o.weights !== '' ? decodeWeights(layer, count, o, path) : null;

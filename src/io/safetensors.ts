@@ -13,7 +13,7 @@ import { FormatError, LoomError, NumericError, ShapeError, describeValue } from 
 import { shortestFloat32 } from '../core/floatFormat.js';
 import { Tensor } from '../core/tensor.js';
 import type { VolumetricNetwork } from '../grid/network.js';
-import { networkToJson } from '../grid/persistence.js';
+import { networkToJson, tiedOwners } from '../grid/persistence.js';
 import { coordText, type Layer } from '../layers/layer.js';
 
 /**
@@ -518,12 +518,13 @@ export interface NamedLayer {
   layer: Layer;
 }
 
-/** Every layer with parameters, in traversal order, nested ones after their container. */
+/** Every layer with parameters of its own (not tied to another's), in traversal order, nested ones after their container. */
 export function namedLayers(net: VolumetricNetwork): NamedLayer[] {
   const out: NamedLayer[] = [];
+  const tied = tiedOwners(net);
   const visit = (layer: Layer, key: string, index: number, nested: boolean): void => {
     requireFloatWeights(layer, 'safetensors');
-    if (layer.weights) out.push({ key, index, nested, layer });
+    if (layer.weights && !tied.has(layer)) out.push({ key, index, nested, layer });
     const field = layer.kind.childrenField;
     layer.children?.forEach((child, i) => visit(child, `${key}.${field}.${i}`, index, true));
     for (const [name, child] of Object.entries(layer.namedChildren ?? {})) visit(child, `${key}.${name}`, index, true);
@@ -565,17 +566,9 @@ export function networkToSafetensors(net: VolumetricNetwork, options: NetworkSaf
   return encodeSafetensors(tensors, metadata);
 }
 
-/** The persistence JSON minus the weights, which live in the tensors. */
+/** The persistence JSON minus the weights, which live in the tensors (ties stay: they are structure). */
 function networkSpecWithoutWeights(net: VolumetricNetwork): Record<string, unknown> {
-  // Detaching the stores for the call keeps persistence's field list the only one, without
-  // base64-encoding every weight just to drop it.
-  const stores = [...net.allLayers()].map((l) => [l, l.weights] as const);
-  try {
-    for (const [l] of stores) l.weights = null;
-    return networkToJson(net);
-  } finally {
-    for (const [l, w] of stores) l.weights = w;
-  }
+  return networkToJson(net, {}, { weights: false });
 }
 
 /** Reads `loom.tensors`; {} when the file was not written by Loom. */

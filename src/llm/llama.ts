@@ -163,7 +163,9 @@ const BLOCK_LAYERS = 6;
  * The grid for a config: cell x = 0 holds the Embedding, cells 1..L one decoder block each
  * (l = 0..5: RMSNorm → attention → Residual → RMSNorm → SwiGLU → Residual, each Residual's skip a
  * remote link to the block's input or the first residual), cell L + 1 the final RMSNorm and the LM
- * head (Dense without bias). Weights are initialized randomly (seeded); loadLlamaWeights fills them.
+ * head (Dense without bias; with tie_word_embeddings `tied_to` the Embedding, so the two share one
+ * parameter vector, in memory and in saved files). Weights are initialized randomly (seeded);
+ * loadLlamaWeights fills them.
  */
 export function llamaNetworkSpec(config: LlamaConfig): Record<string, unknown> {
   const { hiddenSize: d, numLayers: L } = config;
@@ -184,7 +186,8 @@ export function llamaNetworkSpec(config: LlamaConfig): Record<string, unknown> {
       { x, l: 5, type: 'Residual', ...link(x, 2) },
     );
   }
-  layers.push(norm(L + 1, 0), { x: L + 1, l: 1, type: 'Dense', input_height: d, output_height: config.vocabSize });
+  const tie = config.tieWordEmbeddings ? { tied_to: { z: 0, y: 0, x: 0, l: 0 } } : {};
+  layers.push(norm(L + 1, 0), { x: L + 1, l: 1, type: 'Dense', input_height: d, output_height: config.vocabSize, ...tie });
   return { id: config.architecture, depth: 1, rows: 1, cols: L + 2, layers_per_cell: BLOCK_LAYERS, layers };
 }
 
@@ -222,7 +225,7 @@ export function buildLlama(config: LlamaConfig, source: TensorSource): Volumetri
  * Copies HF tensors into the layers' parameter vectors. Layouts match without transposes: nn.Linear
  * weights are [out, in] like Dense/attention/SwiGLU rows; q_proj rows are head-major with each
  * head's RoPE pairs (i, i + head_dim/2), HF's rotate-half convention, which attention.ts uses.
- * With tied embeddings the LM head shares the Embedding's WeightStore (no copy).
+ * With tied embeddings the LM head shares the Embedding's WeightStore (no copy), as the spec's tie says.
  */
 export function loadLlamaWeights(net: VolumetricNetwork, config: LlamaConfig, source: TensorSource): void {
   const prefix = source.has('model.embed_tokens.weight') ? 'model.' : '';
