@@ -28,6 +28,8 @@ const WORKER_URL = new URL('./poolWorker.js', import.meta.url);
 const PAGE = 65536;
 const MAX_PAGES = 16384;
 const align16 = (n: number): number => (n + 15) & ~15;
+/** Whether this thread may sleep in Atomics.wait (not a browser page's main thread); learned on the first try. */
+let callerMayBlock = true;
 
 type NodeProcess = { getBuiltinModule?: (id: string) => unknown };
 const nodeProcess = (globalThis as { process?: NodeProcess }).process;
@@ -223,7 +225,6 @@ export class KernelPool {
 
   private waitDone(helpers: number): void {
     const ctl = this.ctl;
-    let canWait = true;
     for (let i = 0; i < SPIN && Atomics.load(ctl, CTL.done) < helpers; i++);
     for (;;) {
       const d = Atomics.load(ctl, CTL.done);
@@ -231,12 +232,12 @@ export class KernelPool {
         if (Atomics.load(ctl, CTL.failed)) throw new LoomError('kernel pool: a worker failed while running its share of the product');
         return;
       }
-      if (canWait) {
+      if (callerMayBlock) {
         try {
           Atomics.wait(ctl, CTL.done, d, 1000);
           continue;
         } catch {
-          canWait = false; // a browser's main thread may not block: spin instead
+          callerMayBlock = false; // a browser's main thread may not block: spin instead, from now on
         }
       }
     }

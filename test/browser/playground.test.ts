@@ -174,6 +174,24 @@ test('browser bundle: the WebGPU path imports no Node module (metafile) and type
 const skip = existsSync(CHROMIUM) ? false : `${CHROMIUM} is absent: the Chromium tests are skipped`;
 if (skip) console.log(`# ${skip}`);
 
+test('a bundler building dist/src for browsers swaps Dawn for navigator.gpu (package.json "browser" field)', async () => {
+  const { build } = await import('esbuild');
+  const result = await build({
+    entryPoints: [join(ROOT, 'dist/src/index.js')],
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    external: ['node:*'],
+    write: false,
+    logLevel: 'silent',
+    metafile: true,
+  });
+  const inputs = Object.keys(result.metafile.inputs);
+  assert.ok(inputs.includes('dist/src/gpu/browser.js'), 'dist/src/gpu/browser.js was not bundled');
+  assert.ok(!inputs.includes('dist/src/gpu/node.js'), 'dist/src/gpu/node.js (Dawn) was bundled for browsers');
+  assert.doesNotMatch(result.outputFiles[0].text, /import\(\s*["']webgpu["']\s*\)/);
+});
+
 /**
  * Opens the playground in `browser`, collecting console errors, page errors and failed requests in
  * `problems` and the URLs of the Web Workers the page starts in `workers`.
