@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LoomError, UsageError } from '../core/errors.js';
 import { decodeResidentBytes } from '../engine/decode.js';
@@ -112,6 +112,11 @@ export function convertCommand(argv: string[], out: (s: string) => void): void {
     net = loadNetworkFile(input);
   } else {
     const loaded = loadUniversalFile(input);
+    if (loaded.detection.architecture === 'llama-decoder') {
+      const dir = isDir ? input : dirname(input);
+      const hint = existsSync(join(dir, 'config.json')) ? `: loom convert ${dir} ${output}` : ` (put the model's config.json beside ${basename(input)} and convert the folder)`;
+      throw new UsageError(`convert: ${input} holds a Llama-style decoder's tensors; its config.json says how to mount them, so convert the model folder${hint}`);
+    }
     if (!loaded.network) throw new UsageError(`convert: ${input}: nothing to mount (${loaded.notes.join('; ') || 'unknown architecture'})`);
     net = loaded.network;
   }

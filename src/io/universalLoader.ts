@@ -154,6 +154,12 @@ const BLOCK_PARTS = [
   'mlp.down_proj.weight',
 ] as const;
 
+/** Where a Llama-family checkpoint goes instead: its config.json holds what the tensors do not say. */
+export const LLAMA_IMPORT_NOTE =
+  'a Llama-style decoder (Llama, Qwen2, SmolLM) is not mounted from its tensors alone: import its model folder, ' +
+  'which holds config.json, with importLlama(dir) from "loom/node" (or buildLlama(parseLlamaConfig(config), tensors)), ' +
+  'or on the command line loom convert|generate|chat <model-dir>';
+
 function detectLlama(tensors: readonly TensorInfo[], embed: TensorInfo, prefix: string): Detection {
   const unplaced: UnplacedTensor[] = [];
   const notes: string[] = [];
@@ -250,7 +256,7 @@ function detectLlama(tensors: readonly TensorInfo[], embed: TensorInfo, prefix: 
   } else {
     notes.push(`the head counts need config.json: q_proj has num_heads × head_dim = ${queryDim} rows, k_proj num_kv_heads × head_dim = ${kvDim}`);
   }
-  notes.push('a Llama-style decoder is not mounted from the tensors alone: import it with its config.json');
+  notes.push(LLAMA_IMPORT_NOTE);
   return { architecture: 'llama-decoder', llama, unplaced, notes };
 }
 
@@ -419,7 +425,8 @@ export interface UniversalLoadResult {
 /**
  * Detects the architecture of a safetensors source and mounts a network with its weights: Loom
  * files from their embedded spec, Linear/Conv chains as Dense/CNN1/CNN2 layers (one cell, one layer
- * per slot, as the original's MountGeometrically). Llama decoders are only detected.
+ * per slot, as the original's MountGeometrically). Llama-family decoders are only detected: they are
+ * imported with importLlama (see LLAMA_IMPORT_NOTE), which reads their config.json.
  */
 export function loadUniversal(source: TensorSource, options: UniversalLoadOptions = {}): UniversalLoadResult {
   const detection = detectArchitecture(source);

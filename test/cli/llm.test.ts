@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -50,6 +50,37 @@ test('loom chat answers each piped line; loom info and loom convert on a model f
     assert.equal(back.code, 0, back.stderr);
     assert.match(loom(['info', join(dir, 'back.json')]).stdout, /15 layers/);
     assert.equal(loom(['convert', MODEL, join(dir, 'm.txt')]).code, 2);
+    // A decoder's tensors alone: one line pointing at the folder, whose config.json says how to mount them.
+    const lone = loom(['convert', join(MODEL, 'model.safetensors'), join(dir, 'x.json')]);
+    assert.equal(lone.code, 2);
+    assert.equal(lone.stderr, `loom: convert: ${join(MODEL, 'model.safetensors')} holds a Llama-style decoder's tensors; its config.json says how to mount them, so convert the model folder: loom convert ${MODEL} ${join(dir, 'x.json')}\n`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('generate, chat, convert and info errors are one readable line with the usual exit codes', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'loom-llm-errors-'));
+  const oneLine = (r: ReturnType<typeof loom>, code: number, pattern: RegExp) => {
+    assert.equal(r.code, code, r.stderr);
+    assert.equal(r.stderr.split('\n').length, 2, `one line: ${r.stderr}`);
+    assert.match(r.stderr, pattern);
+    assert.doesNotMatch(r.stderr, /\n\s+at /);
+  };
+  try {
+    cpSync(MODEL, join(dir, 'm'), { recursive: true });
+    const config = JSON.parse(readFileSync(join(MODEL, 'config.json'), 'utf8')) as Record<string, unknown>;
+    oneLine(loom(['generate', join(dir, 'missing'), '--prompt', 'x']), 1, /^loom: .*missing\/config\.json: no such file/);
+    oneLine(loom(['generate', MODEL]), 2, /^loom: generate: missing --prompt <text>/);
+    oneLine(loom(['chat']), 2, /^loom: chat: missing model-dir/);
+    writeFileSync(join(dir, 'm', 'config.json'), JSON.stringify({ ...config, rope_parameters: { rope_type: 'yarn', factor: 4 } }));
+    oneLine(loom(['generate', join(dir, 'm'), '--prompt', 'x']), 1, /config\.json: rope_parameters\.rope_type: expected "default", "linear", "llama3", got "yarn"/);
+    oneLine(loom(['info', join(dir, 'm')]), 1, /rope_parameters\.rope_type/);
+    writeFileSync(join(dir, 'm', 'config.json'), '{"hidden_size": 3');
+    oneLine(loom(['convert', join(dir, 'm'), join(dir, 'o.json')]), 1, /config\.json: not valid JSON/);
+    writeFileSync(join(dir, 'm', 'config.json'), JSON.stringify(config));
+    writeFileSync(join(dir, 'm', 'model.safetensors'), 'not a safetensors file');
+    oneLine(loom(['generate', join(dir, 'm'), '--prompt', 'x']), 1, /model\.safetensors/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

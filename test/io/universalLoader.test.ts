@@ -8,7 +8,7 @@ import { forwardNetwork } from '../../src/engine/run.js';
 import { buildNetwork } from '../../src/grid/spec.js';
 import { encodeSafetensors, encodeTensor, networkToSafetensors, readSafetensors, type TensorData } from '../../src/io/safetensors.js';
 import { loadUniversalFile } from '../../src/io/safetensorsFiles.js';
-import { compareNatural, detectArchitecture, loadUniversal, type Detection } from '../../src/io/universalLoader.js';
+import { compareNatural, detectArchitecture, LLAMA_IMPORT_NOTE, loadUniversal, type Detection } from '../../src/io/universalLoader.js';
 import { assertClose, fixture, maxRelativeDiff, randomArray, ROOT } from '../helpers.js';
 
 const DIR = `${ROOT}test/fixtures/safetensors/`;
@@ -139,6 +139,23 @@ test('HF Llama-style decoders are detected with their block count and dimensions
   const r = loadUniversal(headerOf(llamaShapes(1)));
   assert.equal(r.network, undefined);
   assert.equal(r.detection.architecture, 'llama-decoder');
+});
+
+test('a Llama checkpoint alone points to importLlama, which mounts the same tensors with their config.json', async () => {
+  const dir = `${ROOT}test/fixtures/llama/llama`;
+  const r = loadUniversalFile(`${dir}/model.safetensors`);
+  assert.equal(r.network, undefined);
+  assert.ok(r.notes.includes(LLAMA_IMPORT_NOTE), r.notes.join(' | '));
+  assert.match(LLAMA_IMPORT_NOTE, /importLlama\(dir\) from "loom\/node"/);
+  assert.match(LLAMA_IMPORT_NOTE, /buildLlama\(parseLlamaConfig\(config\), tensors\)/);
+  assert.doesNotMatch(LLAMA_IMPORT_NOTE, /\n/);
+  // The note names real exports: the Node entry has importLlama, the main entry the byte-level pair.
+  const node = await import('../../src/node.js');
+  const main = await import('../../src/index.js');
+  assert.equal(typeof node.importLlama, 'function');
+  assert.equal(typeof main.buildLlama, 'function');
+  assert.equal(typeof main.parseLlamaConfig, 'function');
+  assert.equal(node.importLlama(dir).network.layers().length, 15);
 });
 
 test('what cannot be placed is reported with a reason, and the rest still mounts', () => {
