@@ -839,13 +839,465 @@ export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize
   }
 }
 
-// ---- Loom-TS CPU kernels (issue 6): convolution forward ----
+// ---- Convolution forward ----
 //
-// Per sample: the patch columns col[q][p] (q over channel, kd, kh, kw; p over output positions; 0 in the
-// padding) are built in `col`, then out_b[F×P] = W[F×K]·col[K×P] by gemm (its fixed reduction order),
-// then bias[f] is added to row f (one float32 add, as gemm adds a bias). Images are [B][C][D][H][W];
-// out is [B][F][P], so each sample's product lands in place. Samples [b0, b1) only: the pool's share.
+// Images are [B][C][D][H][W], weights [F][C][kD][kH][kW], out [B][F][outD·outH·outW]; samples [b0, b1)
+// only (the pool's share). Each output is computed by one of three algorithms, picked from the shape
+// alone (never from the batch or the thread count), so every sample gets the same bits whatever the
+// batch or the split:
+//  - Winograd F(2×2, 3×3) for 2D 3×3 stride-1 convolutions with C ≥ 8: per 2×2 output tile,
+//    Y = Aᵀ[Σ_c U_c ⊙ V_c]A with U = G·g·Gᵀ, V = Bᵀ·d·B; the sum over c runs in ascending c from 0 in
+//    float32, then the bias is added. 2.25× fewer multiplies than the direct sum, as accurate as it
+//    (about 1e-7 relative here). Four samples share a SIMD vector (lane = sample).
+//  - direct: each output is Σ over (c, kd, kh, kw) in that ascending order from 0, then + bias, read
+//    from a zero-padded copy of the image split into stride phases, so every tap is a contiguous load.
+//  - im2col + gemm (gemm's reduction order, then + bias) when the scratch cannot hold the others.
+// `work` is gemm's per-thread scratch (workBytes()), `col` per-thread scratch of K·P float32.
+
+const WINO_MIN_CHANNELS = 8;
+
+/** Convolution forward (see above). The geometry arguments follow src/kernels/wasm.ts convArgs. */
 export function convForward(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, w: usize, bias: usize, out: usize, work: usize, col: usize,
+): void {
+  if (b1 <= b0) return;
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const colBytes = <usize>K * <usize>P * 4;
+  const workBytes = <usize>(PACK_A_BYTES + PACK_B_BYTES + TILE_BYTES + GEMV_CHUNK * 4);
+  const F4 = (F + 3) & ~3;
+  if (kD == 1 && inD == 1 && outD == 1 && kH == 3 && kW == 3 && stride == 1 && C >= WINO_MIN_CHANNELS) {
+    const TY = (outH + 1) >> 1, TX = (outW + 1) >> 1;
+    const Hp = 2 * TY + 2, Wp = 2 * TX + 2;
+    const small = <usize>(16 * C * F4 + 128 * C + 128 * F4) * 4;
+    const big = <usize>C * <usize>Hp * <usize>Wp * 16;
+    if (small <= workBytes && big <= colBytes) {
+      winograd(b0, b1, C, inH, inW, outH, outW, padH, padW, F, x, w, bias, out, work, col);
+      return;
+    }
+  }
+  const nPd = min(stride, kD), nPh = min(stride, kH), nPw = min(stride, kW);
+  const Dq = outD + (kD - 1) / stride, Hq = outH + (kH - 1) / stride, Wq = ((outW + 7) & ~7) + (kW - 1) / stride;
+  const planes = <usize>C * <usize>(nPd * nPh * nPw) * <usize>Dq * <usize>Hq * <usize>Wq * 4;
+  if (<usize>K * <usize>(F4 + 1) * 4 + 64 <= workBytes && planes <= colBytes) {
+    convDirect(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col);
+    return;
+  }
+  convIm2col(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col);
+}
+
+// ---- Winograd F(2×2, 3×3), four samples per vector ----
+
+// U[ξ][f/4][c][f%4] = (G·g·Gᵀ)[ξ] for ξ = 4i + j, with G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]; zero for f ≥ F.
+function winoWeights(C: i32, F: i32, w: usize, u: usize): void {
+  const F4 = (F + 3) & ~3;
+  const half: f32 = 0.5;
+  for (let f = 0; f < F4; f++) {
+    for (let c = 0; c < C; c++) {
+      const g = w + (<usize>(f * C + c) * 9 << 2);
+      const real = f < F;
+      let t00: f32 = 0, t01: f32 = 0, t02: f32 = 0, t10: f32 = 0, t11: f32 = 0, t12: f32 = 0;
+      let t20: f32 = 0, t21: f32 = 0, t22: f32 = 0, t30: f32 = 0, t31: f32 = 0, t32: f32 = 0;
+      if (real) {
+        const g00 = load<f32>(g), g01 = load<f32>(g, 4), g02 = load<f32>(g, 8);
+        const g10 = load<f32>(g, 12), g11 = load<f32>(g, 16), g12 = load<f32>(g, 20);
+        const g20 = load<f32>(g, 24), g21 = load<f32>(g, 28), g22 = load<f32>(g, 32);
+        t00 = g00; t01 = g01; t02 = g02;
+        t10 = ((g00 + g10) + g20) * half; t11 = ((g01 + g11) + g21) * half; t12 = ((g02 + g12) + g22) * half;
+        t20 = ((g00 - g10) + g20) * half; t21 = ((g01 - g11) + g21) * half; t22 = ((g02 - g12) + g22) * half;
+        t30 = g20; t31 = g21; t32 = g22;
+      }
+      const dst = u + ((<usize>((f >> 2) * C + c) * 4 + <usize>(f & 3)) << 2);
+      const xi = <usize>(F4 >> 2) * <usize>C * 16;
+      winoWeightRow(t00, t01, t02, dst, xi, 0);
+      winoWeightRow(t10, t11, t12, dst, xi, 4);
+      winoWeightRow(t20, t21, t22, dst, xi, 8);
+      winoWeightRow(t30, t31, t32, dst, xi, 12);
+    }
+  }
+}
+
+@inline function winoWeightRow(a: f32, b: f32, c: f32, dst: usize, stride: usize, xi0: i32): void {
+  const half: f32 = 0.5;
+  store<f32>(dst + <usize>xi0 * stride, a);
+  store<f32>(dst + <usize>(xi0 + 1) * stride, ((a + b) + c) * half);
+  store<f32>(dst + <usize>(xi0 + 2) * stride, ((a - b) + c) * half);
+  store<f32>(dst + <usize>(xi0 + 3) * stride, c);
+}
+
+function winograd(
+  b0: i32, b1: i32, C: i32, H: i32, W: i32, OH: i32, OW: i32, padH: i32, padW: i32, F: i32,
+  x: usize, w: usize, bias: usize, out: usize, work: usize, xi: usize,
+): void {
+  const F4 = (F + 3) & ~3;
+  const TY = (OH + 1) >> 1, TX = (OW + 1) >> 1;
+  const T = TY * TX;
+  const Hp = 2 * TY + 2, Wp = 2 * TX + 2;
+  const u = work;
+  const vp = u + (<usize>(16 * C * F4) << 2);
+  const mp = vp + (<usize>(128 * C) << 2);
+  winoWeights(C, F, w, u);
+  const image = <usize>C * <usize>H * <usize>W;
+  const xiBytes = <usize>C * <usize>Hp * <usize>Wp * 16;
+  const uXi = <usize>(F4 >> 2) * <usize>C * 16;
+  // The border stays zero for every group: only the interior is rewritten (a short last group leaves
+  // stale but finite values in its unused lanes, whose outputs are never stored).
+  memory.fill(xi, 0, xiBytes);
+  const ld = image << 2;
+  const xEnd = min(W, Wp - padW);
+  const planeB = <usize>(OH * OW) << 2;
+  const sampleB = <usize>F * planeB;
+  for (let g0 = b0; g0 < b1; g0 += 4) {
+    const lanes = min(4, b1 - g0);
+    // Sample-interleaved, zero-padded image: xi[c][y][x][lane].
+    for (let c = 0; c < C; c++) {
+      for (let y = 0; y < H && y + padH < Hp; y++) {
+        const src = x + ((<usize>g0 * image + <usize>(c * H + y) * <usize>W) << 2);
+        const dst = xi + ((<usize>(c * Hp + y + padH) * <usize>Wp + <usize>padW) << 4);
+        let xx = 0;
+        for (; xx + 4 <= xEnd; xx += 4) {
+          const s = src + (<usize>xx << 2);
+          const r0 = v128.load(s);
+          const r1 = lanes > 1 ? v128.load(s + ld) : f32x4.splat(0);
+          const r2 = lanes > 2 ? v128.load(s + 2 * ld) : f32x4.splat(0);
+          const r3 = lanes > 3 ? v128.load(s + 3 * ld) : f32x4.splat(0);
+          transposeStore(r0, r1, r2, r3, dst + (<usize>xx << 4), 16);
+        }
+        for (; xx < xEnd; xx++) {
+          for (let l = 0; l < lanes; l++) store<f32>(dst + (<usize>xx << 4) + (<usize>l << 2), load<f32>(src + <usize>l * ld + (<usize>xx << 2)));
+        }
+      }
+    }
+    const outG = out + <usize>g0 * sampleB;
+    for (let t0 = 0; t0 < T; t0 += 2) {
+      // Input transform of the panel's two tiles (a missing second tile repeats the first).
+      for (let half = 0; half < 2; half++) {
+        const t = min(t0 + half, T - 1);
+        const ty = t / TX, tx = t - ty * TX;
+        let s = xi + ((<usize>(2 * ty) * <usize>Wp + <usize>(2 * tx)) << 4);
+        let d = vp + (<usize>half << 4);
+        const rowB = <usize>Wp << 4;
+        for (let c = 0; c < C; c++) {
+          winoInput(s, rowB, d);
+          s += <usize>Hp * rowB;
+          d += 512;
+        }
+      }
+      // 16 products M[f][ξ][8] = U[ξ]·V[ξ] over c (V as [c][ξ][8]).
+      for (let e = 0; e < 16; e++) {
+        const pb = vp + (<usize>e << 5);
+        let pa = u + <usize>e * uXi;
+        let pc = mp + (<usize>e << 5);
+        for (let fp = 0; fp < F4; fp += 4) {
+          winoMicro(pa, pb, C, pc);
+          pa += <usize>C << 4;
+          pc += 2048;
+        }
+      }
+      // Output transform, bias, and the stores to the group's samples.
+      for (let half = 0; half < 2; half++) {
+        const t = t0 + half;
+        if (t >= T) break;
+        const ty = t / TX, tx = t - ty * TX;
+        const oy = 2 * ty, ox = 2 * tx;
+        let o = outG + (<usize>(oy * OW + ox) << 2);
+        let m = mp + (<usize>half << 4);
+        if (lanes == 4 && ox + 1 < OW && oy + 1 < OH) {
+          for (let f = 0; f < F; f++) {
+            const bv = bias ? v128.load32_splat(bias + (<usize>f << 2)) : f32x4.splat(0);
+            winoOutputFull(m, bv, o, sampleB, <usize>OW << 2);
+            m += 512;
+            o += planeB;
+          }
+        } else {
+          for (let f = 0; f < F; f++) {
+            const bv = bias ? v128.load32_splat(bias + (<usize>f << 2)) : f32x4.splat(0);
+            winoOutput(m, bv, o, sampleB, <usize>OW << 2, lanes, ox + 1 < OW, oy + 1 < OH);
+            m += 512;
+            o += planeB;
+          }
+        }
+      }
+    }
+  }
+}
+
+// V = Bᵀ·d·B for one channel of a tile: d[i][j] at s + i·rowB + j·16; V[ξ] stored at d + ξ·32.
+// Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]. Constant strides keep every address one register.
+@inline function winoInput(s: usize, rowB: usize, d: usize): void {
+  const r1 = s + rowB, r2 = s + 2 * rowB, r3 = s + 3 * rowB;
+  // Rows 1 and 2 give e1 = d1 + d2 and e2 = d2 − d1.
+  let a0 = v128.load(r1), a1 = v128.load(r1, 16), a2 = v128.load(r1, 32), a3 = v128.load(r1, 48);
+  let c0 = v128.load(r2), c1 = v128.load(r2, 16), c2 = v128.load(r2, 32), c3 = v128.load(r2, 48);
+  winoInputRow(f32x4.add(a0, c0), f32x4.add(a1, c1), f32x4.add(a2, c2), f32x4.add(a3, c3), d + 128);
+  winoInputRow(f32x4.sub(c0, a0), f32x4.sub(c1, a1), f32x4.sub(c2, a2), f32x4.sub(c3, a3), d + 256);
+  // e0 = d0 − d2, e3 = d1 − d3.
+  const z0 = v128.load(s), z1 = v128.load(s, 16), z2 = v128.load(s, 32), z3 = v128.load(s, 48);
+  winoInputRow(f32x4.sub(z0, c0), f32x4.sub(z1, c1), f32x4.sub(z2, c2), f32x4.sub(z3, c3), d);
+  const q0 = v128.load(r3), q1 = v128.load(r3, 16), q2 = v128.load(r3, 32), q3 = v128.load(r3, 48);
+  winoInputRow(f32x4.sub(a0, q0), f32x4.sub(a1, q1), f32x4.sub(a2, q2), f32x4.sub(a3, q3), d + 384);
+}
+
+@inline function winoInputRow(e0: v128, e1: v128, e2: v128, e3: v128, d: usize): void {
+  v128.store(d, f32x4.sub(e0, e2));
+  v128.store(d, f32x4.add(e1, e2), 32);
+  v128.store(d, f32x4.sub(e2, e1), 64);
+  v128.store(d, f32x4.sub(e1, e3), 96);
+}
+
+// Y = Aᵀ·M·A + bias with Aᵀ = [1 1 1 0; 0 1 −1 −1], M[ξ] at m + ξ·32 (lane = sample); stores the
+// 2×2 outputs of each of `lanes` samples at o + lane·sampleB (row pitch rowB). Without a bias, bv is
+// zero: adding it changes nothing but the sign of a zero.
+@inline function winoOutput(m: usize, bv: v128, o: usize, sampleB: usize, rowB: usize, lanes: i32, pairs: bool, twoRows: bool): void {
+  const m0 = v128.load(m), m1 = v128.load(m, 32), m2 = v128.load(m, 64), m3 = v128.load(m, 96);
+  const m4 = v128.load(m, 128), m5 = v128.load(m, 160), m6 = v128.load(m, 192), m7 = v128.load(m, 224);
+  const m8 = v128.load(m, 256), m9 = v128.load(m, 288), m10 = v128.load(m, 320), m11 = v128.load(m, 352);
+  const s00 = f32x4.add(f32x4.add(m0, m4), m8), s01 = f32x4.add(f32x4.add(m1, m5), m9);
+  const s02 = f32x4.add(f32x4.add(m2, m6), m10), s03 = f32x4.add(f32x4.add(m3, m7), m11);
+  const y00 = f32x4.add(f32x4.add(f32x4.add(s00, s01), s02), bv);
+  const y01 = f32x4.add(f32x4.sub(f32x4.sub(s01, s02), s03), bv);
+  winoStoreRow(y00, y01, o, sampleB, lanes, pairs);
+  if (!twoRows) return;
+  const m12 = v128.load(m, 384), m13 = v128.load(m, 416), m14 = v128.load(m, 448), m15 = v128.load(m, 480);
+  const s10 = f32x4.sub(f32x4.sub(m4, m8), m12), s11 = f32x4.sub(f32x4.sub(m5, m9), m13);
+  const s12 = f32x4.sub(f32x4.sub(m6, m10), m14), s13 = f32x4.sub(f32x4.sub(m7, m11), m15);
+  const y10 = f32x4.add(f32x4.add(f32x4.add(s10, s11), s12), bv);
+  const y11 = f32x4.add(f32x4.sub(f32x4.sub(s11, s12), s13), bv);
+  winoStoreRow(y10, y11, o + rowB, sampleB, lanes, pairs);
+}
+
+// winoOutput for four samples, both rows and both columns inside the image.
+@inline function winoOutputFull(m: usize, bv: v128, o: usize, sampleB: usize, rowB: usize): void {
+  const m0 = v128.load(m), m1 = v128.load(m, 32), m2 = v128.load(m, 64), m3 = v128.load(m, 96);
+  const m4 = v128.load(m, 128), m5 = v128.load(m, 160), m6 = v128.load(m, 192), m7 = v128.load(m, 224);
+  const m8 = v128.load(m, 256), m9 = v128.load(m, 288), m10 = v128.load(m, 320), m11 = v128.load(m, 352);
+  const s00 = f32x4.add(f32x4.add(m0, m4), m8), s01 = f32x4.add(f32x4.add(m1, m5), m9);
+  const s02 = f32x4.add(f32x4.add(m2, m6), m10), s03 = f32x4.add(f32x4.add(m3, m7), m11);
+  const y00 = f32x4.add(f32x4.add(f32x4.add(s00, s01), s02), bv);
+  const y01 = f32x4.add(f32x4.sub(f32x4.sub(s01, s02), s03), bv);
+  let lo = f32x4.shuffle(y00, y01, 0, 4, 1, 5);
+  let hi = f32x4.shuffle(y00, y01, 2, 6, 3, 7);
+  v128.store64_lane(o, lo, 0);
+  v128.store64_lane(o + sampleB, lo, 1);
+  v128.store64_lane(o + 2 * sampleB, hi, 0);
+  v128.store64_lane(o + 3 * sampleB, hi, 1);
+  const m12 = v128.load(m, 384), m13 = v128.load(m, 416), m14 = v128.load(m, 448), m15 = v128.load(m, 480);
+  const s10 = f32x4.sub(f32x4.sub(m4, m8), m12), s11 = f32x4.sub(f32x4.sub(m5, m9), m13);
+  const s12 = f32x4.sub(f32x4.sub(m6, m10), m14), s13 = f32x4.sub(f32x4.sub(m7, m11), m15);
+  const y10 = f32x4.add(f32x4.add(f32x4.add(s10, s11), s12), bv);
+  const y11 = f32x4.add(f32x4.sub(f32x4.sub(s11, s12), s13), bv);
+  lo = f32x4.shuffle(y10, y11, 0, 4, 1, 5);
+  hi = f32x4.shuffle(y10, y11, 2, 6, 3, 7);
+  const o1 = o + rowB;
+  v128.store64_lane(o1, lo, 0);
+  v128.store64_lane(o1 + sampleB, lo, 1);
+  v128.store64_lane(o1 + 2 * sampleB, hi, 0);
+  v128.store64_lane(o1 + 3 * sampleB, hi, 1);
+}
+
+@inline function winoStoreRow(left: v128, right: v128, o: usize, sampleB: usize, lanes: i32, pairs: bool): void {
+  const lo = f32x4.shuffle(left, right, 0, 4, 1, 5);
+  const hi = f32x4.shuffle(left, right, 2, 6, 3, 7);
+  if (pairs) {
+    v128.store64_lane(o, lo, 0);
+    if (lanes > 1) v128.store64_lane(o + sampleB, lo, 1);
+    if (lanes > 2) v128.store64_lane(o + 2 * sampleB, hi, 0);
+    if (lanes > 3) v128.store64_lane(o + 3 * sampleB, hi, 1);
+  } else {
+    v128.store32_lane(o, lo, 0);
+    if (lanes > 1) v128.store32_lane(o + sampleB, lo, 2);
+    if (lanes > 2) v128.store32_lane(o + 2 * sampleB, hi, 0);
+    if (lanes > 3) v128.store32_lane(o + 3 * sampleB, hi, 2);
+  }
+}
+
+// 4×8 product over kc (ascending k from 0): A panel [k][4], B rows of 8 at pb + k·512, C rows at c + r·512.
+@inline function winoMicro(pa: usize, pb: usize, kc: i32, c: usize): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  for (let k = 0; k < kc; k++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    let a = v128.load32_splat(pa);
+    c00 = f32x4.add(c00, f32x4.mul(a, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a, b0));
+    c21 = f32x4.add(c21, f32x4.mul(a, b1));
+    a = v128.load32_splat(pa, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a, b0));
+    c31 = f32x4.add(c31, f32x4.mul(a, b1));
+    pa += 16;
+    pb += 512;
+  }
+  v128.store(c, c00); v128.store(c, c01, 16);
+  v128.store(c, c10, 512); v128.store(c, c11, 528);
+  v128.store(c, c20, 1024); v128.store(c, c21, 1040);
+  v128.store(c, c30, 1536); v128.store(c, c31, 1552);
+}
+
+// ---- Direct convolution over stride phases ----
+
+function convDirect(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, w: usize, bias: usize, out: usize, work: usize, planes: usize,
+): void {
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const F4 = (F + 3) & ~3;
+  const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
+  const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
+  const plane = Dq * Hq * Wq;
+  // Weights as [f/4][q][f%4] (zero rows past F), then each tap's byte offset into the phase planes.
+  const wp = work;
+  const offs = wp + (<usize>F4 * <usize>K << 2);
+  for (let f = 0; f < F4; f++) {
+    for (let q = 0; q < K; q++) {
+      const v: f32 = f < F ? load<f32>(w + (<usize>(f * K + q) << 2)) : 0;
+      store<f32>(wp + ((<usize>((f >> 2) * K + q) * 4 + <usize>(f & 3)) << 2), v);
+    }
+  }
+  let q = 0;
+  for (let c = 0; c < C; c++) {
+    for (let kd = 0; kd < kD; kd++) {
+      for (let kh = 0; kh < kH; kh++) {
+        for (let kw = 0; kw < kW; kw++) {
+          const phase = ((c * nPd + kd % s) * nPh + kh % s) * nPw + kw % s;
+          const o = ((phase * Dq + kd / s) * Hq + kh / s) * Wq + kw / s;
+          store<i32>(offs + (<usize>q << 2), o << 2);
+          q++;
+        }
+      }
+    }
+  }
+  const image = C * inD * inH * inW;
+  for (let b = b0; b < b1; b++) {
+    // planes[c][pd][ph][pw][i][j][l] = padded image at (i·s + pd, j·s + ph, l·s + pw), 0 outside it.
+    const xb = x + (<usize>b * <usize>image << 2);
+    let dst = planes;
+    for (let c = 0; c < C; c++) {
+      for (let pd = 0; pd < nPd; pd++) {
+        for (let ph = 0; ph < nPh; ph++) {
+          for (let pw = 0; pw < nPw; pw++) {
+            for (let i = 0; i < Dq; i++) {
+              const z = i * s + pd - padD;
+              for (let j = 0; j < Hq; j++) {
+                const y = j * s + ph - padH;
+                if (z < 0 || z >= inD || y < 0 || y >= inH) {
+                  memory.fill(dst, 0, <usize>Wq << 2);
+                  dst += <usize>Wq << 2;
+                  continue;
+                }
+                const src = xb + (<usize>((c * inD + z) * inH + y) * <usize>inW << 2);
+                // Columns l with 0 ≤ l·s + pw − padW < inW, zeros around them.
+                let lo = 0;
+                while (lo < Wq && lo * s + pw - padW < 0) lo++;
+                let hi = lo;
+                while (hi < Wq && hi * s + pw - padW < inW) hi++;
+                if (lo > 0) memory.fill(dst, 0, <usize>lo << 2);
+                if (s == 1) {
+                  memory.copy(dst + (<usize>lo << 2), src + (<usize>(lo + pw - padW) << 2), <usize>(hi - lo) << 2);
+                } else {
+                  for (let l = lo; l < hi; l++) store<f32>(dst + (<usize>l << 2), load<f32>(src + (<usize>(l * s + pw - padW) << 2)));
+                }
+                if (hi < Wq) memory.fill(dst + (<usize>hi << 2), 0, <usize>(Wq - hi) << 2);
+                dst += <usize>Wq << 2;
+              }
+            }
+          }
+        }
+      }
+    }
+    const ob = out + (<usize>b * <usize>F * <usize>P << 2);
+    for (let od = 0; od < outD; od++) {
+      for (let oh = 0; oh < outH; oh++) {
+        const row = planes + (<usize>((od * Hq + oh) * Wq) << 2);
+        const orow = ob + (<usize>((od * outH + oh) * outW) << 2);
+        for (let ow0 = 0; ow0 < outW; ow0 += 8) {
+          const n = min(8, outW - ow0);
+          const xr = row + (<usize>ow0 << 2);
+          for (let fp = 0; fp < F4; fp += 4) {
+            directMicro(wp + (<usize>(fp * K) << 2), offs, xr, K, orow + (<usize>ow0 << 2), <usize>P << 2, fp, F, n, bias);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Filters fp…fp+3 × 8 output columns: Σ_q w[f][q]·x[xr + offs[q] + lane] in ascending q, + bias.
+@inline function directMicro(pw: usize, po: usize, xr: usize, K: i32, o: usize, fStride: usize, fp: i32, F: i32, n: i32, bias: usize): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  for (let q = 0; q < K; q++) {
+    const xo = xr + <usize>load<i32>(po);
+    const x0 = v128.load(xo);
+    const x1 = v128.load(xo, 16);
+    let a = v128.load32_splat(pw);
+    c00 = f32x4.add(c00, f32x4.mul(a, x0));
+    c01 = f32x4.add(c01, f32x4.mul(a, x1));
+    a = v128.load32_splat(pw, 4);
+    c10 = f32x4.add(c10, f32x4.mul(a, x0));
+    c11 = f32x4.add(c11, f32x4.mul(a, x1));
+    a = v128.load32_splat(pw, 8);
+    c20 = f32x4.add(c20, f32x4.mul(a, x0));
+    c21 = f32x4.add(c21, f32x4.mul(a, x1));
+    a = v128.load32_splat(pw, 12);
+    c30 = f32x4.add(c30, f32x4.mul(a, x0));
+    c31 = f32x4.add(c31, f32x4.mul(a, x1));
+    pw += 16;
+    po += 4;
+  }
+  directStore(c00, c01, o + <usize>fp * fStride, fp, F, n, bias);
+  directStore(c10, c11, o + <usize>(fp + 1) * fStride, fp + 1, F, n, bias);
+  directStore(c20, c21, o + <usize>(fp + 2) * fStride, fp + 2, F, n, bias);
+  directStore(c30, c31, o + <usize>(fp + 3) * fStride, fp + 3, F, n, bias);
+}
+
+@inline function directStore(v0: v128, v1: v128, o: usize, f: i32, F: i32, n: i32, bias: usize): void {
+  if (f >= F) return;
+  let a = v0, b = v1;
+  if (bias) {
+    const bv = v128.load32_splat(bias + (<usize>f << 2));
+    a = f32x4.add(a, bv);
+    b = f32x4.add(b, bv);
+  }
+  if (n == 8) {
+    v128.store(o, a);
+    v128.store(o, b, 16);
+    return;
+  }
+  // A ragged last column group: whole vectors while they fit, then single lanes.
+  let rest = a;
+  let p = o;
+  let m = n;
+  if (m >= 4) {
+    v128.store(p, a);
+    rest = b;
+    p += 16;
+    m -= 4;
+  }
+  if (m >= 2) {
+    v128.store64_lane(p, rest, 0);
+    if (m == 3) v128.store32_lane(p, rest, 2, 8);
+  } else if (m == 1) {
+    v128.store32_lane(p, rest, 0);
+  }
+}
+
+// ---- im2col + gemm (fallback when the scratch cannot hold the planes) ----
+
+function convIm2col(
   b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
   kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
   x: usize, w: usize, bias: usize, out: usize, work: usize, col: usize,
@@ -871,20 +1323,11 @@ export function convForward(
                   continue;
                 }
                 const src = xb + ((<usize>((c * inD + id) * inH + ih) * <usize>inW) << 2);
-                let ow = 0;
-                // Leading and trailing padding, then the in-range stretch (contiguous when stride is 1).
-                for (; ow < outW && ow * stride - padW + kw < 0; ow++) { store<f32>(dst, 0); dst += 4; }
-                let end = outW;
-                while (end > ow && (end - 1) * stride - padW + kw >= inW) end--;
-                if (stride == 1) {
-                  const n = end - ow;
-                  if (n > 0) memory.copy(dst, src + (<usize>(ow - padW + kw) << 2), <usize>n << 2);
-                  dst += <usize>max(n, 0) << 2;
-                  ow = max(ow, end);
-                } else {
-                  for (; ow < end; ow++) { store<f32>(dst, load<f32>(src + (<usize>(ow * stride - padW + kw) << 2))); dst += 4; }
+                for (let ow = 0; ow < outW; ow++) {
+                  const iw = ow * stride - padW + kw;
+                  store<f32>(dst, iw >= 0 && iw < inW ? load<f32>(src + (<usize>iw << 2)) : 0);
+                  dst += 4;
                 }
-                for (; ow < outW; ow++) { store<f32>(dst, 0); dst += 4; }
               }
             }
             q++;
@@ -897,7 +1340,7 @@ export function convForward(
     if (bias) {
       for (let f = 0; f < F; f++) {
         const row = ob + ((<usize>f * <usize>P) << 2);
-        const bv = f32x4.splat(load<f32>(bias + (<usize>f << 2)));
+        const bv = v128.load32_splat(bias + (<usize>f << 2));
         const bs = load<f32>(bias + (<usize>f << 2));
         let p = 0;
         for (; p + 4 <= P; p += 4) v128.store(row + (<usize>p << 2), f32x4.add(v128.load(row + (<usize>p << 2)), bv));

@@ -214,10 +214,10 @@ export function wasmKernelModule(): WebAssembly.Module | null {
 }
 
 /**
- * Convolution forward on the WebAssembly kernels: out[B][F][P] = W·im2col(input) (+ bias[f]), the same
- * bits as gemmAB on the whole batch's columns followed by the bias add, split over samples when a pool
- * runs. False when the reference would run that product (kernels off or 'auto' below WASM_MIN_NK): the
- * caller then builds the columns itself.
+ * Convolution forward on the WebAssembly kernels: out[B][F][P] = W·im2col(input) (+ bias[f]) in float32
+ * (WasmKernels.conv), split over samples when a pool runs; a sample's bits never depend on the batch or
+ * the split. False when the reference would run that product (kernels off or 'auto' below WASM_MIN_NK):
+ * the caller then builds the columns itself.
  */
 export function convForward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
   const K = g.channels * g.kD * g.kH * g.kW;

@@ -4,7 +4,7 @@ import { Tensor } from '../core/tensor.js';
 import type { LayerConfig } from '../grid/fields.js';
 import { convForward, gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { batchToRowMajor, col2im, im2col, imageSize, patchSize, positions, rowMajorToBatch, type ConvGeometry } from '../kernels/im2col.js';
-import { activateInto, activationBackwardInto } from './activations.js';
+import { Activation, activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -176,7 +176,8 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
         gemmAB(w, colT, rows, F, batch * P, K);
         rowMajorToBatch(rows, batch, F, P, pre, bias);
       }
-      const out = new Float32Array(pre.length);
+      // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
+      const out = layer.activation === Activation.Linear ? pre : new Float32Array(pre.length);
       activateInto(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { gemmABt, kernelThreads, setThreads } from '../../src/kernels/backend.js';
 import { createKernelPool, splitProduct, type KernelPool } from '../../src/kernels/pool.js';
-import { im2col, rowMajorToBatch, type ConvGeometry } from '../../src/kernels/im2col.js';
 import { loadWasmKernelsSync, type GemmLayout } from '../../src/kernels/wasm.js';
 import { randomArray } from '../helpers.js';
 
@@ -99,36 +98,3 @@ test('setThreads routes large products to the pool with unchanged results', asyn
   await assert.rejects(() => createKernelPool(0), /threads/);
 });
 
-const CONVS: [string, ConvGeometry, number, number][] = [
-  ['2D 3×3 pad 1', { channels: 3, inD: 1, inH: 9, inW: 11, outD: 1, outH: 9, outW: 11, kD: 1, kH: 3, kW: 3, stride: 1, padD: 0, padH: 1, padW: 1 }, 5, 7],
-  ['2D 3×3 stride 2 pad 1', { channels: 2, inD: 1, inH: 10, inW: 7, outD: 1, outH: 5, outW: 4, kD: 1, kH: 3, kW: 3, stride: 2, padD: 0, padH: 1, padW: 1 }, 4, 6],
-  ['1D k5', { channels: 4, inD: 1, inH: 1, inW: 30, outD: 1, outH: 1, outW: 26, kD: 1, kH: 1, kW: 5, stride: 1, padD: 0, padH: 0, padW: 0 }, 3, 9],
-  ['3D 2×2×2 pad 1', { channels: 2, inD: 4, inH: 5, inW: 3, outD: 5, outH: 6, outW: 4, kD: 2, kH: 2, kW: 2, stride: 1, padD: 1, padH: 1, padW: 1 }, 3, 4],
-];
-
-test('convolution forward: per-sample kernels equal im2col + GEMM on the whole batch, for 1, 2 and 3 threads', async () => {
-  const byThreads = await Promise.all([1, 2, 3].map((t) => createKernelPool(t)));
-  pools.push(...byThreads);
-  let seed = 200;
-  for (const [name, g, batch, F] of CONVS) {
-    const K = g.channels * g.kD * g.kH * g.kW;
-    const P = g.outD * g.outH * g.outW;
-    const input = randomArray(batch * g.channels * g.inD * g.inH * g.inW, seed++);
-    const w = randomArray(F * K, seed++);
-    const bias = randomArray(F, seed++);
-    const colT = new Float32Array(K * batch * P);
-    im2col(input, g, batch, colT);
-    const rows = new Float32Array(F * batch * P);
-    assert.ok(single.gemm(w, colT, rows, F, batch * P, K, { a: 'mk', b: 'kn' }));
-    const want = new Float32Array(batch * F * P);
-    rowMajorToBatch(rows, batch, F, P, want, bias);
-    const got = new Float32Array(want.length);
-    assert.ok(single.conv(input, g, batch, F, w, bias, got));
-    sameBits(got, want, `${name} single`);
-    for (const p of byThreads) {
-      const out = new Float32Array(want.length).fill(Number.NaN);
-      assert.ok(p.conv(input, g, batch, F, w, bias, out));
-      sameBits(out, want, `${name} ${p.threads} threads`);
-    }
-  }
-});

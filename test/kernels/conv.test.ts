@@ -1,0 +1,126 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import { createKernelPool, type KernelPool } from '../../src/kernels/pool.js';
+import type { ConvGeometry } from '../../src/kernels/im2col.js';
+import { loadWasmKernelsSync } from '../../src/kernels/wasm.js';
+import { randomArray } from '../helpers.js';
+
+const single = loadWasmKernelsSync()!;
+const pools: KernelPool[] = [];
+after(() => {
+  for (const p of pools) p.close();
+});
+
+function geometry(C: number, [inD, inH, inW]: number[], [kD, kH, kW]: number[], stride: number, [padD, padH, padW]: number[]): ConvGeometry {
+  const out = (n: number, k: number, p: number) => Math.floor((n + 2 * p - k) / stride) + 1;
+  return { channels: C, inD, inH, inW, kD, kH, kW, stride, padD, padH, padW, outD: out(inD, kD, padD), outH: out(inH, kH, padH), outW: out(inW, kW, padW) };
+}
+
+/** Direct convolution in float64: each output and Σ|x·w| over its window (the scale its rounding error follows). */
+function reference(x: Float32Array, g: ConvGeometry, batch: number, F: number, w: Float32Array, bias: Float32Array | null): { y: Float64Array; scale: Float64Array } {
+  const { channels: C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride: s } = g;
+  const P = outD * outH * outW;
+  const y = new Float64Array(batch * F * P);
+  const scale = new Float64Array(batch * F * P);
+  for (let b = 0; b < batch; b++) {
+    for (let f = 0; f < F; f++) {
+      for (let od = 0; od < outD; od++) {
+        for (let oh = 0; oh < outH; oh++) {
+          for (let ow = 0; ow < outW; ow++) {
+            let acc = bias ? bias[f] : 0;
+            let mag = bias ? Math.abs(bias[f]) : 0;
+            for (let c = 0; c < C; c++) {
+              for (let kd = 0; kd < kD; kd++) {
+                for (let kh = 0; kh < kH; kh++) {
+                  for (let kw = 0; kw < kW; kw++) {
+                    const z = od * s + kd - g.padD, r = oh * s + kh - g.padH, q = ow * s + kw - g.padW;
+                    if (z < 0 || z >= inD || r < 0 || r >= inH || q < 0 || q >= inW) continue;
+                    const v = x[(((b * C + c) * inD + z) * inH + r) * inW + q] * w[(((f * C + c) * kD + kd) * kH + kh) * kW + kw];
+                    acc += v;
+                    mag += Math.abs(v);
+                  }
+                }
+              }
+            }
+            const o = (b * F + f) * P + (od * outH + oh) * outW + ow;
+            y[o] = acc;
+            scale[o] = mag;
+          }
+        }
+      }
+    }
+  }
+  return { y, scale };
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  const ia = new Uint32Array(a.buffer, a.byteOffset, a.length);
+  const ib = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  assert.equal(ia.length, ib.length, `${what}: length`);
+  for (let i = 0; i < ia.length; i++) if (ia[i] !== ib[i]) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
+}
+
+// Winograd F(2×2, 3×3) (2D, 3×3, stride 1, ≥ 8 channels): odd sizes, padding 0…2, batches that are not
+// a multiple of the 4 samples per vector; the direct kernel: 1 channel, strides 2 and 3, 1D, 3D, 1×1.
+const CONVS: [string, ConvGeometry, number, number][] = [
+  ['winograd 16→32 28×28 pad 1', geometry(16, [1, 28, 28], [1, 3, 3], 1, [0, 1, 1]), 6, 32],
+  ['winograd 8→7 9×11 pad 1', geometry(8, [1, 9, 11], [1, 3, 3], 1, [0, 1, 1]), 5, 7],
+  ['winograd 9→5 7×6 pad 0', geometry(9, [1, 7, 6], [1, 3, 3], 1, [0, 0, 0]), 3, 5],
+  ['winograd 8→3 5×5 pad 2', geometry(8, [1, 5, 5], [1, 3, 3], 1, [0, 2, 2]), 2, 3],
+  ['winograd 12→6 4×3 pad 1', geometry(12, [1, 4, 3], [1, 3, 3], 1, [0, 1, 1]), 9, 6],
+  ['direct 1→16 28×28 pad 1', geometry(1, [1, 28, 28], [1, 3, 3], 1, [0, 1, 1]), 3, 16],
+  ['direct 2→6 stride 2', geometry(2, [1, 10, 7], [1, 3, 3], 2, [0, 1, 1]), 4, 6],
+  ['direct 16→32 stride 2', geometry(16, [1, 14, 14], [1, 3, 3], 2, [0, 1, 1]), 3, 32],
+  ['direct 3→5 stride 3 k2', geometry(3, [1, 11, 13], [1, 2, 2], 3, [0, 1, 0]), 2, 5],
+  ['direct 1D k5', geometry(4, [1, 1, 30], [1, 1, 5], 1, [0, 0, 0]), 3, 9],
+  ['direct 3D 2×2×2 pad 1', geometry(2, [4, 5, 3], [2, 2, 2], 1, [1, 1, 1]), 3, 4],
+  ['direct 5→3 1×1', geometry(5, [1, 6, 7], [1, 1, 1], 1, [0, 0, 0]), 2, 3],
+  ['direct 3→4 5×5 pad 2', geometry(3, [1, 9, 8], [1, 5, 5], 1, [0, 2, 2]), 2, 4],
+];
+
+test('convolution forward kernels match a float64 direct convolution; 1, 2 and 3 threads give the same bits', async () => {
+  const byThreads = await Promise.all([1, 2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  let seed = 300;
+  for (const [name, g, batch, F] of CONVS) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const input = randomArray(batch * g.channels * g.inD * g.inH * g.inW, seed++);
+    const w = randomArray(F * K, seed++);
+    for (const bias of [randomArray(F, seed++), null]) {
+      const what = `${name}${bias ? ' +bias' : ''}`;
+      const got = new Float32Array(batch * F * P).fill(Number.NaN);
+      assert.ok(single.conv(input, g, batch, F, w, bias, got));
+      const { y, scale } = reference(input, g, batch, F, w, bias);
+      for (let i = 0; i < y.length; i++) {
+        // float32 sums of K terms: the error follows Σ|x·w|; any indexing slip is of the order of that scale.
+        if (!(Math.abs(got[i] - y[i]) <= 2e-6 * scale[i] + 1e-30)) assert.fail(`${what}[${i}]: got ${got[i]}, expected ${y[i]} (scale ${scale[i]})`);
+      }
+      for (const p of byThreads) {
+        const out = new Float32Array(got.length).fill(Number.NaN);
+        assert.ok(p.conv(input, g, batch, F, w, bias, out));
+        sameBits(out, got, `${what} ${p.threads} threads`);
+      }
+    }
+  }
+});
+
+test('convolution forward: a sample gets the same bits alone, in any batch and at any position', () => {
+  let seed = 400;
+  for (const [name, g, , F] of CONVS) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = g.channels * g.inD * g.inH * g.inW;
+    const batch = 7;
+    const input = randomArray(batch * image, seed++);
+    const w = randomArray(F * K, seed++);
+    const bias = randomArray(F, seed++);
+    const all = new Float32Array(batch * F * P);
+    assert.ok(single.conv(input, g, batch, F, w, bias, all));
+    for (const b of [0, 3, 6]) {
+      const alone = new Float32Array(F * P);
+      assert.ok(single.conv(input.subarray(b * image, (b + 1) * image), g, 1, F, w, bias, alone));
+      sameBits(alone, all.subarray(b * F * P, (b + 1) * F * P), `${name} sample ${b}`);
+    }
+  }
+});
