@@ -378,6 +378,20 @@ describe('playground in headless Chromium (cross-origin isolated)', { skip }, ()
     assert.ok((await snapshot()).threads >= 1);
     assert.deepEqual(problems, []);
   });
+
+  test('a pool whose worker script is missing rejects with a readable error in Chromium and in Node', async () => {
+    const loom = (await import('../../src/index.js')) as Loom;
+    const missing = new URL('missing-pool-worker.js', new URL(`file://${ROOT}dist/`));
+    await assert.rejects(loom.createKernelPool(2, undefined, missing), /missing-pool-worker\.js|Cannot find module/);
+    const before = problems.length;
+    const message = await page.evaluate(() =>
+      import('/loom.js' as string).then((loom: Loom) => loom.createKernelPool(3, undefined, new URL('/missing-pool-worker.js', location.href)).then(() => 'started', (e: Error) => e.message)),
+    );
+    assert.match(message, /^loom kernel pool: Web Worker http:\/\/127\.0\.0\.1:\d+\/missing-pool-worker\.js failed to load$/);
+    // Chromium reports the failed loads themselves; nothing else went wrong.
+    assert.ok(problems.slice(before).every((p) => p.includes('/missing-pool-worker.js')), problems.slice(before).join('\n'));
+    problems.length = before;
+  });
 });
 
 describe('playground in headless Chromium without cross-origin isolation', { skip }, () => {
