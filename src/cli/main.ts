@@ -2,6 +2,7 @@
 import { writeSync } from 'node:fs';
 import { isatty } from 'node:tty';
 import { LoomError, UsageError } from '../core/errors.js';
+import { apiCommand } from './apiCommand.js';
 import { demoCommand } from './demo.js';
 import { dnaCommand, evolveCommand } from './evolveCommands.js';
 import { liveCommand } from './liveCommand.js';
@@ -30,7 +31,8 @@ commands:
                                           --repetition-window W --seed S --stop <text> --dtype q4_0|int8|float32 --stats]
   chat <model-dir> [--system <text>]     multi-turn chat on stdin (terminal or pipe; /exit ends), same flags
   convert <in> <out>                     safetensors ↔ Loom JSON by extension (a model folder converts too)
-  serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)`;
+  serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)
+  api [name] [--entry ./node] [--json]   the public API with signatures (exports whose name contains <name>)`;
 
 /** Exit status when stdout's reader has gone (`loom info … | head -1`): what a shell reports for a SIGPIPE death, 128 + 13. */
 export const CLOSED_STDOUT_STATUS = 141;
@@ -111,6 +113,9 @@ export function main(argv: string[]): number {
       case 'serve':
         runAsyncCommand(serveCommand(rest, out), err);
         break;
+      case 'api':
+        runAsyncCommand(apiCommand(rest, out), err);
+        break;
       case undefined:
       case 'help':
       case '--help':
@@ -118,7 +123,7 @@ export function main(argv: string[]): number {
         out(USAGE);
         return command === undefined ? 2 : 0;
       default:
-        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph, live, dna, evolve, generate, chat, convert, serve)`);
+        throw new UsageError(`unknown command ${JSON.stringify(command)} (commands: demo, train, run, info, morph, live, dna, evolve, generate, chat, convert, serve, api)`);
     }
     return 0;
   } catch (e) {

@@ -76,3 +76,16 @@ test('bad input ends with one readable line and a non-zero exit code', () => {
   oneLineError(loom('run', join(FOREIGN, 'mlp-float32.json'), '--input', input), /Dense at \(0,0,0,0\): expected 6 values per sample/);
   assert.ok(!existsSync(join(dir, 'x.json')));
 });
+
+test('loom api prints the public API with signatures; --json gives the manifest', () => {
+  const r = loom('api', 'buildNetwork');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^ {2}function buildNetwork\(document: unknown, options\?: BuildOptions\): VolumetricNetwork {2}— Builds a network/m);
+  const node = loom('api', 'importLlama', '--entry', './node', '--json');
+  assert.equal(node.code, 0, node.stderr);
+  const manifest = JSON.parse(node.stdout) as { entryPoints: Record<string, { name: string; signatures?: { text: string }[] }[]> };
+  assert.deepEqual(Object.keys(manifest.entryPoints), ['./node']);
+  assert.equal(manifest.entryPoints['./node'].find((e) => e.name === 'importLlama')!.signatures![0].text, 'importLlama(dir: string, options?: ImportLlamaOptions): LlamaModel');
+  oneLineError(loom('api', 'noSuchExportAnywhere'), /^loom: api: no export matches "noSuchExportAnywhere"$/, 2);
+  oneLineError(loom('api', '--entry', './nope'), /^loom: --entry: expected one of \., \.\/node/, 2);
+});
