@@ -1349,3 +1349,262 @@ function convIm2col(
     }
   }
 }
+
+// ---- Recurrent layers (LSTM) ----
+//
+// Gate math in float32 with one fixed operation order (so it is the same on every CPU):
+// exp(x) = 2ⁿ·p(r), n = nearest(x·log2 e), r = x − n·C1 − n·C2, p the Cephes expf polynomial;
+// σ(x) = 1 / (1 + exp(−x)); tanh(x) = ±(1 − e)/(1 + e) with e = exp(−2|x|). Lanes never mix, so a value
+// gets the same bits in any lane of a vector and in the scalar tail.
+
+@inline function expV(x: v128): v128 {
+  const v = f32x4.min(f32x4.max(x, f32x4.splat(-87.5)), f32x4.splat(88.5));
+  const n = f32x4.nearest(f32x4.mul(v, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(v, f32x4.mul(n, f32x4.splat(0.693359375)));
+  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(2.12194440e-4)));
+  const r2 = f32x4.mul(r, r);
+  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), f32x4.splat(1));
+  // 2ⁿ as float bits; n ∈ [−127, 128]: split the scale in two so that neither factor overflows.
+  const ni = i32x4.trunc_sat_f32x4_s(n);
+  const h = i32x4.shr_s(ni, 1);
+  const s1 = i32x4.shl(i32x4.add(h, i32x4.splat(127)), 23);
+  const s2 = i32x4.shl(i32x4.add(i32x4.sub(ni, h), i32x4.splat(127)), 23);
+  return f32x4.mul(f32x4.mul(p, s1), s2);
+}
+
+@inline function expS(x: f32): f32 {
+  const v = min<f32>(max<f32>(x, -87.5), 88.5);
+  const n = nearest<f32>(v * <f32>1.44269504088896341);
+  let r = v - n * <f32>0.693359375;
+  r = r + n * <f32>2.12194440e-4;
+  const r2 = r * r;
+  let p = <f32>1.9875691500e-4 * r + <f32>1.3981999507e-3;
+  p = p * r + <f32>8.3334519073e-3;
+  p = p * r + <f32>4.1665795894e-2;
+  p = p * r + <f32>1.6666665459e-1;
+  p = p * r + <f32>5.0000001201e-1;
+  p = (p * r2 + r) + <f32>1;
+  const ni = <i32>n;
+  const h = ni >> 1;
+  return (p * reinterpret<f32>((h + 127) << 23)) * reinterpret<f32>((ni - h + 127) << 23);
+}
+
+@inline function sigmoidV(x: v128): v128 {
+  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), expV(f32x4.neg(x))));
+}
+
+@inline function sigmoidS(x: f32): f32 {
+  return <f32>1 / (<f32>1 + expS(-x));
+}
+
+@inline function tanhV(x: v128): v128 {
+  const e = expV(f32x4.mul(f32x4.abs(x), f32x4.splat(-2)));
+  const t = f32x4.div(f32x4.sub(f32x4.splat(1), e), f32x4.add(f32x4.splat(1), e));
+  // The sign of x onto t (t ≥ 0).
+  return v128.or(t, v128.and(x, i32x4.splat(0x80000000)));
+}
+
+@inline function tanhS(x: f32): f32 {
+  const e = expS(abs<f32>(x) * <f32>-2);
+  const t = (<f32>1 - e) / (<f32>1 + e);
+  return reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(x) & 0x80000000));
+}
+
+/** out[i] = σ(x[i]) (kind 0) or tanh(x[i]) (kind 1) for i < n, as the recurrent kernels compute them. */
+export function activateF32(kind: i32, n: i32, x: usize, out: usize): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v = v128.load(x + (<usize>i << 2));
+    v128.store(out + (<usize>i << 2), kind == 0 ? sigmoidV(v) : tanhV(v));
+  }
+  for (; i < n; i++) {
+    const v = load<f32>(x + (<usize>i << 2));
+    store<f32>(out + (<usize>i << 2), kind == 0 ? sigmoidS(v) : tanhS(v));
+  }
+}
+
+// C[M×N] = A[M×K]·B (+ C when accumulate, added after the product) with B packed by packBNK/packBKN
+// into 8-column panels [N/8][K][8]; A rows read in place (row pitch lda). Each element sums its k terms
+// in ascending order from 0, whatever M.
+function gemmPanels(M: i32, N: i32, K: i32, a: usize, lda: usize, pb: usize, c: usize, ldc: usize, accumulate: bool, tile: usize): void {
+  for (let i = 0; i < M; i += 4) {
+    const rows = min(4, M - i);
+    const a0 = a + <usize>i * lda;
+    // Missing rows re-read the last row; their sums are dropped.
+    const o1 = rows > 1 ? lda : 0, o2 = rows > 2 ? 2 * lda : o1, o3 = rows > 3 ? 3 * lda : o2;
+    for (let j = 0; j < N; j += 8) {
+      const cols = min(8, N - j);
+      let p = pb + (<usize>(j * K) << 2);
+      let x = a0;
+      let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+      let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+      let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+      let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+      for (let k = 0; k < K; k++) {
+        const b0 = v128.load(p);
+        const b1 = v128.load(p, 16);
+        let s = v128.load32_splat(x);
+        c00 = f32x4.add(c00, f32x4.mul(s, b0));
+        c01 = f32x4.add(c01, f32x4.mul(s, b1));
+        s = v128.load32_splat(x + o1);
+        c10 = f32x4.add(c10, f32x4.mul(s, b0));
+        c11 = f32x4.add(c11, f32x4.mul(s, b1));
+        s = v128.load32_splat(x + o2);
+        c20 = f32x4.add(c20, f32x4.mul(s, b0));
+        c21 = f32x4.add(c21, f32x4.mul(s, b1));
+        s = v128.load32_splat(x + o3);
+        c30 = f32x4.add(c30, f32x4.mul(s, b0));
+        c31 = f32x4.add(c31, f32x4.mul(s, b1));
+        x += 4;
+        p += 32;
+      }
+      const cp = c + <usize>i * ldc + (<usize>j << 2);
+      if (rows == 4 && cols == 8) {
+        storeRow(cp, c00, c01, !accumulate, 0);
+        storeRow(cp + ldc, c10, c11, !accumulate, 0);
+        storeRow(cp + 2 * ldc, c20, c21, !accumulate, 0);
+        storeRow(cp + 3 * ldc, c30, c31, !accumulate, 0);
+        continue;
+      }
+      v128.store(tile, c00); v128.store(tile, c01, 16);
+      v128.store(tile, c10, 32); v128.store(tile, c11, 48);
+      v128.store(tile, c20, 64); v128.store(tile, c21, 80);
+      v128.store(tile, c30, 96); v128.store(tile, c31, 112);
+      for (let r = 0; r < rows; r++) {
+        for (let l = 0; l < cols; l++) {
+          const d = cp + <usize>r * ldc + (<usize>l << 2);
+          const v = load<f32>(tile + (<usize>(r * 8 + l) << 2));
+          store<f32>(d, accumulate ? load<f32>(d) + v : v);
+        }
+      }
+    }
+  }
+}
+
+/** Scratch bytes lstmForward and lstmBackward need at `scratch` for hidden size H and batch B. */
+export function lstmScratchBytes(B: i32, H: i32): usize {
+  const G = 4 * H;
+  const packed = max(<usize>((G + 7) & ~7) * <usize>H, <usize>((H + 7) & ~7) * <usize>G);
+  return (packed + <usize>B * <usize>(2 * H) + 64) << 2;
+}
+
+/**
+ * LSTM forward over a time-major sequence (rows t·B + b): x [S·B×nIn], W_ih [4H×nIn], W_hh [4H×H],
+ * bias [4H] (gate order i, f, g, o). Writes the gate activations [S·B×4H], cells and hidden states
+ * [S·B×H]. Pre-activations: (x·W_ihᵀ by gemm, + bias) + h_{t−1}·W_hhᵀ (ascending k); then
+ * c = f·c_{t−1} + i·g, h = o·tanh(c).
+ */
+export function lstmForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usize, whh: usize, bias: usize, gates: usize, c: usize, h: usize, work: usize, scratch: usize): void {
+  const G = 4 * H;
+  const rows = S * B;
+  gemm(rows, G, nIn, x, 0, wih, 0, gates, bias, work);
+  const packed = scratch;
+  packBNK(whh, H, 0, H, 0, G, packed);
+  const tile = packed + (<usize>((G + 7) & ~7) * <usize>H << 2);
+  const ldg = <usize>G << 2;
+  const ldh = <usize>H << 2;
+  for (let t = 0; t < S; t++) {
+    const gt = gates + <usize>(t * B) * ldg;
+    if (t > 0) gemmPanels(B, G, H, h + <usize>((t - 1) * B) * ldh, ldh, packed, gt, ldg, true, tile);
+    for (let b = 0; b < B; b++) {
+      const r = gt + <usize>b * ldg;
+      const o = <usize>(t * B + b) * ldh;
+      const cp = c + o, hp = h + o;
+      const prev = c + o - <usize>B * ldh;
+      let j = 0;
+      for (; j + 4 <= H; j += 4) {
+        const jb = <usize>j << 2;
+        const ig = sigmoidV(v128.load(r + jb));
+        const fg = sigmoidV(v128.load(r + ldh + jb));
+        const gg = tanhV(v128.load(r + 2 * ldh + jb));
+        const og = sigmoidV(v128.load(r + 3 * ldh + jb));
+        v128.store(r + jb, ig);
+        v128.store(r + ldh + jb, fg);
+        v128.store(r + 2 * ldh + jb, gg);
+        v128.store(r + 3 * ldh + jb, og);
+        const ixg = f32x4.mul(ig, gg);
+        const cell = t > 0 ? f32x4.add(f32x4.mul(fg, v128.load(prev + jb)), ixg) : ixg;
+        v128.store(cp + jb, cell);
+        v128.store(hp + jb, f32x4.mul(og, tanhV(cell)));
+      }
+      for (; j < H; j++) {
+        const jb = <usize>j << 2;
+        const ig = sigmoidS(load<f32>(r + jb));
+        const fg = sigmoidS(load<f32>(r + ldh + jb));
+        const gg = tanhS(load<f32>(r + 2 * ldh + jb));
+        const og = sigmoidS(load<f32>(r + 3 * ldh + jb));
+        store<f32>(r + jb, ig);
+        store<f32>(r + ldh + jb, fg);
+        store<f32>(r + 2 * ldh + jb, gg);
+        store<f32>(r + 3 * ldh + jb, og);
+        const ixg = ig * gg;
+        const cell = t > 0 ? fg * load<f32>(prev + jb) + ixg : ixg;
+        store<f32>(cp + jb, cell);
+        store<f32>(hp + jb, og * tanhS(cell));
+      }
+    }
+  }
+}
+
+/**
+ * LSTM backward through time: from the forward's gate activations and cells, the gradient dL/dh of
+ * every output (time-major [S·B×H]) and W_hh, writes dG, the gradients of the gate pre-activations
+ * [S·B×4H]. Walking back in time: dh = dL/dh_t + dG_{t+1}·W_hh (ascending k), dc = dc_{t+1}·f_{t+1} +
+ * dh·o·(1 − tanh²c), then dG_i = dc·g·i·(1 − i), dG_f = dc·c_{t−1}·f·(1 − f), dG_g = dc·i·(1 − g²),
+ * dG_o = dh·tanh(c)·o·(1 − o), each product taken left to right.
+ */
+export function lstmBackward(S: i32, B: i32, H: i32, gates: usize, c: usize, gOut: usize, whh: usize, dG: usize, scratch: usize): void {
+  const G = 4 * H;
+  const H8 = (H + 7) & ~7;
+  const packed = scratch;
+  packBKN(whh, H, 0, G, 0, H, packed);
+  const dh = packed + (<usize>H8 * <usize>G << 2);
+  const dc = dh + (<usize>(B * H) << 2);
+  const tile = dc + (<usize>(B * H) << 2);
+  memory.fill(dh, 0, <usize>(B * H) << 2);
+  memory.fill(dc, 0, <usize>(B * H) << 2);
+  const ldg = <usize>G << 2;
+  const ldh = <usize>H << 2;
+  const one = f32x4.splat(1);
+  for (let t = S - 1; t >= 0; t--) {
+    for (let b = 0; b < B; b++) {
+      const r = gates + <usize>(t * B + b) * ldg;
+      const d = dG + <usize>(t * B + b) * ldg;
+      const o = <usize>(t * B + b) * ldh;
+      const s = <usize>b * ldh;
+      let j = 0;
+      for (; j + 4 <= H; j += 4) {
+        const jb = <usize>j << 2;
+        const ig = v128.load(r + jb), fg = v128.load(r + ldh + jb), gg = v128.load(r + 2 * ldh + jb), og = v128.load(r + 3 * ldh + jb);
+        const tc = tanhV(v128.load(c + o + jb));
+        const dhv = f32x4.add(v128.load(gOut + o + jb), v128.load(dh + s + jb));
+        const dcv = f32x4.add(v128.load(dc + s + jb), f32x4.mul(f32x4.mul(dhv, og), f32x4.sub(one, f32x4.mul(tc, tc))));
+        const cPrev = t > 0 ? v128.load(c + o - <usize>B * ldh + jb) : f32x4.splat(0);
+        v128.store(d + jb, f32x4.mul(f32x4.mul(f32x4.mul(dcv, gg), ig), f32x4.sub(one, ig)));
+        v128.store(d + ldh + jb, f32x4.mul(f32x4.mul(f32x4.mul(dcv, cPrev), fg), f32x4.sub(one, fg)));
+        v128.store(d + 2 * ldh + jb, f32x4.mul(f32x4.mul(dcv, ig), f32x4.sub(one, f32x4.mul(gg, gg))));
+        v128.store(d + 3 * ldh + jb, f32x4.mul(f32x4.mul(f32x4.mul(dhv, tc), og), f32x4.sub(one, og)));
+        v128.store(dc + s + jb, f32x4.mul(dcv, fg));
+      }
+      for (; j < H; j++) {
+        const jb = <usize>j << 2;
+        const ig = load<f32>(r + jb), fg = load<f32>(r + ldh + jb), gg = load<f32>(r + 2 * ldh + jb), og = load<f32>(r + 3 * ldh + jb);
+        const tc = tanhS(load<f32>(c + o + jb));
+        const dhv = load<f32>(gOut + o + jb) + load<f32>(dh + s + jb);
+        const dcv = load<f32>(dc + s + jb) + (dhv * og) * (<f32>1 - tc * tc);
+        const cPrev: f32 = t > 0 ? load<f32>(c + o - <usize>B * ldh + jb) : 0;
+        store<f32>(d + jb, ((dcv * gg) * ig) * (<f32>1 - ig));
+        store<f32>(d + ldh + jb, ((dcv * cPrev) * fg) * (<f32>1 - fg));
+        store<f32>(d + 2 * ldh + jb, (dcv * ig) * (<f32>1 - gg * gg));
+        store<f32>(d + 3 * ldh + jb, ((dhv * tc) * og) * (<f32>1 - og));
+        store<f32>(dc + s + jb, dcv * fg);
+      }
+    }
+    if (t > 0) gemmPanels(B, H, G, dG + <usize>(t * B) * ldg, ldg, packed, dh, ldh, false, tile);
+  }
+}

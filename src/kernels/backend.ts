@@ -226,3 +226,19 @@ export function convForward(input: Float32Array, g: ConvShape, batch: number, fi
   if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.conv(input, g, batch, filters, w, bias, out)) return true;
   return kernels!.conv(input, g, batch, filters, w, bias, out);
 }
+
+/**
+ * LSTM forward on the WebAssembly kernels (WasmKernels.lstmForward: float32 gate math with its own exp)
+ * when the size rule sends the recurrent product W_hh there; false otherwise, and the caller runs the
+ * reference.
+ */
+export function lstmForward(S: number, B: number, nIn: number, H: number, xT: Float32Array, wIH: Float32Array, wHH: Float32Array, bias: Float32Array, gates: Float32Array, c: Float32Array, h: Float32Array): boolean {
+  const k = pick(4 * H, H);
+  return !!k && k.lstmForward(S, B, nIn, H, xT, wIH, wHH, bias, gates, c, h);
+}
+
+/** LSTM backward through time on the WebAssembly kernels (WasmKernels.lstmBackward), under the same rule as lstmForward. */
+export function lstmBackward(S: number, B: number, H: number, gates: Float32Array, c: Float32Array, gOut: Float32Array, wHH: Float32Array, dG: Float32Array): boolean {
+  const k = pick(4 * H, H);
+  return !!k && k.lstmBackward(S, B, H, gates, c, gOut, wHH, dG);
+}

@@ -17,6 +17,9 @@ interface KernelExports {
   gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
   adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
+  lstmScratchBytes(B: number, H: number): number;
+  lstmForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, gates: number, c: number, h: number, work: number, scratch: number): void;
+  lstmBackward(S: number, B: number, H: number, gates: number, c: number, gOut: number, whh: number, dG: number, scratch: number): void;
 }
 
 /** A convolution's shapes as convForward takes them (see ConvGeometry in im2col.ts). */
@@ -84,11 +87,17 @@ export class WasmKernels {
 
   /** Byte offsets of A, B, C and bias for one product, growing the memory when needed; null when it cannot grow that far. */
   private layoutFor(aLen: number, bLen: number, cLen: number, biasLen: number): [number, number, number, number] | null {
-    const a = this.heap;
-    const b = align16(a + aLen * 4);
-    const c = align16(b + bLen * 4);
-    const bias = align16(c + cLen * 4);
-    const end = bias + biasLen * 4;
+    return this.place([aLen, bLen, cLen, biasLen]) as [number, number, number, number] | null;
+  }
+
+  /** 16-byte aligned byte offsets for float32 buffers of these lengths, one after another from the heap; null when memory cannot grow that far. */
+  private place(lengths: number[]): number[] | null {
+    const at: number[] = [];
+    let end = this.heap;
+    for (const n of lengths) {
+      at.push(end);
+      end = align16(end + n * 4);
+    }
     const have = this.x.memory.buffer.byteLength;
     if (end > MAX_BYTES) return null;
     if (end > have) {
@@ -98,7 +107,52 @@ export class WasmKernels {
         return null;
       }
     }
-    return [a, b, c, bias];
+    return at;
+  }
+
+  /**
+   * LSTM forward over time-major rows (t·B + b), float32 (assembly/kernels.ts lstmForward): xT [S·B×nIn],
+   * stacked W_ih [4H×nIn], W_hh [4H×H], bias [4H] in gate order i, f, g, o; fills gates (activations)
+   * [S·B×4H], c and h [S·B×H]. False when linear memory cannot hold them.
+   */
+  lstmForward(S: number, B: number, nIn: number, H: number, xT: Float32Array, wIH: Float32Array, wHH: Float32Array, bias: Float32Array, gates: Float32Array, c: Float32Array, h: Float32Array): boolean {
+    const rows = S * B;
+    const G = 4 * H;
+    const at = this.place([rows * nIn, G * nIn, G * H, G, rows * G, rows * H, rows * H, this.x.lstmScratchBytes(B, H) / 4]);
+    if (!at) return false;
+    const [px, pih, phh, pb, pg, pc, ph, ps] = at;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, px, rows * nIn).set(xT.subarray(0, rows * nIn));
+    new Float32Array(buf, pih, G * nIn).set(wIH.subarray(0, G * nIn));
+    new Float32Array(buf, phh, G * H).set(wHH.subarray(0, G * H));
+    new Float32Array(buf, pb, G).set(bias.subarray(0, G));
+    this.x.lstmForward(S, B, nIn, H, px, pih, phh, pb, pg, pc, ph, this.work, ps);
+    const out = this.x.memory.buffer;
+    gates.set(new Float32Array(out, pg, rows * G));
+    c.set(new Float32Array(out, pc, rows * H));
+    h.set(new Float32Array(out, ph, rows * H));
+    return true;
+  }
+
+  /**
+   * LSTM backward through time (assembly/kernels.ts lstmBackward): from lstmForward's gates and c, the
+   * output gradients gOut [S·B×H] (time-major) and W_hh, fills dG [S·B×4H], the gradients of the gate
+   * pre-activations. False when linear memory cannot hold them.
+   */
+  lstmBackward(S: number, B: number, H: number, gates: Float32Array, c: Float32Array, gOut: Float32Array, wHH: Float32Array, dG: Float32Array): boolean {
+    const rows = S * B;
+    const G = 4 * H;
+    const at = this.place([rows * G, rows * H, rows * H, G * H, rows * G, this.x.lstmScratchBytes(B, H) / 4]);
+    if (!at) return false;
+    const [pg, pc, po, phh, pd, ps] = at;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, pg, rows * G).set(gates.subarray(0, rows * G));
+    new Float32Array(buf, pc, rows * H).set(c.subarray(0, rows * H));
+    new Float32Array(buf, po, rows * H).set(gOut.subarray(0, rows * H));
+    new Float32Array(buf, phh, G * H).set(wHH.subarray(0, G * H));
+    this.x.lstmBackward(S, B, H, pg, pc, po, phh, pd, ps);
+    dG.set(new Float32Array(this.x.memory.buffer, pd, rows * G));
+    return true;
   }
 
   /**

@@ -2,7 +2,7 @@ import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import { sumRows } from '../kernels/gemm.js';
-import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -216,9 +216,14 @@ export const lstmKind: LayerKind = {
     const width = GATES * hid;
     const xT = toTimeMajor(input.data, batch, seq, nIn);
     const gates = new Float32Array(seq * batch * width);
-    gemmABt(xT, wIH, gates, seq * batch, width, nIn, bias);
     const c = new Float32Array(seq * batch * hid);
     const h = new Float32Array(seq * batch * hid);
+    // The whole sequence in one WebAssembly call when the kernels run it (float32 gate math).
+    if (lstmForward(seq, batch, nIn, hid, xT, wIH, wHH, bias, gates, c, h)) {
+      const state: LstmState = { dims, xT, gates, c, h };
+      return { output: new Tensor(toBatchMajor(h, batch, seq, hid), [batch, seq, hid]), cache: { input, extra: state } };
+    }
+    gemmABt(xT, wIH, gates, seq * batch, width, nIn, bias);
     for (let t = 0; t < seq; t++) {
       const rows = gates.subarray(t * batch * width, (t + 1) * batch * width);
       if (t > 0) gemmABt(h.subarray((t - 1) * batch * hid, t * batch * hid), wHH, rows, batch, width, hid, null, true);
@@ -256,7 +261,8 @@ export const lstmKind: LayerKind = {
     const dG = new Float32Array(seq * batch * width);
     const dhNext = new Float32Array(batch * hid);
     const dcNext = new Float64Array(batch * hid);
-    for (let t = seq - 1; t >= 0; t--) {
+    const walked = lstmBackward(seq, batch, hid, gates, c, gOut, wHH, dG);
+    for (let t = walked ? -1 : seq - 1; t >= 0; t--) {
       for (let b = 0; b < batch; b++) {
         const r = (t * batch + b) * width;
         const o = (t * batch + b) * hid;

@@ -6,6 +6,7 @@ import { Tensor } from '../../src/core/tensor.js';
 import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
 import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence.js';
 import { buildNetwork } from '../../src/grid/spec.js';
+import { kernelBackend, kernelMode, setKernelBackend, type KernelBackend } from '../../src/kernels/backend.js';
 import '../../src/layers/recurrent.js';
 import { gradCheck } from '../gradcheck.js';
 import { assertClose, fixture, maxRelativeDiff, randomArray } from '../helpers.js';
@@ -29,13 +30,30 @@ const grid = (layers: object[], seed = 3) =>
   buildNetwork({ depth: 1, rows: 1, cols: layers.length, layers_per_cell: 1, layers: layers.map((l, x) => ({ z: 0, y: 0, x, l: 0, ...l })) }, { seed });
 const recurrent = (type: string, nIn: number, hid: number, seq?: number) => ({ type, input_height: nIn, output_height: hid, ...(seq ? { seq_length: seq } : {}) });
 
+/** The float64 reference, and the WebAssembly kernels (float32, own exp) when they are loaded. */
+const BACKENDS: KernelBackend[] = kernelBackend() === 'wasm' ? ['ts', 'wasm'] : ['ts'];
+
+function withBackend(backend: KernelBackend, run: () => void): void {
+  const before = kernelMode();
+  setKernelBackend(backend);
+  try {
+    run();
+  } finally {
+    setKernelBackend(before);
+  }
+}
+
 test('RNN and LSTM forward and backward match PyTorch (scripts/golden/recurrent.py)', (t) => {
+  for (const backend of BACKENDS) withBackend(backend, () => goldenCases(t, backend));
+});
+
+function goldenCases(t: { diagnostic(message: string): void }, backend: KernelBackend): void {
   const doc = fixture<Record<'rnn' | 'lstm', RecurrentCase[]>>('recurrent.json');
   for (const type of KINDS) {
     const cases = doc[type.toLowerCase() as 'rnn' | 'lstm'];
     assert.ok(cases.length >= 3);
     for (const c of cases) {
-      const name = `${type} B${c.batch} S${c.seq} in${c.in} hid${c.hid}`;
+      const name = `${backend} ${type} B${c.batch} S${c.seq} in${c.in} hid${c.hid}`;
       const net = grid([recurrent(type, c.in, c.hid, c.seq)]);
       const store = net.getLayer(0, 0, 0, 0)!.weights!;
       assert.equal(store.count, c.weights.length);
@@ -52,6 +70,29 @@ test('RNN and LSTM forward and backward match PyTorch (scripts/golden/recurrent.
         `${name}: max rel diff y ${maxRelativeDiff(output.data, c.y, 1e-2).toExponential(2)}, grad input ${maxRelativeDiff(gradInput.data, c.grad_input, 1e-2).toExponential(2)}, grad weights ${maxRelativeDiff(gradients[0].grad, c.grad_weights, 1e-2).toExponential(2)}`,
       );
     }
+  }
+}
+
+test('LSTM on the WebAssembly kernels matches the float64 reference (odd and vector-wide hidden sizes)', { skip: BACKENDS.length < 2 ? 'WebAssembly kernels not loaded' : false }, () => {
+  for (const [batch, seq, nIn, hid] of [[3, 7, 5, 10], [16, 12, 32, 64], [5, 4, 9, 3]]) {
+    const x = Tensor.from([batch, seq, nIn], randomArray(batch * seq * nIn, hid));
+    const gOut = Tensor.from([batch, seq, hid], randomArray(batch * seq * hid, hid + 1));
+    const run = (backend: KernelBackend) => {
+      let result!: { y: Float32Array; gx: Float32Array; gw: Float32Array };
+      withBackend(backend, () => {
+        const net = grid([recurrent('LSTM', nIn, hid, seq)], 11);
+        const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
+        const { gradInput, gradients } = backwardNetwork(net, trace!, gOut);
+        result = { y: output.data, gx: gradInput.data, gw: gradients[0].grad };
+      });
+      return result;
+    };
+    const ref = run('ts');
+    const got = run('wasm');
+    const name = `LSTM B${batch} S${seq} in${nIn} hid${hid}`;
+    assertClose(got.y, ref.y, 1e-5, 1e-6, `${name} y`);
+    assertClose(got.gx, ref.gx, 1e-5, 1e-5, `${name} grad input`);
+    assertClose(got.gw, ref.gw, 1e-5, 1e-5, `${name} grad weights`);
   }
 });
 
