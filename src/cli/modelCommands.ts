@@ -2,6 +2,7 @@ import { DType, dtypeName, parseDType } from '../core/dtype.js';
 import { describeValue, FormatError, UsageError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { forwardNetwork } from '../engine/run.js';
+import { tiedOwners } from '../grid/persistence.js';
 import { parseJson } from '../grid/spec.js';
 import { activationName } from '../layers/activations.js';
 import { coordText } from '../layers/layer.js';
@@ -46,6 +47,7 @@ export function infoCommand(argv: string[], out: (s: string) => void): void {
   const path = requireOne(positionals, 'info', 'model.json');
   if (isTensorPath(path)) return tensorInfoCommand(path, values.json === true, out);
   const net = loadNetworkFile(path);
+  const tiedTo = new Map([...tiedOwners(net)].map(([layer, o]) => [layer, { z: o.z, y: o.y, x: o.x, l: o.l }]));
   const layers = [...net.entries()].map(([index, layer]) => ({
     index,
     coordinate: { z: layer.z, y: layer.y, x: layer.x, l: layer.l },
@@ -56,6 +58,7 @@ export function infoCommand(argv: string[], out: (s: string) => void): void {
     bytes: layer.weights?.sizeInBytes(layer.dtype) ?? 0,
     disabled: layer.disabled,
     ...(layer.remote ? { remote: layer.remote } : {}),
+    ...(tiedTo.has(layer) ? { tiedTo: tiedTo.get(layer) } : {}),
   }));
   const summary = {
     id: net.id,
@@ -79,7 +82,7 @@ export function infoCommand(argv: string[], out: (s: string) => void): void {
       l.dtype,
       String(l.parameters),
       formatBytes(l.bytes),
-      [l.disabled ? 'disabled' : '', layer.remote ? `reads ${coordText(layer.remote)}` : ''].filter(Boolean).join(', '),
+      [l.disabled ? 'disabled' : '', layer.remote ? `reads ${coordText(layer.remote)}` : '', l.tiedTo ? `tied to ${coordText(l.tiedTo)}` : ''].filter(Boolean).join(', '),
     ]);
   }
   out(table(rows));

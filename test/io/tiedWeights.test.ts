@@ -79,6 +79,7 @@ test('loom convert keeps tied embeddings tied: HF folder → JSON → safetensor
     assert.equal(loom('convert', join(dir, 'a.json'), join(dir, 'a.safetensors')).status, 0);
     assert.equal(loom('convert', join(dir, 'a.safetensors'), join(dir, 'b.json')).status, 0);
     assert.equal(readFileSync(join(dir, 'b.json'), 'utf8'), readFileSync(join(dir, 'a.json'), 'utf8'));
+    assert.match(loom('info', join(dir, 'b.json')).stdout, /\(0,0,3,1\) +Dense .* tied to \(0,0,0,0\)\n/);
     const model = importLlama(LLAMA);
     const back = loadNetworkFile(join(dir, 'b.json'));
     assert.deepEqual(logits(back), logits(model.network));
