@@ -131,17 +131,27 @@ export class VolumetricNetwork {
     for (const layer of this.layers()) yield* walkLayer(layer);
   }
 
+  /** Parameters counted once per store: a tied layer shares its owner's vector. */
   parameterCount(): number {
     let n = 0;
-    for (const layer of this.allLayers()) n += layer.weights?.count ?? 0;
+    for (const layer of this.layersOwningWeights()) n += layer.weights!.count;
     return n;
   }
 
-  /** Bytes of all parameters in each layer's active dtype. */
+  /** Bytes of all parameters in each owning layer's active dtype. */
   sizeInBytes(): number {
     let n = 0;
-    for (const layer of this.allLayers()) n += layer.weights?.sizeInBytes(layer.dtype) ?? 0;
+    for (const layer of this.layersOwningWeights()) n += layer.weights!.sizeInBytes(layer.dtype);
     return n;
+  }
+
+  private *layersOwningWeights(): IterableIterator<Layer> {
+    const seen = new Set<object>();
+    for (const layer of this.allLayers()) {
+      if (!layer.weights || seen.has(layer.weights)) continue;
+      seen.add(layer.weights);
+      yield layer;
+    }
   }
 }
 

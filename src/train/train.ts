@@ -1,8 +1,8 @@
-import { NumericError, SpecError } from '../core/errors.js';
+import { NumericError, ShapeError, SpecError } from '../core/errors.js';
 import { mixSeed, Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
-import { assertFinite, backwardNetwork, forwardNetwork } from '../engine/run.js';
+import { assertFinite, backwardNetwork, forwardNetwork, type ParameterGradient } from '../engine/run.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { coordText } from '../layers/layer.js';
 import { computeLoss, type LossName } from './losses.js';
@@ -99,11 +99,12 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       const loss = computeLoss(config.loss, output, batch);
       if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
       const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false });
-      const params: ParamGrad[] = [];
-      for (const { key, layer, grad } of gradients) {
-        if (checkFinite) assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (key ${key}, ${where()})`);
-        params.push({ key, values: layer.weights!.master, grad });
+      if (checkFinite) {
+        for (const { key, layer, grad } of gradients) {
+          assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (key ${key}, ${where()})`);
+        }
       }
+      const params = parameterGradients(gradients);
       if (config.clipNorm !== undefined) clipGradNorm(params, config.clipNorm);
       if (scheduler) optimizer.lr = scheduler.lr;
       optimizer.step(params);
@@ -211,4 +212,30 @@ function withStep<T>(where: () => string, fn: () => T): T {
     if (e instanceof NumericError) throw new NumericError(`${e.message} (${where()})`);
     throw e;
   }
+}
+
+/**
+ * One entry per parameter vector: layers tied to one store (a tied LM head) get the sum of their
+ * gradients, taken in traversal order, and one optimizer state, as PyTorch treats a shared tensor.
+ */
+export function parameterGradients(gradients: readonly ParameterGradient[]): ParamGrad[] {
+  const byStore = new Map<object, ParamGrad>();
+  const params: ParamGrad[] = [];
+  for (const { key, layer, grad } of gradients) {
+    const store = layer.weights!;
+    const seen = byStore.get(store);
+    if (!seen) {
+      const entry = { key, values: store.master, grad };
+      byStore.set(store, entry);
+      params.push(entry);
+      continue;
+    }
+    if (seen.grad.length !== grad.length) {
+      throw new ShapeError(`tied layer at ${coordText(layer)}: gradient has ${grad.length} values, the shared store ${seen.grad.length}`);
+    }
+    const sum = new Float32Array(seen.grad);
+    for (let i = 0; i < sum.length; i++) sum[i] += grad[i];
+    seen.grad = sum;
+  }
+  return params;
 }
