@@ -856,36 +856,59 @@ export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize
 
 const WINO_MIN_CHANNELS = 8;
 
-/** Convolution forward (see above). The geometry arguments follow src/kernels/wasm.ts convArgs. */
+// Which algorithm a shape runs (2 Winograd, 1 direct, 0 im2col + gemm), from the shape and the
+// scratch it fits: gemm's work area and a col area of K·P float32.
+function convAlgo(C: i32, inD: i32, outD: i32, outH: i32, outW: i32, kD: i32, kH: i32, kW: i32, stride: i32, F: i32): i32 {
+  const K = C * kD * kH * kW;
+  const colBytes = <usize>K * <usize>(outD * outH * outW) * 4;
+  const workBytes = <usize>(PACK_A_BYTES + PACK_B_BYTES + TILE_BYTES + GEMV_CHUNK * 4);
+  const F4 = (F + 3) & ~3;
+  if (kD == 1 && inD == 1 && outD == 1 && kH == 3 && kW == 3 && stride == 1 && C >= WINO_MIN_CHANNELS) {
+    const Hp = 2 * ((outH + 1) >> 1) + 2, Wp = 2 * ((outW + 1) >> 1) + 2;
+    if (<usize>(16 * C * F4 + 128 * C + 128 * F4) * 4 <= workBytes && <usize>C * <usize>Hp * <usize>Wp * 16 <= colBytes) return 2;
+  }
+  const nPd = min(stride, kD), nPh = min(stride, kH), nPw = min(stride, kW);
+  const Dq = outD + (kD - 1) / stride, Hq = outH + (kH - 1) / stride, Wq = ((outW + 7) & ~7) + (kW - 1) / stride;
+  const planes = <usize>C * <usize>(nPd * nPh * nPw) * <usize>Dq * <usize>Hq * <usize>Wq * 4;
+  if (<usize>K * <usize>(F4 + 1) * 4 + 64 <= workBytes && planes <= colBytes) return 1;
+  return 0;
+}
+
+/** Convolution forward (see above): convPrepare then convRun. The geometry arguments follow src/kernels/wasm.ts convArgs. */
 export function convForward(
   b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
   kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
   x: usize, w: usize, bias: usize, out: usize, work: usize, col: usize,
 ): void {
   if (b1 <= b0) return;
-  const K = C * kD * kH * kW;
-  const P = outD * outH * outW;
-  const colBytes = <usize>K * <usize>P * 4;
-  const workBytes = <usize>(PACK_A_BYTES + PACK_B_BYTES + TILE_BYTES + GEMV_CHUNK * 4);
-  const F4 = (F + 3) & ~3;
-  if (kD == 1 && inD == 1 && outD == 1 && kH == 3 && kW == 3 && stride == 1 && C >= WINO_MIN_CHANNELS) {
-    const TY = (outH + 1) >> 1, TX = (outW + 1) >> 1;
-    const Hp = 2 * TY + 2, Wp = 2 * TX + 2;
-    const small = <usize>(16 * C * F4 + 128 * C + 128 * F4) * 4;
-    const big = <usize>C * <usize>Hp * <usize>Wp * 16;
-    if (small <= workBytes && big <= colBytes) {
-      winograd(b0, b1, C, inH, inW, outH, outW, padH, padW, F, x, w, bias, out, work, col);
-      return;
-    }
-  }
-  const nPd = min(stride, kD), nPh = min(stride, kH), nPw = min(stride, kW);
-  const Dq = outD + (kD - 1) / stride, Hq = outH + (kH - 1) / stride, Wq = ((outW + 7) & ~7) + (kW - 1) / stride;
-  const planes = <usize>C * <usize>(nPd * nPh * nPw) * <usize>Dq * <usize>Hq * <usize>Wq * 4;
-  if (<usize>K * <usize>(F4 + 1) * 4 + 64 <= workBytes && planes <= colBytes) {
-    convDirect(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col);
-    return;
-  }
-  convIm2col(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col);
+  convPrepare(C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, w, work);
+  convRun(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col, 1);
+}
+
+/** The weights in the form convRun reads them (Winograd U, or direct panels and tap offsets), into `work`. */
+export function convPrepare(
+  C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32, w: usize, work: usize,
+): void {
+  const algo = convAlgo(C, inD, outD, outH, outW, kD, kH, kW, stride, F);
+  if (algo == 2) winoWeights(C, F, w, work);
+  else if (algo == 1) directWeights(C, kD, kH, kW, stride, outD, outH, outW, F, w, work);
+}
+
+/**
+ * Samples [b0, b1) with the weights convPrepare left in `work` (`w` is read directly only by the im2col
+ * fallback). `fresh` = 0 promises that `col` still holds this shape's zero border from an earlier call.
+ */
+export function convRun(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, w: usize, bias: usize, out: usize, work: usize, col: usize, fresh: i32,
+): void {
+  if (b1 <= b0) return;
+  const algo = convAlgo(C, inD, outD, outH, outW, kD, kH, kW, stride, F);
+  if (algo == 2) winograd(b0, b1, C, inH, inW, outH, outW, padH, padW, F, x, bias, out, work, col, fresh != 0);
+  else if (algo == 1) convDirect(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, bias, out, work, col);
+  else convIm2col(b0, b1, C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, F, x, w, bias, out, work, col);
 }
 
 // ---- Winograd F(2×2, 3×3), four samples per vector ----
@@ -929,7 +952,7 @@ function winoWeights(C: i32, F: i32, w: usize, u: usize): void {
 
 function winograd(
   b0: i32, b1: i32, C: i32, H: i32, W: i32, OH: i32, OW: i32, padH: i32, padW: i32, F: i32,
-  x: usize, w: usize, bias: usize, out: usize, work: usize, xi: usize,
+  x: usize, bias: usize, out: usize, work: usize, xi: usize, fresh: bool,
 ): void {
   const F4 = (F + 3) & ~3;
   const TY = (OH + 1) >> 1, TX = (OW + 1) >> 1;
@@ -938,13 +961,12 @@ function winograd(
   const u = work;
   const vp = u + (<usize>(16 * C * F4) << 2);
   const mp = vp + (<usize>(128 * C) << 2);
-  winoWeights(C, F, w, u);
   const image = <usize>C * <usize>H * <usize>W;
   const xiBytes = <usize>C * <usize>Hp * <usize>Wp * 16;
   const uXi = <usize>(F4 >> 2) * <usize>C * 16;
   // The border stays zero for every group: only the interior is rewritten (a short last group leaves
   // stale but finite values in its unused lanes, whose outputs are never stored).
-  memory.fill(xi, 0, xiBytes);
+  if (fresh) memory.fill(xi, 0, xiBytes);
   const ld = image << 2;
   const xEnd = min(W, Wp - padW);
   const planeB = <usize>(OH * OW) << 2;
@@ -1145,18 +1167,12 @@ function winograd(
 
 // ---- Direct convolution over stride phases ----
 
-function convDirect(
-  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
-  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
-  x: usize, w: usize, bias: usize, out: usize, work: usize, planes: usize,
-): void {
+// Weights as [f/4][q][f%4] (zero rows past F), then each tap's byte offset into the phase planes.
+function directWeights(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i32, outH: i32, outW: i32, F: i32, w: usize, work: usize): void {
   const K = C * kD * kH * kW;
-  const P = outD * outH * outW;
   const F4 = (F + 3) & ~3;
   const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
   const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
-  const plane = Dq * Hq * Wq;
-  // Weights as [f/4][q][f%4] (zero rows past F), then each tap's byte offset into the phase planes.
   const wp = work;
   const offs = wp + (<usize>F4 * <usize>K << 2);
   for (let f = 0; f < F4; f++) {
@@ -1178,6 +1194,20 @@ function convDirect(
       }
     }
   }
+}
+
+function convDirect(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, bias: usize, out: usize, work: usize, planes: usize,
+): void {
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const F4 = (F + 3) & ~3;
+  const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
+  const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
+  const wp = work;
+  const offs = wp + (<usize>F4 * <usize>K << 2);
   const image = C * inD * inH * inW;
   for (let b = b0; b < b1; b++) {
     // planes[c][pd][ph][pw][i][j][l] = padded image at (i·s + pd, j·s + ph, l·s + pw), 0 outside it.
@@ -1436,7 +1466,9 @@ function gemmPanels(M: i32, N: i32, K: i32, a: usize, lda: usize, pb: usize, c: 
     const rows = min(4, M - i);
     const a0 = a + <usize>i * lda;
     // Missing rows re-read the last row; their sums are dropped.
-    const o1 = rows > 1 ? lda : 0, o2 = rows > 2 ? 2 * lda : o1, o3 = rows > 3 ? 3 * lda : o2;
+    const o1: usize = rows > 1 ? lda : 0;
+    const o2: usize = rows > 2 ? 2 * lda : o1;
+    const o3: usize = rows > 3 ? 3 * lda : o2;
     for (let j = 0; j < N; j += 8) {
       const cols = min(8, N - j);
       let p = pb + (<usize>(j * K) << 2);

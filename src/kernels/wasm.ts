@@ -17,6 +17,8 @@ interface KernelExports {
   gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
   adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
+  convPrepare(...geometryThenBuffers: number[]): void;
+  convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   lstmScratchBytes(B: number, H: number): number;
   lstmForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, gates: number, c: number, h: number, work: number, scratch: number): void;
   lstmBackward(S: number, B: number, H: number, gates: number, c: number, gOut: number, whh: number, dG: number, scratch: number): void;
@@ -68,6 +70,8 @@ export const WASM_KERNELS_URL = new URL('./loom-kernels.wasm', import.meta.url);
 const PAGE = 65536;
 const MAX_BYTES = 65536 * PAGE;
 const align16 = (n: number): number => (n + 15) & ~15;
+/** Bytes of input plus output per run of samples in WasmKernels.conv (about half of a 1 MiB L2). */
+const CONV_CHUNK_BYTES = 512 * 1024;
 
 /** One instantiated kernel module and its memory. */
 export class WasmKernels {
@@ -190,16 +194,25 @@ export class WasmKernels {
     const K = g.channels * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = g.channels * g.inD * g.inH * g.inW;
-    const at = this.layoutFor(batch * image, filters * K + filters, batch * filters * P, K * P);
+    // Runs of samples small enough that their input and output stay in cache between the copies and the kernel.
+    const chunk = Math.min(batch, Math.max(4, Math.floor(CONV_CHUNK_BYTES / ((image + filters * P) * 4)) & ~3));
+    const at = this.layoutFor(chunk * image, filters * K + filters, chunk * filters * P, K * P);
     if (!at) return false;
     const [px, pw, pout, pcol] = at;
     const buf = this.x.memory.buffer;
-    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const pb = pw + filters * K * 4;
     if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
-    this.x.convForward(0, batch, ...convArgs(g, filters), px, pw, bias ? pb : 0, pout, this.work, pcol);
-    out.set(new Float32Array(this.x.memory.buffer, pout, batch * filters * P));
+    const shape = convArgs(g, filters);
+    this.x.convPrepare(...shape, pw, this.work);
+    const xin = new Float32Array(buf, px, chunk * image);
+    const xout = new Float32Array(buf, pout, chunk * filters * P);
+    for (let b0 = 0; b0 < batch; b0 += chunk) {
+      const n = Math.min(chunk, batch - b0);
+      xin.set(input.subarray(b0 * image, (b0 + n) * image));
+      this.x.convRun(0, n, ...shape, px, pw, bias ? pb : 0, pout, this.work, pcol, b0 === 0 ? 1 : 0);
+      out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), b0 * filters * P);
+    }
     return true;
   }
 
