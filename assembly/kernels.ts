@@ -1196,6 +1196,72 @@ function directWeights(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i32, out
   }
 }
 
+// Short fills and copies as plain loops: memory.fill / memory.copy cost a runtime call each in V8,
+// far more than the few floats of a padded image row.
+@inline function zeroFloats(dst: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(dst + (<usize>i << 2), f32x4.splat(0));
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), 0);
+}
+
+@inline function copyFloats(dst: usize, src: usize, n: i32): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) v128.store(dst + (<usize>i << 2), v128.load(src + (<usize>i << 2)));
+  for (; i < n; i++) store<f32>(dst + (<usize>i << 2), load<f32>(src + (<usize>i << 2)));
+}
+
+// planes[c][pd][ph][pw][i][j][l] = the zero-padded image at (i·s + pd, j·s + ph, l·s + pw), 0 outside it:
+// every tap of a stride-s convolution becomes a contiguous run (Dq, Hq, Wq as in convDirect).
+function fillPlanes(
+  xb: usize, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, planes: usize,
+): void {
+  const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
+  const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
+  // Columns no real output reads stay 0 too (phantom output columns read them).
+  const used = outW + (kW - 1) / s;
+  let dst = planes;
+  for (let c = 0; c < C; c++) {
+    for (let pd = 0; pd < nPd; pd++) {
+      for (let ph = 0; ph < nPh; ph++) {
+        for (let pw = 0; pw < nPw; pw++) {
+          // Columns l with 0 ≤ l·s + pw − padW < inW: [lo, hi).
+          const lo = min(used, max(0, (padW - pw + s - 1) / s));
+          const hi = max(lo, min(used, (inW + padW - pw + s - 1) / s));
+          for (let i = 0; i < Dq; i++) {
+            const z = i * s + pd - padD;
+            for (let j = 0; j < Hq; j++) {
+              const y = j * s + ph - padH;
+              if (z < 0 || z >= inD || y < 0 || y >= inH) {
+                zeroFloats(dst, Wq);
+                dst += <usize>Wq << 2;
+                continue;
+              }
+              const src = xb + (<usize>((c * inD + z) * inH + y) * <usize>inW << 2) + (<usize>(pw - padW) << 2);
+              zeroFloats(dst, lo);
+              if (s == 1) {
+                copyFloats(dst + (<usize>lo << 2), src + (<usize>lo << 2), hi - lo);
+              } else {
+                let l = lo;
+                if (s == 2) {
+                  // Even columns of two vectors; the second load may run past the row (its lanes are dropped).
+                  for (; l + 4 <= hi; l += 4) {
+                    const at = src + (<usize>(2 * l) << 2);
+                    v128.store(dst + (<usize>l << 2), f32x4.shuffle(v128.load(at), v128.load(at, 16), 0, 2, 4, 6));
+                  }
+                }
+                for (; l < hi; l++) store<f32>(dst + (<usize>l << 2), load<f32>(src + (<usize>(l * s) << 2)));
+              }
+              zeroFloats(dst + (<usize>hi << 2), Wq - hi);
+              dst += <usize>Wq << 2;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 function convDirect(
   b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
   kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
@@ -1210,42 +1276,7 @@ function convDirect(
   const offs = wp + (<usize>F4 * <usize>K << 2);
   const image = C * inD * inH * inW;
   for (let b = b0; b < b1; b++) {
-    // planes[c][pd][ph][pw][i][j][l] = padded image at (i·s + pd, j·s + ph, l·s + pw), 0 outside it.
-    const xb = x + (<usize>b * <usize>image << 2);
-    let dst = planes;
-    for (let c = 0; c < C; c++) {
-      for (let pd = 0; pd < nPd; pd++) {
-        for (let ph = 0; ph < nPh; ph++) {
-          for (let pw = 0; pw < nPw; pw++) {
-            for (let i = 0; i < Dq; i++) {
-              const z = i * s + pd - padD;
-              for (let j = 0; j < Hq; j++) {
-                const y = j * s + ph - padH;
-                if (z < 0 || z >= inD || y < 0 || y >= inH) {
-                  memory.fill(dst, 0, <usize>Wq << 2);
-                  dst += <usize>Wq << 2;
-                  continue;
-                }
-                const src = xb + (<usize>((c * inD + z) * inH + y) * <usize>inW << 2);
-                // Columns l with 0 ≤ l·s + pw − padW < inW, zeros around them.
-                let lo = 0;
-                while (lo < Wq && lo * s + pw - padW < 0) lo++;
-                let hi = lo;
-                while (hi < Wq && hi * s + pw - padW < inW) hi++;
-                if (lo > 0) memory.fill(dst, 0, <usize>lo << 2);
-                if (s == 1) {
-                  memory.copy(dst + (<usize>lo << 2), src + (<usize>(lo + pw - padW) << 2), <usize>(hi - lo) << 2);
-                } else {
-                  for (let l = lo; l < hi; l++) store<f32>(dst + (<usize>l << 2), load<f32>(src + (<usize>(l * s + pw - padW) << 2)));
-                }
-                if (hi < Wq) memory.fill(dst + (<usize>hi << 2), 0, <usize>(Wq - hi) << 2);
-                dst += <usize>Wq << 2;
-              }
-            }
-          }
-        }
-      }
-    }
+    fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, planes);
     const ob = out + (<usize>b * <usize>F * <usize>P << 2);
     for (let od = 0; od < outD; od++) {
       for (let oh = 0; oh < outH; oh++) {
@@ -1327,6 +1358,42 @@ function convDirect(
 
 // ---- im2col + gemm (fallback when the scratch cannot hold the planes) ----
 
+// col[q][p] = the value output position p reads at patch index q = ((c·kD + kd)·kH + kh)·kW + kw, 0 in the padding.
+function im2colSample(
+  xb: usize, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, col: usize,
+): void {
+  const P = outD * outH * outW;
+  let q = 0;
+  for (let c = 0; c < C; c++) {
+    for (let kd = 0; kd < kD; kd++) {
+      for (let kh = 0; kh < kH; kh++) {
+        for (let kw = 0; kw < kW; kw++) {
+          let dst = col + ((<usize>q * <usize>P) << 2);
+          for (let od = 0; od < outD; od++) {
+            const id = od * stride - padD + kd;
+            for (let oh = 0; oh < outH; oh++) {
+              const ih = oh * stride - padH + kh;
+              if (id < 0 || id >= inD || ih < 0 || ih >= inH) {
+                zeroFloats(dst, outW);
+                dst += <usize>outW << 2;
+                continue;
+              }
+              const src = xb + ((<usize>((c * inD + id) * inH + ih) * <usize>inW) << 2);
+              for (let ow = 0; ow < outW; ow++) {
+                const iw = ow * stride - padW + kw;
+                store<f32>(dst, iw >= 0 && iw < inW ? load<f32>(src + (<usize>iw << 2)) : 0);
+                dst += 4;
+              }
+            }
+          }
+          q++;
+        }
+      }
+    }
+  }
+}
+
 function convIm2col(
   b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
   kD: i32, kH: i32, kW: i32, stride: i32, padD: i32, padH: i32, padW: i32, F: i32,
@@ -1336,35 +1403,7 @@ function convIm2col(
   const K = C * kD * kH * kW;
   const image = C * inD * inH * inW;
   for (let b = b0; b < b1; b++) {
-    const xb = x + ((<usize>b * <usize>image) << 2);
-    let q = 0;
-    for (let c = 0; c < C; c++) {
-      for (let kd = 0; kd < kD; kd++) {
-        for (let kh = 0; kh < kH; kh++) {
-          for (let kw = 0; kw < kW; kw++) {
-            let dst = col + ((<usize>q * <usize>P) << 2);
-            for (let od = 0; od < outD; od++) {
-              const id = od * stride - padD + kd;
-              for (let oh = 0; oh < outH; oh++) {
-                const ih = oh * stride - padH + kh;
-                if (id < 0 || id >= inD || ih < 0 || ih >= inH) {
-                  memory.fill(dst, 0, <usize>outW << 2);
-                  dst += <usize>outW << 2;
-                  continue;
-                }
-                const src = xb + ((<usize>((c * inD + id) * inH + ih) * <usize>inW) << 2);
-                for (let ow = 0; ow < outW; ow++) {
-                  const iw = ow * stride - padW + kw;
-                  store<f32>(dst, iw >= 0 && iw < inW ? load<f32>(src + (<usize>iw << 2)) : 0);
-                  dst += 4;
-                }
-              }
-            }
-            q++;
-          }
-        }
-      }
-    }
+    im2colSample(x + ((<usize>b * <usize>image) << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride, padD, padH, padW, col);
     const ob = out + ((<usize>b * <usize>F * <usize>P) << 2);
     gemm(F, P, K, w, 0, col, 1, ob, 0, work);
     if (bias) {
@@ -1638,5 +1677,210 @@ export function lstmBackward(S: i32, B: i32, H: i32, gates: usize, c: usize, gOu
       }
     }
     if (t > 0) gemmPanels(B, H, G, dG + <usize>(t * B) * ldg, ldg, packed, dh, ldh, false, tile);
+  }
+}
+
+// ---- Convolution backward ----
+//
+// Shapes as in convForward; g is the gradient of the pre-activation output [B][F][P].
+
+/** out[c][f][kd][kh][kw] = w[f][c][kD−1−kd][kH−1−kh][kW−1−kw]: a stride-1 convolution's input gradient is the forward convolution of g with these. */
+export function convFlipWeights(C: i32, F: i32, kD: i32, kH: i32, kW: i32, w: usize, out: usize): void {
+  const kk = kD * kH * kW;
+  for (let f = 0; f < F; f++) {
+    for (let c = 0; c < C; c++) {
+      const src = w + (<usize>((f * C + c) * kk) << 2);
+      const dst = out + (<usize>((c * F + f) * kk) << 2);
+      for (let t = 0; t < kk; t++) store<f32>(dst + (<usize>t << 2), load<f32>(src + (<usize>(kk - 1 - t) << 2)));
+    }
+  }
+}
+
+/** Float32 values of `col` scratch convBackwardFilter and convBackwardData need (phase planes, patch rows, gemm results). */
+export function convBackwardColFloats(K: i32, P: i32, F: i32): usize {
+  return 2 * <usize>((K + 7) & ~7) * <usize>(P + 3) + <usize>F * <usize>K + 64;
+}
+
+/**
+ * dW[f][q] for filters [f0, f1) (f0 a multiple of 4) over all B samples: Σ g·x over the positions in
+ * ascending (sample, position) order from 0, one float32 sum per weight. When the sums or the patch
+ * rows do not fit the scratch: per sample, gemm over the positions (its own order), the samples'
+ * results added in ascending order.
+ */
+export function convBackwardFilter(
+  f0: i32, f1: i32, B: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  x: usize, g: usize, dw: usize, work: usize, col: usize,
+): void {
+  if (f1 <= f0 || B <= 0) return;
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const image = C * inD * inH * inW;
+  const workBytes = <usize>(PACK_A_BYTES + PACK_B_BYTES + TILE_BYTES + GEMV_CHUNK * 4);
+  const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
+  const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
+  const planesBytes = <usize>C * <usize>(nPd * nPh * nPw) * <usize>Dq * <usize>Hq * <usize>Wq * 4;
+  const nf = f1 - f0;
+  const F4 = (nf + 3) & ~3;
+  const K8 = (K + 7) & ~7;
+  const accBytes = <usize>F4 * <usize>K8 * 4;
+  const colTBytes = <usize>(P + 3) * <usize>K8 * 4;
+  if (accBytes + (<usize>K << 2) + 64 <= workBytes && planesBytes + colTBytes + 64 <= convBackwardColFloats(K, P, F) * 4) {
+    // Per sample the patches as rows colT[p][q] (pitch K8), then dW tiles of 4 filters × 8 taps summed
+    // over p in ascending order, carried across samples in `acc` (columns past K are dropped).
+    const acc = work;
+    const offs = acc + accBytes;
+    const colT = col + ((planesBytes + 15) & ~15);
+    memory.fill(acc, 0, accBytes);
+    directWeightsOffsets(C, kD, kH, kW, s, outD, outH, outW, offs);
+    for (let b = 0; b < B; b++) {
+      fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col);
+      // Four taps × four positions per 4×4 transpose. Taps past K repeat the last one and positions past a
+      // row spill into the next row's entries, which that row then overwrites (colT has 3 spare rows).
+      const ldT = <usize>K8 << 2;
+      for (let q = 0; q < K8; q += 4) {
+        const o0 = col + <usize>load<i32>(offs + (<usize>min(q, K - 1) << 2));
+        const o1 = col + <usize>load<i32>(offs + (<usize>min(q + 1, K - 1) << 2));
+        const o2 = col + <usize>load<i32>(offs + (<usize>min(q + 2, K - 1) << 2));
+        const o3 = col + <usize>load<i32>(offs + (<usize>min(q + 3, K - 1) << 2));
+        let dst = colT + (<usize>q << 2);
+        for (let od = 0; od < outD; od++) {
+          for (let oh = 0; oh < outH; oh++) {
+            const row = <usize>((od * Hq + oh) * Wq) << 2;
+            for (let ow = 0; ow < outW; ow += 4) {
+              const at = row + (<usize>ow << 2);
+              transposeStore(v128.load(o0 + at), v128.load(o1 + at), v128.load(o2 + at), v128.load(o3 + at), dst + <usize>ow * ldT, ldT);
+            }
+            dst += <usize>outW * ldT;
+          }
+        }
+      }
+      const gb = g + (<usize>(b * F) * <usize>P << 2);
+      let a = acc;
+      for (let fb = f0; fb < f1; fb += 4) {
+        // Missing filters re-read the block's first row; their sums are dropped.
+        const r0 = gb + (<usize>fb * <usize>P << 2);
+        const o1: usize = fb + 1 < f1 ? <usize>P << 2 : 0;
+        const o2: usize = fb + 2 < f1 ? <usize>(2 * P) << 2 : 0;
+        const o3: usize = fb + 3 < f1 ? <usize>(3 * P) << 2 : 0;
+        for (let qb = 0; qb < K8; qb += 8) {
+          filterTile(a, r0, o1, o2, o3, colT + (<usize>qb << 2), <usize>K8 << 2, P, <usize>K8 << 2);
+          a += 32;
+        }
+        a += <usize>(3 * K8) << 2;
+      }
+    }
+    for (let f = f0; f < f1; f++) memory.copy(dw + (<usize>(f * K) << 2), acc + (<usize>((f - f0) * K8) << 2), <usize>K << 2);
+    return;
+  }
+  const tmp = col + (<usize>K * <usize>P << 2);
+  for (let b = 0; b < B; b++) {
+    im2colSample(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col);
+    const gb = g + (<usize>(b * F) * <usize>P << 2);
+    gemmRange(F, K, P, gb, 0, col, 0, b == 0 ? dw : tmp, 0, work, f0, f1, 0, K);
+    if (b == 0) continue;
+    for (let f = f0; f < f1; f++) {
+      const d = dw + (<usize>(f * K) << 2), t = tmp + (<usize>(f * K) << 2);
+      let q = 0;
+      for (; q + 4 <= K; q += 4) v128.store(d + (<usize>q << 2), f32x4.add(v128.load(d + (<usize>q << 2)), v128.load(t + (<usize>q << 2))));
+      for (; q < K; q++) store<f32>(d + (<usize>q << 2), load<f32>(d + (<usize>q << 2)) + load<f32>(t + (<usize>q << 2)));
+    }
+  }
+}
+
+// Tap offsets into the phase planes only (directWeights without the weight panels).
+function directWeightsOffsets(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i32, outH: i32, outW: i32, offs: usize): void {
+  const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
+  const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
+  let q = 0;
+  for (let c = 0; c < C; c++) {
+    for (let kd = 0; kd < kD; kd++) {
+      for (let kh = 0; kh < kH; kh++) {
+        for (let kw = 0; kw < kW; kw++) {
+          const phase = ((c * nPd + kd % s) * nPh + kh % s) * nPw + kw % s;
+          store<i32>(offs + (<usize>q << 2), (((phase * Dq + kd / s) * Hq + kh / s) * Wq + kw / s) << 2);
+          q++;
+        }
+      }
+    }
+  }
+}
+
+// acc rows r (4 filters, pitch accRow) × 8 taps += Σ_p g_r[p]·colT[p][taps], p ascending.
+@inline function filterTile(a: usize, r0: usize, o1: usize, o2: usize, o3: usize, bt: usize, ld: usize, P: i32, accRow: usize): void {
+  let c00 = v128.load(a), c01 = v128.load(a, 16);
+  let c10 = v128.load(a + accRow), c11 = v128.load(a + accRow, 16);
+  let c20 = v128.load(a + 2 * accRow), c21 = v128.load(a + 2 * accRow, 16);
+  let c30 = v128.load(a + 3 * accRow), c31 = v128.load(a + 3 * accRow, 16);
+  let x = r0;
+  let p = bt;
+  for (let k = 0; k < P; k++) {
+    const b0 = v128.load(p);
+    const b1 = v128.load(p, 16);
+    let v = v128.load32_splat(x);
+    c00 = f32x4.add(c00, f32x4.mul(v, b0));
+    c01 = f32x4.add(c01, f32x4.mul(v, b1));
+    v = v128.load32_splat(x + o1);
+    c10 = f32x4.add(c10, f32x4.mul(v, b0));
+    c11 = f32x4.add(c11, f32x4.mul(v, b1));
+    v = v128.load32_splat(x + o2);
+    c20 = f32x4.add(c20, f32x4.mul(v, b0));
+    c21 = f32x4.add(c21, f32x4.mul(v, b1));
+    v = v128.load32_splat(x + o3);
+    c30 = f32x4.add(c30, f32x4.mul(v, b0));
+    c31 = f32x4.add(c31, f32x4.mul(v, b1));
+    x += 4;
+    p += ld;
+  }
+  v128.store(a, c00); v128.store(a, c01, 16);
+  v128.store(a + accRow, c10); v128.store(a + accRow, c11, 16);
+  v128.store(a + 2 * accRow, c20); v128.store(a + 2 * accRow, c21, 16);
+  v128.store(a + 3 * accRow, c30); v128.store(a + 3 * accRow, c31, 16);
+}
+
+/**
+ * dx for samples [b0, b1): per sample col = Wᵀ·g_b by gemm ([K×P], its order), then each col value is
+ * added onto the input position it was read from, in ascending (q, p) order from 0 (padding dropped).
+ */
+export function convBackwardData(
+  b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, F: i32,
+  g: usize, w: usize, dx: usize, work: usize, col: usize,
+): void {
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const image = C * inD * inH * inW;
+  for (let b = b0; b < b1; b++) {
+    gemm(K, P, F, w, 1, g + (<usize>(b * F) * <usize>P << 2), 1, col, 0, work);
+    const xb = dx + (<usize>b * <usize>image << 2);
+    memory.fill(xb, 0, <usize>image << 2);
+    let src = col;
+    for (let c = 0; c < C; c++) {
+      for (let kd = 0; kd < kD; kd++) {
+        for (let kh = 0; kh < kH; kh++) {
+          for (let kw = 0; kw < kW; kw++) {
+            for (let od = 0; od < outD; od++) {
+              const id = od * s - padD + kd;
+              for (let oh = 0; oh < outH; oh++) {
+                const ih = oh * s - padH + kh;
+                if (id < 0 || id >= inD || ih < 0 || ih >= inH) {
+                  src += <usize>outW << 2;
+                  continue;
+                }
+                const row = xb + (<usize>((c * inD + id) * inH + ih) * <usize>inW << 2);
+                for (let ow = 0; ow < outW; ow++) {
+                  const iw = ow * s - padW + kw;
+                  if (iw >= 0 && iw < inW) {
+                    const d = row + (<usize>iw << 2);
+                    store<f32>(d, load<f32>(d) + load<f32>(src));
+                  }
+                  src += 4;
+                }
+              }
+            }
+          }
+        }
+      }
+    }
   }
 }

@@ -242,3 +242,15 @@ export function lstmBackward(S: number, B: number, H: number, gates: Float32Arra
   const k = pick(4 * H, H);
   return !!k && k.lstmBackward(S, B, H, gates, c, gOut, wHH, dG);
 }
+
+/**
+ * Convolution backward on the WebAssembly kernels (WasmKernels.convBackward, float32) under the same
+ * rule as convForward: gradW [F][K] and, when gradIn is given, the input gradient. False when the
+ * reference should run.
+ */
+export function convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+  const K = g.channels * g.kD * g.kH * g.kW;
+  const P = g.outD * g.outH * g.outW;
+  const k = pick(batch * P, K);
+  return !!k && k.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn);
+}

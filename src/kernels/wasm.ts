@@ -19,6 +19,10 @@ interface KernelExports {
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   convPrepare(...geometryThenBuffers: number[]): void;
   convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
+  convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
+  convBackwardColFloats(K: number, P: number, F: number): number;
+  convBackwardFilter(f0: number, f1: number, B: number, ...geometryThenBuffers: number[]): void;
+  convBackwardData(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   lstmScratchBytes(B: number, H: number): number;
   lstmForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, gates: number, c: number, h: number, work: number, scratch: number): void;
   lstmBackward(S: number, B: number, H: number, gates: number, c: number, gOut: number, whh: number, dG: number, scratch: number): void;
@@ -213,6 +217,50 @@ export class WasmKernels {
       this.x.convRun(0, n, ...shape, px, pw, bias ? pb : 0, pout, this.work, pcol, b0 === 0 ? 1 : 0);
       out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), b0 * filters * P);
     }
+    return true;
+  }
+
+  /**
+   * Convolution backward (assembly/kernels.ts convBackwardFilter / convBackwardData, float32): from the
+   * input [B][C][D][H][W], the pre-activation gradient g [B][F][P] and the weights [F][K], writes
+   * gradW [F][K] and, when gradIn is given, the input gradient. A stride-1 input gradient is the forward
+   * convolution of g with the flipped weights (so Winograd serves it too). False when linear memory
+   * cannot hold the operands.
+   */
+  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+    const C = g.channels;
+    const K = C * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = C * g.inD * g.inH * g.inW;
+    const flip = g.stride === 1 && g.padD < g.kD && g.padH < g.kH && g.padW < g.kW;
+    // The input gradient as a forward convolution: F channels of the output grid in, C filters out.
+    const back: ConvShape = {
+      channels: filters, inD: g.outD, inH: g.outH, inW: g.outW, outD: g.inD, outH: g.inH, outW: g.inW,
+      kD: g.kD, kH: g.kH, kW: g.kW, stride: 1, padD: g.kD - 1 - g.padD, padH: g.kH - 1 - g.padH, padW: g.kW - 1 - g.padW,
+    };
+    const colFloats = Math.max(this.x.convBackwardColFloats(K, P, filters), flip ? filters * g.kD * g.kH * g.kW * image / C : 0);
+    const at = this.place([batch * image, batch * filters * P, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats]);
+    if (!at) return false;
+    const [px, pg, pw, pflip, pdw, pdx, pcol] = at;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
+    new Float32Array(buf, pg, batch * filters * P).set(gradPre.subarray(0, batch * filters * P));
+    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
+    const shape = convArgs(g, filters);
+    this.x.convBackwardFilter(0, filters, batch, ...shape, px, pg, pdw, this.work, pcol);
+    if (gradIn) {
+      if (flip) {
+        this.x.convFlipWeights(C, filters, g.kD, g.kH, g.kW, pw, pflip);
+        const backShape = convArgs(back, C);
+        this.x.convPrepare(...backShape, pflip, this.work);
+        this.x.convRun(0, batch, ...backShape, pg, pflip, 0, pdx, this.work, pcol, 1);
+      } else {
+        this.x.convBackwardData(0, batch, ...shape, pg, pw, pdx, this.work, pcol);
+      }
+    }
+    const out = this.x.memory.buffer;
+    gradW.set(new Float32Array(out, pdw, filters * K));
+    if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
     return true;
   }
 

@@ -2,9 +2,10 @@ import { ShapeError, SpecError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import type { LayerConfig } from '../grid/fields.js';
-import { convForward, gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
+import { convBackward, convForward, gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { batchToRowMajor, col2im, im2col, imageSize, patchSize, positions, rowMajorToBatch, type ConvGeometry } from '../kernels/im2col.js';
-import { Activation, activateInto, activationBackwardInto } from './activations.js';
+import { activate, activateBackward } from '../kernels/relu.js';
+import { Activation } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -178,12 +179,12 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       }
       // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
       const out = layer.activation === Activation.Linear ? pre : new Float32Array(pre.length);
-      activateInto(pre, out, layer.activation);
+      activate(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };
     },
 
-    backward(layer, gradOutput, cache, weights) {
+    backward(layer, gradOutput, cache, weights, inputGradient = true) {
       const g = geometryOf(layer);
       const F = layer.config.filters!;
       const batch = cache.pre!.shape[0];
@@ -191,20 +192,25 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const K = patchSize(g);
       const w = weights!;
       const gradPre = new Float32Array(batch * F * P);
-      activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
+      activateBackward(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
       const gradWeights = new Float32Array(F * K + (layer.config.useBias ? F : 0));
+      const gradIn = new Float32Array(cache.input.size);
+      if (layer.config.useBias) channelSums(gradPre, batch, F, P, gradWeights.subarray(F * K));
+      // The WebAssembly kernels: dW and the input gradient straight from the images (float32).
+      if (convBackward(cache.input.data, g, batch, F, w, gradPre, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null)) {
+        return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
+      }
       // dW[F][K] = gradPre as [F][B·P] · (columns as [K][B·P])ᵀ: one GEMM summing over batch and positions.
       const colT = new Float32Array(K * batch * P);
       im2col(cache.input.data, g, batch, colT);
       const gRows = batchToRowMajor(gradPre, batch, F, P);
       gemmABt(gRows, colT, gradWeights.subarray(0, F * K), F, K, batch * P);
-      if (layer.config.useBias) channelSums(gradPre, batch, F, P, gradWeights.subarray(F * K));
-
-      // Column gradients (reusing colT's buffer) as [K][B·P] = Wᵀ · gradPre as [F][B·P], scattered onto the input by col2im.
-      gemmAtB(w, gRows, colT, K, batch * P, F);
-      const gradIn = new Float32Array(cache.input.size);
-      col2im(colT, g, batch, gradIn);
+      if (inputGradient) {
+        // Column gradients (reusing colT's buffer) as [K][B·P] = Wᵀ · gradPre as [F][B·P], scattered onto the input by col2im.
+        gemmAtB(w, gRows, colT, K, batch * P, F);
+        col2im(colT, g, batch, gradIn);
+      }
       return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
     },
 

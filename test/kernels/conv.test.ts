@@ -124,3 +124,71 @@ test('convolution forward: a sample gets the same bits alone, in any batch and a
     }
   }
 });
+
+/** Float64 gradients of a convolution: dW[f][q] and dX, each with Σ|terms| (its rounding scale). */
+function referenceBackward(x: Float32Array, g: ConvGeometry, batch: number, F: number, w: Float32Array, gy: Float32Array) {
+  const { channels: C, inD, inH, inW, outD, outH, outW, kD, kH, kW, stride: s } = g;
+  const K = C * kD * kH * kW;
+  const P = outD * outH * outW;
+  const image = C * inD * inH * inW;
+  const dw = new Float64Array(F * K), dwScale = new Float64Array(F * K);
+  const dx = new Float64Array(batch * image), dxScale = new Float64Array(batch * image);
+  for (let b = 0; b < batch; b++) {
+    for (let f = 0; f < F; f++) {
+      for (let od = 0; od < outD; od++) {
+        for (let oh = 0; oh < outH; oh++) {
+          for (let ow = 0; ow < outW; ow++) {
+            const gv = gy[(b * F + f) * P + (od * outH + oh) * outW + ow];
+            let q = 0;
+            for (let c = 0; c < C; c++) {
+              for (let kd = 0; kd < kD; kd++) {
+                for (let kh = 0; kh < kH; kh++) {
+                  for (let kw = 0; kw < kW; kw++, q++) {
+                    const z = od * s + kd - g.padD, r = oh * s + kh - g.padH, t = ow * s + kw - g.padW;
+                    if (z < 0 || z >= inD || r < 0 || r >= inH || t < 0 || t >= inW) continue;
+                    const xi = b * image + ((c * inD + z) * inH + r) * inW + t;
+                    dw[f * K + q] += gv * x[xi];
+                    dwScale[f * K + q] += Math.abs(gv * x[xi]);
+                    dx[xi] += gv * w[f * K + q];
+                    dxScale[xi] += Math.abs(gv * w[f * K + q]);
+                  }
+                }
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+  return { dw, dwScale, dx, dxScale };
+}
+
+function assertWithin(got: Float32Array, want: Float64Array, scale: Float64Array, what: string): void {
+  for (let i = 0; i < want.length; i++) {
+    if (!(Math.abs(got[i] - want[i]) <= 4e-6 * scale[i] + 1e-30)) assert.fail(`${what}[${i}]: got ${got[i]}, expected ${want[i]} (scale ${scale[i]})`);
+  }
+}
+
+// Besides CONVS: weight gradients too large for the lane sums in the scratch (the per-sample gemm path).
+const BACKWARD_CONVS: [string, ConvGeometry, number, number][] = [...CONVS, ['gemm path 320→200 3×3', geometry(320, [1, 3, 4], [1, 3, 3], 1, [0, 1, 1]), 2, 200]];
+
+test('convolution backward kernels (weight and input gradients) match a float64 reference', () => {
+  let seed = 500;
+  for (const [name, g, batch, F] of BACKWARD_CONVS) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = g.channels * g.inD * g.inH * g.inW;
+    const input = randomArray(batch * image, seed++);
+    const w = randomArray(F * K, seed++);
+    const gy = randomArray(batch * F * P, seed++);
+    const gradW = new Float32Array(F * K).fill(Number.NaN);
+    const gradIn = new Float32Array(batch * image).fill(Number.NaN);
+    assert.ok(single.convBackward(input, g, batch, F, w, gy, gradW, gradIn));
+    const ref = referenceBackward(input, g, batch, F, w, gy);
+    assertWithin(gradW, ref.dw, ref.dwScale, `${name} dW`);
+    assertWithin(gradIn, ref.dx, ref.dxScale, `${name} dX`);
+    const onlyW = new Float32Array(F * K);
+    assert.ok(single.convBackward(input, g, batch, F, w, gy, onlyW, null));
+    sameBits(onlyW, gradW, `${name} dW without dX`);
+  }
+});
