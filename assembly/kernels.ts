@@ -1696,9 +1696,16 @@ export function convFlipWeights(C: i32, F: i32, kD: i32, kH: i32, kW: i32, w: us
   }
 }
 
-/** Float32 values of `col` scratch convBackwardFilter and convBackwardData need (phase planes, patch rows, gemm results). */
+// Samples per gemm in convBackwardData: enough columns to amortize packing, within about 4 MiB.
+function dataGroup(K: i32, P: i32, F: i32): i32 {
+  return max(1, min(8, (1 << 20) / max(1, (K + F) * P)));
+}
+
+/** Float32 values of `col` scratch convBackwardFilter and convBackwardData need (phase planes, patch rows, gemm operands). */
 export function convBackwardColFloats(K: i32, P: i32, F: i32): usize {
-  return 2 * <usize>((K + 7) & ~7) * <usize>(P + 3) + <usize>F * <usize>K + 64;
+  const filter = <usize>2 * <usize>((K + 7) & ~7) * <usize>(P + 3) + <usize>F * <usize>K;
+  const data = <usize>dataGroup(K, P, F) * <usize>(K + F) * <usize>P;
+  return max(filter, data) + 64;
 }
 
 /**
@@ -1839,8 +1846,9 @@ function directWeightsOffsets(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i
 }
 
 /**
- * dx for samples [b0, b1): per sample col = Wᵀ·g_b by gemm ([K×P], its order), then each col value is
- * added onto the input position it was read from, in ascending (q, p) order from 0 (padding dropped).
+ * dx for samples [b0, b1): for runs of up to dataGroup samples, col = Wᵀ·[g_b …] by one gemm ([K×S·P],
+ * its order), then each sample's col values are added onto the input positions they were read from,
+ * in ascending (q, p) order from 0 (padding dropped).
  */
 export function convBackwardData(
   b0: i32, b1: i32, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
@@ -1850,33 +1858,43 @@ export function convBackwardData(
   const K = C * kD * kH * kW;
   const P = outD * outH * outW;
   const image = C * inD * inH * inW;
-  for (let b = b0; b < b1; b++) {
-    gemm(K, P, F, w, 1, g + (<usize>(b * F) * <usize>P << 2), 1, col, 0, work);
-    const xb = dx + (<usize>b * <usize>image << 2);
-    memory.fill(xb, 0, <usize>image << 2);
-    let src = col;
-    for (let c = 0; c < C; c++) {
-      for (let kd = 0; kd < kD; kd++) {
-        for (let kh = 0; kh < kH; kh++) {
-          for (let kw = 0; kw < kW; kw++) {
-            for (let od = 0; od < outD; od++) {
-              const id = od * s - padD + kd;
-              for (let oh = 0; oh < outH; oh++) {
-                const ih = oh * s - padH + kh;
-                if (id < 0 || id >= inD || ih < 0 || ih >= inH) {
-                  src += <usize>outW << 2;
-                  continue;
-                }
-                const row = xb + (<usize>((c * inD + id) * inH + ih) * <usize>inW << 2);
-                for (let ow = 0; ow < outW; ow++) {
-                  const iw = ow * s - padW + kw;
-                  if (iw >= 0 && iw < inW) {
-                    const d = row + (<usize>iw << 2);
-                    store<f32>(d, load<f32>(d) + load<f32>(src));
+  const S = dataGroup(K, P, F);
+  const gs = col + (<usize>S * <usize>K * <usize>P << 2);
+  for (let s0 = b0; s0 < b1; s0 += S) {
+    const n = min(S, b1 - s0);
+    const N = n * P;
+    // g of the run as [F][n·P].
+    for (let f = 0; f < F; f++) {
+      for (let j = 0; j < n; j++) copyFloats(gs + (<usize>(f * N + j * P) << 2), g + (<usize>((s0 + j) * F + f) * <usize>P << 2), P);
+    }
+    gemm(K, N, F, w, 1, gs, 1, col, 0, work);
+    for (let j = 0; j < n; j++) {
+      const xb = dx + (<usize>(s0 + j) * <usize>image << 2);
+      memory.fill(xb, 0, <usize>image << 2);
+      let q = 0;
+      for (let c = 0; c < C; c++) {
+        for (let kd = 0; kd < kD; kd++) {
+          for (let kh = 0; kh < kH; kh++) {
+            for (let kw = 0; kw < kW; kw++) {
+              let src = col + (<usize>(q * N + j * P) << 2);
+              // Output columns whose tap lands inside the row: iw = ow·s − padW + kw in [0, inW).
+              const lo = min(outW, max(0, (padW - kw + s - 1) / s));
+              const hi = max(lo, min(outW, (inW + padW - kw + s - 1) / s));
+              for (let od = 0; od < outD; od++) {
+                const id = od * s - padD + kd;
+                for (let oh = 0; oh < outH; oh++) {
+                  const ih = oh * s - padH + kh;
+                  if (id >= 0 && id < inD && ih >= 0 && ih < inH) {
+                    const row = xb + (<usize>((c * inD + id) * inH + ih) * <usize>inW << 2) + (<usize>(kw - padW) << 2);
+                    for (let ow = lo; ow < hi; ow++) {
+                      const d = row + (<usize>(ow * s) << 2);
+                      store<f32>(d, load<f32>(d) + load<f32>(src + (<usize>ow << 2)));
+                    }
                   }
-                  src += 4;
+                  src += <usize>outW << 2;
                 }
               }
+              q++;
             }
           }
         }
