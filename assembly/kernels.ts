@@ -1282,6 +1282,10 @@ function convDirect(
       for (let oh = 0; oh < outH; oh++) {
         const row = planes + (<usize>((od * Hq + oh) * Wq) << 2);
         const orow = ob + (<usize>((od * outH + oh) * outW) << 2);
+        if (K == 9) {
+          direct9(wp, offs, row, orow, outW, <usize>P << 2, F, bias);
+          continue;
+        }
         for (let ow0 = 0; ow0 < outW; ow0 += 8) {
           const n = min(8, outW - ow0);
           const xr = row + (<usize>ow0 << 2);
@@ -1290,6 +1294,43 @@ function convDirect(
           }
         }
       }
+    }
+  }
+}
+
+// Nine taps (one channel, 3×3): the 9 input vectors of 4 columns stay in registers while every filter
+// is summed over them — directMicro's order (0, then taps ascending, then the bias), so the same bits.
+function direct9(wp: usize, offs: usize, row: usize, orow: usize, outW: i32, fStride: usize, F: i32, bias: usize): void {
+  const q0 = <usize>load<i32>(offs), q1 = <usize>load<i32>(offs, 4), q2 = <usize>load<i32>(offs, 8);
+  const q3 = <usize>load<i32>(offs, 12), q4 = <usize>load<i32>(offs, 16), q5 = <usize>load<i32>(offs, 20);
+  const q6 = <usize>load<i32>(offs, 24), q7 = <usize>load<i32>(offs, 28), q8 = <usize>load<i32>(offs, 32);
+  for (let ow0 = 0; ow0 < outW; ow0 += 4) {
+    const xr = row + (<usize>ow0 << 2);
+    const x0 = v128.load(xr + q0), x1 = v128.load(xr + q1), x2 = v128.load(xr + q2);
+    const x3 = v128.load(xr + q3), x4 = v128.load(xr + q4), x5 = v128.load(xr + q5);
+    const x6 = v128.load(xr + q6), x7 = v128.load(xr + q7), x8 = v128.load(xr + q8);
+    const n = min(4, outW - ow0);
+    let o = orow + (<usize>ow0 << 2);
+    for (let f = 0; f < F; f++) {
+      // Panel layout [f/4][q][f%4]: tap q of filter f at w + q·16.
+      const w = wp + ((<usize>(f >> 2) * 36 + <usize>(f & 3)) << 2);
+      let a = f32x4.add(f32x4.splat(0), f32x4.mul(v128.load32_splat(w), x0));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 16), x1));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 32), x2));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 48), x3));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 64), x4));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 80), x5));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 96), x6));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 112), x7));
+      a = f32x4.add(a, f32x4.mul(v128.load32_splat(w, 128), x8));
+      if (bias) a = f32x4.add(a, v128.load32_splat(bias + (<usize>f << 2)));
+      if (n == 4) v128.store(o, a);
+      else {
+        v128.store32_lane(o, a, 0);
+        if (n > 1) v128.store32_lane(o, a, 1, 4);
+        if (n > 2) v128.store32_lane(o, a, 2, 8);
+      }
+      o += fStride;
     }
   }
 }
