@@ -15,7 +15,7 @@ const USAGE = `usage: loom <command> [options]
 
 commands:
   demo                                   train, evaluate, save, reload and quantize a model on built-in data
-  train <spec.json> --data <path>        train a network (see --help of the command in README.md)
+  train <spec.json> --data <path>        train a network (loom train --help lists the options)
   run <model.json> --input <in.json>     run a saved model on {"shape":[...],"data":[...]} and print the output
   info <model.json> [--json]             layers, coordinates, dtypes, parameters and bytes
                                          (or a .safetensors file / model folder: tensors, architecture, config)
@@ -33,6 +33,37 @@ commands:
   convert <in> <out>                     safetensors ↔ Loom JSON by extension (a model folder converts too)
   serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)
   api [name] [--entry ./node] [--json]   the public API with signatures (exports whose name contains <name>)`;
+
+const TRAIN_HELP = `usage: loom train <spec.json> --data <path> [options]
+
+  --data <path>          CSV (features…, label), JSON ({inputs, targets}), IDX file, or an MNIST-style directory
+  --epochs N             epochs to train (default 5)
+  --batch N              mini-batch size (default 32)
+  --optimizer NAME       sgd | adamw | rmsprop (default adamw; sgd is plain SGD unless --momentum is given)
+  --lr X                 learning rate (default 0.001; 0.01 for sgd)
+  --momentum X           momentum for sgd and rmsprop (default 0)
+  --weight-decay X       decoupled for adamw (default 0.01), L2 for sgd/rmsprop (default 0)
+  --loss NAME            cross_entropy | mse (default cross_entropy)
+  --scheduler NAME       constant | step | exponential | cosine | warmup | onecycle | plateau (default constant)
+  --clip X               clip the global gradient norm to X
+  --seed N               seed of initialisation and shuffling (default 1)
+  --validation F         hold out this fraction of the training data for validation (default 0)
+  --out <model.json>     save the trained model (atomically)
+  --plot <loss.svg>      write the loss and accuracy curves as SVG
+  --save-optimizer       keep the optimizer state in the saved model, so --resume continues exactly
+  --resume               continue from the optimizer state saved in <spec.json>
+  --gpu                  train on the GPU through WebGPU (falls back to the CPU with a message)`;
+
+/** Help for one command: train's full option list, or that command's lines of the overview. */
+export function commandHelp(command: string): string | undefined {
+  if (command === 'train') return TRAIN_HELP;
+  const lines = USAGE.split('\n');
+  const start = lines.findIndex((l) => l.startsWith(`  ${command} `) || l === `  ${command}`);
+  if (start < 0) return undefined;
+  let end = start + 1;
+  while (end < lines.length && /^ {20,}/.test(lines[end])) end++;
+  return `usage: loom ${lines.slice(start, end).map((l) => l.trim()).join('\n    ')}`;
+}
 
 /** Exit status when stdout's reader has gone (`loom info … | head -1`): what a shell reports for a SIGPIPE death, 128 + 13. */
 export const CLOSED_STDOUT_STATUS = 141;
@@ -74,6 +105,11 @@ export function main(argv: string[]): number {
   const err = (s: string) => writeToFd(2, s + '\n');
   const [command, ...rest] = argv;
   try {
+    const help = command && (rest.includes('--help') || rest.includes('-h')) ? commandHelp(command) : undefined;
+    if (help) {
+      out(help);
+      return 0;
+    }
     switch (command) {
       case 'run':
         runCommand(rest, out);
