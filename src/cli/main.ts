@@ -44,7 +44,8 @@ const TRAIN_HELP = `usage: loom train <spec.json> --data <path> [options]
   --momentum X           momentum for sgd and rmsprop (default 0)
   --weight-decay X       decoupled for adamw (default 0.01), L2 for sgd/rmsprop (default 0)
   --loss NAME            cross_entropy | mse (default cross_entropy)
-  --scheduler NAME       constant | step | exponential | cosine | warmup | onecycle | plateau (default constant)
+  --scheduler NAME[:k=v,...]
+                         constant | step | exponential | cosine | warmup | onecycle | plateau (default constant)
   --clip X               clip the global gradient norm to X
   --seed N               seed of initialisation and shuffling (default 1)
   --validation F         hold out this fraction of the training data for validation (default 0)
