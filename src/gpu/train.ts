@@ -4,7 +4,7 @@ import { mixSeed, Rng } from '../core/rng.js';
 import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { AdamW, Sgd, type Optimizer } from '../train/optimizers.js';
-import { evaluate, gatherBatch, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
+import { finishEpoch, gatherBatch, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
 import { createGpuContext, GpuContext, type GpuArray } from './context.js';
 import { crossEntropyGrad, mseGrad } from './kernels/loss.js';
 import { adamwUpdate, sgdUpdate, STEP_WORDS } from './kernels/optim.js';
@@ -130,17 +130,7 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
         config.onBatch?.({ epoch, batch: b + 1, batches, loss });
       }
       await gnet.download();
-      const seconds = (performance.now() - start) / 1000;
-      const stats: EpochStats = { epoch, loss: lossSum / trainSet.count, lr: optimizer.lr, seconds, samplesPerSecond: trainSet.count / seconds };
-      if (classification) stats.accuracy = right / trainSet.count;
-      if (validation) {
-        const v = evaluate(net, validation, config.loss);
-        stats.validationLoss = v.loss;
-        if (v.accuracy !== undefined) stats.validationAccuracy = v.accuracy;
-      }
-      if (scheduler?.name === 'plateau') scheduler.step(stats.validationLoss ?? stats.loss);
-      history.push(stats);
-      config.onEpoch?.(stats);
+      finishEpoch(net, config, { epoch, start, lossSum, correct: classification ? right : undefined, count: trainSet.count, validation }, history);
     }
     return { history, steps: optimizer.steps };
   } finally {

@@ -9,6 +9,8 @@
  * so results are reproducible bit for bit. They are not bit-identical to the float64 reference in gemm.ts.
  */
 
+import type { ConvGeometry } from './im2col.js';
+
 interface KernelExports {
   memory: WebAssembly.Memory;
   heapBase(): number;
@@ -28,23 +30,8 @@ interface KernelExports {
   lstmBackward(S: number, B: number, H: number, gates: number, c: number, gOut: number, whh: number, dG: number, scratch: number): void;
 }
 
-/** A convolution's shapes as convForward takes them (see ConvGeometry in im2col.ts). */
-export interface ConvShape {
-  channels: number;
-  inD: number;
-  inH: number;
-  inW: number;
-  outD: number;
-  outH: number;
-  outW: number;
-  kD: number;
-  kH: number;
-  kW: number;
-  stride: number;
-  padD: number;
-  padH: number;
-  padW: number;
-}
+/** A convolution's shapes as convForward takes them. */
+export type ConvShape = ConvGeometry;
 
 /** convForward's shape arguments after b0, b1, in order, ending with the filter count. */
 export function convArgs(g: ConvShape, filters: number): number[] {

@@ -116,25 +116,35 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       else correct += loss.correct;
       config.onBatch?.({ epoch, batch: b + 1, batches, loss: loss.loss });
     }
-    const seconds = (performance.now() - start) / 1000;
-    const stats: EpochStats = {
-      epoch,
-      loss: lossSum / trainSet.count,
-      lr: optimizer.lr,
-      seconds,
-      samplesPerSecond: trainSet.count / seconds,
-    };
-    if (hasAccuracy) stats.accuracy = correct / trainSet.count;
-    if (validation) {
-      const v = evaluate(net, validation, config.loss);
-      stats.validationLoss = v.loss;
-      if (v.accuracy !== undefined) stats.validationAccuracy = v.accuracy;
-    }
-    if (scheduler?.name === 'plateau') scheduler.step(stats.validationLoss ?? stats.loss);
-    history.push(stats);
-    config.onEpoch?.(stats);
+    finishEpoch(net, config, { epoch, start, lossSum, correct: hasAccuracy ? correct : undefined, count: trainSet.count, validation }, history);
   }
   return { history, steps: optimizer.steps };
+}
+
+/** End-of-epoch bookkeeping shared by the CPU and GPU loops: stats, validation, plateau scheduler, callbacks. */
+export function finishEpoch(
+  net: VolumetricNetwork,
+  config: TrainConfig,
+  epoch: { epoch: number; start: number; lossSum: number; correct: number | undefined; count: number; validation: Dataset | undefined },
+  history: EpochStats[],
+): void {
+  const seconds = (performance.now() - epoch.start) / 1000;
+  const stats: EpochStats = {
+    epoch: epoch.epoch,
+    loss: epoch.lossSum / epoch.count,
+    lr: config.optimizer.lr,
+    seconds,
+    samplesPerSecond: epoch.count / seconds,
+  };
+  if (epoch.correct !== undefined) stats.accuracy = epoch.correct / epoch.count;
+  if (epoch.validation) {
+    const v = evaluate(net, epoch.validation, config.loss);
+    stats.validationLoss = v.loss;
+    if (v.accuracy !== undefined) stats.validationAccuracy = v.accuracy;
+  }
+  if (config.scheduler?.name === 'plateau') config.scheduler.step(stats.validationLoss ?? stats.loss);
+  history.push(stats);
+  config.onEpoch?.(stats);
 }
 
 export interface Evaluation {
