@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import { createGpuContext, GpuUnavailableError } from '../../src/gpu/context.js';
 import { allShaders } from '../../src/gpu/kernels/index.js';
 import '../../src/gpu/layers.js';
+import '../../src/gpu/llm/decode.js';
 import { nodeGpu } from '../../src/gpu/node.js';
 
 test('every WGSL shader compiles and validates on Dawn (null backend)', async (t) => {

@@ -1,0 +1,307 @@
+/// <reference types="@webgpu/types" />
+import { UsageError } from '../../core/errors.js';
+import type { VolumetricNetwork } from '../../grid/network.js';
+import { ropeDivisors } from '../../layers/attention.js';
+import type { Layer } from '../../layers/layer.js';
+import { Activation } from '../../layers/activations.js';
+import { llamaLayers, type LlamaConfig } from '../../llm/llama.js';
+import { GpuError, groups1d, type GpuArray, type GpuContext } from '../context.js';
+import { registerShaders } from '../kernels/index.js';
+import { ADVANCE_WGSL, ARGMAX_WGSL, ATTENTION_WGSL, decodeShaders, EMBED_WGSL, GEMV_ROWS, gemvWgsl, ROPE_APPEND_WGSL, type GemvVariant } from './kernels.js';
+
+registerShaders(decodeShaders);
+
+const MAP_READ = 0x01;
+const READBACK = 0x01 | 0x08; // MAP_READ | COPY_DST
+/** Steps in flight while decoding greedily: the GPU chains tokens itself, the CPU reads each one a step behind. */
+const READBACK_RING = 3;
+
+export interface GpuLlamaDecoderOptions {
+  /** Most positions the sequence may reach (KV caches and the RoPE table are sized for it). */
+  maxSeq: number;
+}
+
+interface Dispatch {
+  pipeline: GPUComputePipeline;
+  group: GPUBindGroup;
+  workgroups: [number, number];
+}
+
+/**
+ * Greedy Llama-family decoding resident on the GPU: float32 weights uploaded once, KV caches per
+ * layer preallocated for maxSeq positions and appended in place, the position and token ids kept
+ * in GPU buffers. Each decoded token is one command encoder, one submit and one 8-byte readback
+ * (the argmax, computed on the GPU). Per block: fused RMSNorm+QKV gemv, RoPE + cache append,
+ * attention, O gemv + residual, fused RMSNorm+gate/up gemv with SwiGLU, down gemv + residual.
+ */
+export class GpuLlamaDecoder {
+  readonly maxSeq: number;
+  readonly vocabSize: number;
+  private filled = 0;
+  private readonly arrays: GpuArray[] = [];
+  private readonly staging: GPUBuffer[] = [];
+  private readonly state: GpuArray;
+  private readonly tokens: GpuArray;
+  private readonly logitsBuffer: GpuArray;
+  private readonly body: Dispatch[] = [];
+  private readonly head: Dispatch[] = [];
+  private readonly advance: Dispatch;
+  private disposed = false;
+
+  constructor(
+    readonly ctx: GpuContext,
+    net: VolumetricNetwork,
+    readonly config: LlamaConfig,
+    options: GpuLlamaDecoderOptions,
+  ) {
+    const { maxSeq } = options;
+    if (!Number.isInteger(maxSeq) || maxSeq <= 0) throw new UsageError(`GpuLlamaDecoder: maxSeq must be a positive integer, got ${maxSeq}`);
+    this.maxSeq = maxSeq;
+    this.vocabSize = config.vocabSize;
+    const { hiddenSize: d, intermediateSize: inter, numHeads: heads, numKVHeads: kvHeads, headDim: hd, vocabSize: vocab } = config;
+    for (const [name, v] of [['hidden_size', d], ['intermediate_size', inter], ['head_dim', hd]] as const) {
+      if (v % 4 !== 0) throw new UsageError(`GpuLlamaDecoder: ${name} = ${v} is not a multiple of 4 (the GPU kernels read vec4)`);
+    }
+    if (hd > 256) throw new UsageError(`GpuLlamaDecoder: head_dim = ${hd} is above 256, which the attention kernel supports`);
+    const q = heads * hd;
+    const kv = kvHeads * hd;
+    const layers = llamaLayers(net, config);
+
+    this.state = this.keep(ctx.upload(new Uint32Array(4)));
+    this.tokens = this.keep(ctx.upload(new Uint32Array(maxSeq + 1)));
+    const x = this.keep(ctx.alloc(d));
+    const qkv = this.keep(ctx.alloc(q + 2 * kv));
+    const attn = this.keep(ctx.alloc(q));
+    const hidden = this.keep(ctx.alloc(inter));
+    const scores = this.keep(ctx.alloc(heads * maxSeq));
+    this.logitsBuffer = this.keep(ctx.alloc(vocab));
+    const rope = this.keep(ctx.upload(ropeTable(config, layers.blocks[0]?.attention, maxSeq)));
+
+    const embedding = this.keep(ctx.upload(floats(layers.embedding, 'Embedding')));
+    this.body.push(this.make(EMBED_WGSL, [ctx.uniform([d]), this.state, this.tokens, embedding, x], groups1d(d)));
+
+    const gemv = (v: GemvVariant, rows: number, k: number, eps: number, bindings: (GPUBuffer | GpuArray)[]): Dispatch =>
+      this.make(gemvWgsl(v), [ctx.uniform([rows, k / 4, eps, 1 / k], [false, false, true, true]), ...bindings], groups1d(rows, GEMV_ROWS));
+    const ropeParams = ctx.uniform([heads, kvHeads, hd, maxSeq]);
+    const attentionParams = ctx.uniform([heads / kvHeads, hd, maxSeq, 1 / Math.sqrt(hd)], [false, false, false, true]);
+    const ropeThreads = (heads + kvHeads) * (hd / 2) + kv;
+    for (const block of layers.blocks) {
+      if (block.attention.activation !== Activation.Linear) throw new UsageError('GpuLlamaDecoder: the attention layers must have no output activation (Llama)');
+      if (block.mlp.activation === Activation.ReLU2) throw new UsageError('GpuLlamaDecoder: SwiGLU with the ReLU2 gate is not supported on the GPU');
+      const a = floats(block.attention, 'MultiHeadAttention');
+      const wo = (q + 2 * kv) * d;
+      const bq = wo + d * q;
+      if (a.length !== bq + q + 2 * kv + d) throw new GpuError(`GpuLlamaDecoder: attention has ${a.length} parameters, expected ${bq + q + 2 * kv + d} for the config`);
+      const m = floats(block.mlp, 'SwiGLU');
+      const n = inter * d;
+      const kCache = this.keep(ctx.alloc(kvHeads * maxSeq * hd));
+      const vCache = this.keep(ctx.alloc(kvHeads * maxSeq * hd));
+      const upload = (data: Float32Array) => this.keep(ctx.upload(data));
+      const inputGain = upload(floats(block.inputNorm, 'RMSNorm'));
+      const postGain = upload(floats(block.postNorm, 'RMSNorm'));
+      const wQkv = upload(a.subarray(0, wo));
+      const wO = upload(a.subarray(wo, bq));
+      const bQkv = upload(a.subarray(bq, bq + q + 2 * kv));
+      const bO = upload(a.subarray(bq + q + 2 * kv));
+      const wGateUp = upload(m.subarray(0, 2 * n));
+      const wDown = upload(m.subarray(2 * n, 3 * n));
+      const bGateUp = upload(m.subarray(3 * n, 3 * n + 2 * inter));
+      const bDown = upload(m.subarray(3 * n + 2 * inter));
+      this.body.push(
+        gemv({ norm: true, bias: true, residual: false, swiglu: false }, q + 2 * kv, d, epsilon(block.inputNorm), [x, wQkv, qkv, inputGain, bQkv]),
+        this.make(ROPE_APPEND_WGSL, [ropeParams, this.state, qkv, rope, kCache, vCache], groups1d(ropeThreads, 64)),
+        this.make(ATTENTION_WGSL, [attentionParams, this.state, qkv, kCache, vCache, scores, attn], [heads, 1]),
+        gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, q, 0, [attn, wO, x, bO]),
+        gemv({ norm: true, bias: true, residual: false, swiglu: true }, inter, d, epsilon(block.postNorm), [x, wGateUp, hidden, postGain, bGateUp]),
+        gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, inter, 0, [hidden, wDown, x, bDown]),
+      );
+    }
+
+    const finalGain = this.keep(ctx.upload(floats(layers.finalNorm, 'RMSNorm')));
+    const eps = epsilon(layers.finalNorm);
+    const head = layers.lmHead;
+    if (head.weights === layers.embedding.weights) {
+      this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false }, vocab, d, eps, [x, embedding, this.logitsBuffer, finalGain]));
+    } else {
+      const w = floats(head, 'Dense');
+      const lm = this.keep(ctx.upload(w.subarray(0, vocab * d)));
+      if (head.config.useBias) {
+        const bias = this.keep(ctx.upload(w.subarray(vocab * d, vocab * d + vocab)));
+        this.head.push(gemv({ norm: true, bias: true, residual: false, swiglu: false }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain, bias]));
+      } else {
+        this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain]));
+      }
+    }
+    this.head.push(this.make(ARGMAX_WGSL, [ctx.uniform([vocab]), this.logitsBuffer, this.state, this.tokens], [1, 1]));
+    this.advance = this.make(ADVANCE_WGSL, [this.state], [1, 1]);
+    for (let i = 0; i < READBACK_RING; i++) this.staging.push(ctx.device.createBuffer({ size: 16, usage: READBACK }));
+  }
+
+  /** Positions held in the KV caches. */
+  get length(): number {
+    return this.filled;
+  }
+
+  /** Forgets the sequence (the caches are overwritten from position 0). */
+  reset(): void {
+    this.filled = 0;
+  }
+
+  /**
+   * Runs `prompt` (continuing the sequence held so far) in one submit, and returns the greedy next
+   * token. The last prompt position's logits stay on the GPU (see logits()).
+   */
+  async prefill(prompt: readonly number[]): Promise<number> {
+    this.submitPrefill(prompt);
+    return this.readToken(0);
+  }
+
+  /**
+   * Greedy decoding of up to `count` tokens after prefill (which picked the token fed first): each token one submit, the next step
+   * submitted before the previous token is read back (the GPU feeds its own argmax forward).
+   * `onToken` returning false stops early; the sequence then holds every token read.
+   */
+  async decodeGreedy(count: number, onToken?: (token: number) => boolean | void): Promise<number[]> {
+    const out: number[] = [];
+    if (count <= 0) return out;
+    this.checkFits(1);
+    let inFlight = 0;
+    let submitted = 0;
+    let last = 0;
+    let stopped = false;
+    const submitNext = () => {
+      this.encodeStep(submitted % READBACK_RING, true);
+      submitted++;
+      inFlight++;
+    };
+    while (!stopped && (submitted < count || inFlight > 0)) {
+      while (submitted < count && inFlight < READBACK_RING - 1 && this.filled + inFlight < this.maxSeq) submitNext();
+      if (inFlight === 0) break;
+      const slot = (submitted - inFlight) % READBACK_RING;
+      last = await this.readToken(slot);
+      inFlight--;
+      this.filled++;
+      out.push(last);
+      if (onToken?.(last) === false) stopped = true;
+    }
+    // Steps submitted after a stop have run on the GPU; their cache entries lie past `filled`, so
+    // the position on the GPU is rewound to what the CPU holds.
+    while (inFlight > 0) {
+      await this.readToken((submitted - inFlight) % READBACK_RING);
+      inFlight--;
+    }
+    this.ctx.write(this.state, Uint32Array.of(this.filled, last));
+    return out;
+  }
+
+  /** Logits of the last position that ran the LM head (a full vocabulary readback: for tests and sampling). */
+  async logits(): Promise<Float32Array> {
+    return this.ctx.read(this.logitsBuffer, this.vocabSize);
+  }
+
+  /** Frees the GPU buffers this decoder holds (the context stays). */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const a of this.arrays) this.ctx.release(a);
+    for (const s of this.staging) s.destroy();
+  }
+
+  private submitPrefill(prompt: readonly number[]): void {
+    if (prompt.length === 0) throw new UsageError('GpuLlamaDecoder.prefill: the prompt is empty');
+    this.checkFits(prompt.length);
+    for (const t of prompt) {
+      if (!Number.isInteger(t) || t < 0 || t >= this.vocabSize) throw new UsageError(`GpuLlamaDecoder: token id ${t} is outside the vocabulary (0..${this.vocabSize - 1})`);
+    }
+    this.ctx.write(this.tokens, Uint32Array.from(prompt), this.filled);
+    this.ctx.write(this.state, Uint32Array.of(this.filled, 0));
+    const encoder = this.ctx.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    for (let i = 0; i < prompt.length; i++) {
+      this.record(pass, this.body);
+      this.record(pass, i === prompt.length - 1 ? this.head : [this.advance]);
+    }
+    pass.end();
+    encoder.copyBufferToBuffer(this.state.buffer, 0, this.staging[0], 0, 16);
+    this.ctx.device.queue.submit([encoder.finish()]);
+    this.ctx.stats.submits++;
+    this.filled += prompt.length;
+  }
+
+  private encodeStep(slot: number, withHead: boolean): void {
+    const encoder = this.ctx.device.createCommandEncoder();
+    const pass = encoder.beginComputePass();
+    this.record(pass, this.body);
+    this.record(pass, withHead ? this.head : [this.advance]);
+    pass.end();
+    encoder.copyBufferToBuffer(this.state.buffer, 0, this.staging[slot], 0, 16);
+    this.ctx.device.queue.submit([encoder.finish()]);
+    this.ctx.stats.submits++;
+  }
+
+  private async readToken(slot: number): Promise<number> {
+    const staging = this.staging[slot];
+    await staging.mapAsync(MAP_READ, 0, 16);
+    const token = new Uint32Array(staging.getMappedRange(0, 16))[1];
+    staging.unmap();
+    return token;
+  }
+
+  private record(pass: GPUComputePassEncoder, list: readonly Dispatch[]): void {
+    for (const d of list) {
+      pass.setPipeline(d.pipeline);
+      pass.setBindGroup(0, d.group);
+      pass.dispatchWorkgroups(d.workgroups[0], d.workgroups[1]);
+    }
+    this.ctx.stats.dispatches += list.length;
+  }
+
+  private make(code: string, bindings: readonly (GPUBuffer | GpuArray)[], workgroups: [number, number]): Dispatch {
+    const pipeline = this.ctx.pipeline(code);
+    const group = this.ctx.device.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: bindings.map((b, binding) => ({ binding, resource: { buffer: 'length' in b && 'buffer' in b ? b.buffer : (b as GPUBuffer) } })),
+    });
+    return { pipeline, group, workgroups };
+  }
+
+  private keep(a: GpuArray): GpuArray {
+    this.arrays.push(a);
+    return a;
+  }
+
+  private checkFits(n: number): void {
+    if (this.filled + n > this.maxSeq) {
+      throw new UsageError(`GpuLlamaDecoder: the sequence would reach ${this.filled + n} positions, more than maxSeq = ${this.maxSeq}`);
+    }
+  }
+}
+
+function floats(layer: Layer, kind: string): Float32Array {
+  if (!layer.weights) throw new UsageError(`GpuLlamaDecoder: the ${kind} layer keeps no float32 weights (quantized and released); import the model as float32 for GPU decode`);
+  return layer.weights.getActive(layer.dtype);
+}
+
+function epsilon(norm: Layer): number {
+  return norm.config.epsilon ?? 1e-6;
+}
+
+/** cos, sin of pos / divisor[i] (float64, as the CPU attention computes them) for pos < maxSeq, i < head_dim / 2. */
+function ropeTable(config: LlamaConfig, attention: Layer | undefined, maxSeq: number): Float32Array {
+  const half = config.headDim / 2;
+  const table = new Float32Array(Math.max(1, maxSeq * half * 2));
+  const base = attention?.config.ropeFreqBase ?? config.ropeTheta;
+  if (!(base > 0)) {
+    for (let i = 0; i < table.length; i += 2) table[i] = 1;
+    return table;
+  }
+  const divisors = ropeDivisors(config.headDim, base, config.ropeScaling ?? undefined);
+  for (let p = 0; p < maxSeq; p++) {
+    for (let i = 0; i < half; i++) {
+      const angle = p / divisors[i];
+      table[(p * half + i) * 2] = Math.cos(angle);
+      table[(p * half + i) * 2 + 1] = Math.sin(angle);
+    }
+  }
+  return table;
+}

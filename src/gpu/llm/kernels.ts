@@ -1,0 +1,294 @@
+/**
+ * WGSL kernels of the GPU-resident Llama decode step. The step's position lives on the GPU in
+ * `state` (u32: [0] position of the token being decoded, [1] the last token the argmax picked) and
+ * the sequence's token ids in `tokens`, so steps chain without uploads. Every reduction runs in a
+ * fixed order in workgroup memory (no subgroups): results do not depend on scheduling.
+ */
+
+/** Threads of a gemv workgroup, and how they split: ROW_LANES threads per output row. */
+export const GEMV_THREADS = 256;
+export const ROW_LANES = 32;
+export const GEMV_ROWS = GEMV_THREADS / ROW_LANES;
+
+export interface GemvVariant {
+  /** RMSNorm of the input vector first (its gain `g` bound, eps and 1/K in the params). */
+  norm: boolean;
+  /** Adds a bias vector. */
+  bias: boolean;
+  /** Adds the result into `out` (the residual stream) instead of writing it. */
+  residual: boolean;
+  /** SwiGLU: rows r and r + rows of the matrix are gate and up; out[r] = silu(gate) · up. */
+  swiglu: boolean;
+}
+
+/**
+ * y = W·x (W row-major [rows][K], read as vec4), one workgroup per GEMV_ROWS rows, ROW_LANES
+ * threads a row striding over K, partial sums combined by a tree in workgroup memory. Bindings:
+ * params, x, W, out, then g (norm), then bias.
+ */
+export function gemvWgsl(v: GemvVariant): string {
+  let binding = 4;
+  const gain = v.norm ? `@group(0) @binding(${binding++}) var<storage, read> g: array<vec4<f32>>;` : '';
+  const bias = v.bias ? `@group(0) @binding(${binding++}) var<storage, read> b: array<f32>;` : '';
+  const norm = v.norm
+    ? `var ss = 0.0;
+  for (var i = li; i < p.k4; i += ${GEMV_THREADS}u) { let e = x[i]; ss += dot(e, e); }
+  part[li] = ss;
+  workgroupBarrier();
+  for (var s = ${GEMV_THREADS / 2}u; s > 0u; s >>= 1u) {
+    if (li < s) { part[li] += part[li + s]; }
+    workgroupBarrier();
+  }
+  let inv = 1.0 / sqrt(part[0] * p.invK + p.eps);
+  workgroupBarrier();`
+    : 'let inv = 1.0;';
+  const input = v.norm ? 'x[i] * g[i]' : 'x[i]';
+  const dots = v.swiglu
+    ? `acc += dot(w[base + i], e);
+      acc2 += dot(w[base2 + i], e);`
+    : 'acc += dot(w[base + i], e);';
+  const reduce = (name: string) => `part[li] = ${name};
+  workgroupBarrier();
+  for (var s = ${ROW_LANES / 2}u; s > 0u; s >>= 1u) {
+    if (lane < s) { part[li] += part[li + s]; }
+    workgroupBarrier();
+  }
+  let ${name}Sum = part[li];
+  workgroupBarrier();`;
+  let result: string;
+  if (v.swiglu) {
+    const gate = `accSum * inv${v.bias ? ' + b[row]' : ''}`;
+    const up = `acc2Sum * inv${v.bias ? ' + b[row + p.rows]' : ''}`;
+    result = `let gate = ${gate};
+    out[row] = gate / (1.0 + exp(-gate)) * (${up});`;
+  } else {
+    const y = `accSum * inv${v.bias ? ' + b[row]' : ''}`;
+    result = v.residual ? `out[row] = out[row] + ${y};` : `out[row] = ${y};`;
+  }
+  return `struct P { rows: u32, k4: u32, eps: f32, invK: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+${gain}
+${bias}
+var<workgroup> part: array<f32, ${GEMV_THREADS}>;
+@compute @workgroup_size(${GEMV_THREADS}) fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let lane = li % ${ROW_LANES}u;
+  let row = (wg.x + wg.y * nwg.x) * ${GEMV_ROWS}u + li / ${ROW_LANES}u;
+  let live = row < p.rows;
+  ${norm}
+  var acc = 0.0;
+  var acc2 = 0.0;
+  if (live) {
+    let base = row * p.k4;
+    let base2 = (row + p.rows) * p.k4;
+    for (var i = lane; i < p.k4; i += ${ROW_LANES}u) {
+      let e = ${input};
+      ${dots}
+    }
+  }
+  ${reduce('acc')}
+  ${v.swiglu ? reduce('acc2') : ''}
+  if (live && lane == 0u) {
+    ${result}
+  }
+}`;
+}
+
+/** x = embedding row of tokens[state.pos]. */
+export const EMBED_WGSL = `struct P { d: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(2) var<storage, read> tokens: array<u32>;
+@group(0) @binding(3) var<storage, read> table: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x;
+  if (i >= p.d) { return; }
+  x[i] = table[tokens[state[0]] * p.d + i];
+}`;
+
+/**
+ * RoPE (rotate-half pairs (i, i + half), cos/sin from a per-position table) on the Q and K heads of
+ * the fused qkv vector; Q rotated in place, K (rotated) and V appended to the layer's cache at the
+ * current position. Cache layout [kv_head][max_seq][head_dim].
+ */
+export const ROPE_APPEND_WGSL = `struct P { heads: u32, kvHeads: u32, hd: u32, maxSeq: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
+@group(0) @binding(4) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> vc: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let t = gid.x;
+  let pos = state[0];
+  let half = p.hd / 2u;
+  let rotations = (p.heads + p.kvHeads) * half;
+  if (t < rotations) {
+    let h = t / half;
+    let i = t % half;
+    let cs = rope[pos * half + i];
+    let at = h * p.hd + i;
+    let a = qkv[at];
+    let b = qkv[at + half];
+    let ra = a * cs.x - b * cs.y;
+    let rb = a * cs.y + b * cs.x;
+    if (h < p.heads) {
+      qkv[at] = ra;
+      qkv[at + half] = rb;
+    } else {
+      let slot = ((h - p.heads) * p.maxSeq + pos) * p.hd + i;
+      kc[slot] = ra;
+      kc[slot + half] = rb;
+    }
+    return;
+  }
+  let j = t - rotations;
+  if (j >= p.kvHeads * p.hd) { return; }
+  let g = j / p.hd;
+  let d = j % p.hd;
+  vc[(g * p.maxSeq + pos) * p.hd + d] = qkv[(p.heads + p.kvHeads) * p.hd + j];
+}`;
+
+/**
+ * Causal attention of the current position's query over positions 0..pos of the cache, one
+ * workgroup per query head (GQA: head h reads kv head h / group): scores to a scratch row,
+ * softmax(s·scale) with the max subtracted, then the weighted sum of V, head_dim outputs each summed
+ * by a fixed set of threads and combined in order.
+ */
+export const ATTENTION_WGSL = `struct P { group: u32, hd: u32, maxSeq: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> state: array<u32>;
+@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> vc: array<f32>;
+@group(0) @binding(5) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+var<workgroup> red: array<f32, 256>;
+@compute @workgroup_size(256) fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+  let h = wg.x;
+  let kvh = h / p.group;
+  let n = state[0] + 1u;
+  let hd4 = p.hd / 4u;
+  let q0 = h * hd4;
+  let k0 = kvh * p.maxSeq * hd4;
+  let row = h * p.maxSeq;
+  var m = -3.4e38;
+  for (var t = li; t < n; t += 256u) {
+    var s = 0.0;
+    for (var d = 0u; d < hd4; d++) { s += dot(qkv[q0 + d], kc[k0 + t * hd4 + d]); }
+    sc[row + t] = s;
+    m = max(m, s);
+  }
+  red[li] = m;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] = max(red[li], red[li + s]); }
+    workgroupBarrier();
+  }
+  let top = red[0];
+  workgroupBarrier();
+  var sum = 0.0;
+  for (var t = li; t < n; t += 256u) {
+    let e = exp((sc[row + t] - top) * p.scale);
+    sc[row + t] = e;
+    sum += e;
+  }
+  red[li] = sum;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (li < s) { red[li] += red[li + s]; }
+    workgroupBarrier();
+  }
+  let total = red[0];
+  storageBarrier();
+  workgroupBarrier();
+  let lanes = 256u / p.hd;
+  let d = li % p.hd;
+  let part = li / p.hd;
+  var acc = 0.0;
+  if (part < lanes) {
+    let v0 = kvh * p.maxSeq * p.hd + d;
+    for (var t = part; t < n; t += lanes) { acc += sc[row + t] * vc[v0 + t * p.hd]; }
+  }
+  red[li] = acc;
+  workgroupBarrier();
+  if (li < p.hd) {
+    var o = 0.0;
+    for (var j = 0u; j < lanes; j++) { o += red[j * p.hd + li]; }
+    out[h * p.hd + li] = o / total;
+  }
+}`;
+
+/**
+ * Greedy pick over the logits (the first index of the largest value, as the CPU's scan), written
+ * as the next token: tokens[pos + 1] and state[1]; the position advances.
+ */
+export const ARGMAX_WGSL = `struct P { n: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(2) var<storage, read_write> state: array<u32>;
+@group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+var<workgroup> bestValue: array<f32, 256>;
+var<workgroup> bestIndex: array<u32, 256>;
+@compute @workgroup_size(256) fn main(@builtin(local_invocation_index) li: u32) {
+  var bv = -3.4e38;
+  var bi = 0xffffffffu;
+  for (var i = li; i < p.n; i += 256u) {
+    let v = logits[i];
+    if (v > bv || bi == 0xffffffffu) { bv = v; bi = i; }
+  }
+  bestValue[li] = bv;
+  bestIndex[li] = bi;
+  workgroupBarrier();
+  for (var s = 128u; s > 0u; s >>= 1u) {
+    if (li < s) {
+      let v = bestValue[li + s];
+      let i = bestIndex[li + s];
+      if (i != 0xffffffffu && (v > bestValue[li] || (v == bestValue[li] && i < bestIndex[li]))) {
+        bestValue[li] = v;
+        bestIndex[li] = i;
+      }
+    }
+    workgroupBarrier();
+  }
+  if (li == 0u) {
+    let pos = state[0];
+    tokens[pos + 1u] = bestIndex[0];
+    state[1] = bestIndex[0];
+    state[0] = pos + 1u;
+  }
+}`;
+
+/** Advances the position after a prefill step that skips the LM head. */
+export const ADVANCE_WGSL = `@group(0) @binding(0) var<storage, read_write> state: array<u32>;
+@compute @workgroup_size(1) fn main() {
+  state[0] = state[0] + 1u;
+}`;
+
+/** Every decode kernel, named, for validation on Dawn's null backend. */
+export function decodeShaders(): { name: string; code: string }[] {
+  const out = [
+    { name: 'llm embed', code: EMBED_WGSL },
+    { name: 'llm rope append', code: ROPE_APPEND_WGSL },
+    { name: 'llm attention', code: ATTENTION_WGSL },
+    { name: 'llm argmax', code: ARGMAX_WGSL },
+    { name: 'llm advance', code: ADVANCE_WGSL },
+  ];
+  for (const v of GEMV_VARIANTS) out.push({ name: `llm gemv ${variantName(v)}`, code: gemvWgsl(v) });
+  return out;
+}
+
+/** The gemv variants the decode step uses: qkv / LM head (norm, bias or not), o / down (residual), gate-up (norm, SwiGLU). */
+export const GEMV_VARIANTS: readonly GemvVariant[] = [
+  { norm: true, bias: true, residual: false, swiglu: false },
+  { norm: true, bias: false, residual: false, swiglu: false },
+  { norm: false, bias: true, residual: true, swiglu: false },
+  { norm: true, bias: true, residual: false, swiglu: true },
+];
+
+function variantName(v: GemvVariant): string {
+  return [v.norm && 'norm', v.bias && 'bias', v.residual && 'residual', v.swiglu && 'swiglu'].filter(Boolean).join(' ');
+}
