@@ -7,6 +7,7 @@ import { GpuUnavailableError, type GpuArray, type GpuContext } from '../src/gpu/
 import { gemm, TILE_LARGE, TILE_MEDIUM, type GemmTile } from '../src/gpu/kernels/gemm.js';
 import { createNodeGpuContext } from '../src/gpu/node.js';
 import { trainGpu } from '../src/gpu/train.js';
+import { decodeBench, torchDecodePeer } from './gpuDecode.js';
 import { AdamW } from '../src/train/optimizers.js';
 
 const PEERS = fileURLToPath(new URL('../../bench/peers/', import.meta.url));
@@ -73,6 +74,15 @@ try {
     process.exit(0);
   }
   throw e;
+}
+// `node dist/bench/gpu.js decode`: only the SmolLM2-135M-shaped decode, next to PyTorch eager.
+if (process.argv[2] === 'decode') {
+  const ours = await decodeBench(ctx);
+  const device = ctx.adapterInfo;
+  ctx.destroy();
+  const peer = torchDecodePeer(PEERS, PYTHON);
+  console.log(JSON.stringify({ device, smollm2_135m_shape_decode_fp32: { loom_ts_webgpu: ours, pytorch_cuda_eager: peer, goal_tokens_per_s: 500 } }, null, 2));
+  process.exit(0);
 }
 const tiles: Record<string, number> = {};
 const rng = new Rng(1);

@@ -13,12 +13,17 @@ registerShaders(decodeShaders);
 
 const MAP_READ = 0x01;
 const READBACK = 0x01 | 0x08; // MAP_READ | COPY_DST
-/** Steps in flight while decoding greedily: the GPU chains tokens itself, the CPU reads each one a step behind. */
+/** Readback buffers while decoding greedily: the GPU chains tokens itself, the CPU reads each token while later steps run. */
 const READBACK_RING = 3;
 
 export interface GpuLlamaDecoderOptions {
   /** Most positions the sequence may reach (KV caches and the RoPE table are sized for it). */
   maxSeq: number;
+  /**
+   * Steps submitted ahead of the token being read back while decoding greedily (default 2; 1: each
+   * token's readback completes before the next step is submitted).
+   */
+  lookahead?: number;
 }
 
 interface Dispatch {
@@ -37,6 +42,7 @@ interface Dispatch {
 export class GpuLlamaDecoder {
   readonly maxSeq: number;
   readonly vocabSize: number;
+  readonly lookahead: number;
   private filled = 0;
   private readonly arrays: GpuArray[] = [];
   private readonly staging: GPUBuffer[] = [];
@@ -57,6 +63,8 @@ export class GpuLlamaDecoder {
     const { maxSeq } = options;
     if (!Number.isInteger(maxSeq) || maxSeq <= 0) throw new UsageError(`GpuLlamaDecoder: maxSeq must be a positive integer, got ${maxSeq}`);
     this.maxSeq = maxSeq;
+    this.lookahead = options.lookahead ?? READBACK_RING - 1;
+    if (!Number.isInteger(this.lookahead) || this.lookahead < 1) throw new UsageError(`GpuLlamaDecoder: lookahead must be a positive integer, got ${options.lookahead}`);
     this.vocabSize = config.vocabSize;
     const { hiddenSize: d, intermediateSize: inter, numHeads: heads, numKVHeads: kvHeads, headDim: hd, vocabSize: vocab } = config;
     for (const [name, v] of [['hidden_size', d], ['intermediate_size', inter], ['head_dim', hd]] as const) {
@@ -134,7 +142,7 @@ export class GpuLlamaDecoder {
     }
     this.head.push(this.make(ARGMAX_WGSL, [ctx.uniform([vocab]), this.logitsBuffer, this.state, this.tokens], [1, 1]));
     this.advance = this.make(ADVANCE_WGSL, [this.state], [1, 1]);
-    for (let i = 0; i < READBACK_RING; i++) this.staging.push(ctx.device.createBuffer({ size: 16, usage: READBACK }));
+    for (let i = 0; i <= this.lookahead; i++) this.staging.push(ctx.device.createBuffer({ size: 16, usage: READBACK }));
   }
 
   /** Positions held in the KV caches. */
@@ -170,14 +178,14 @@ export class GpuLlamaDecoder {
     let last = 0;
     let stopped = false;
     const submitNext = () => {
-      this.encodeStep(submitted % READBACK_RING, true);
+      this.encodeStep(submitted % this.staging.length, true);
       submitted++;
       inFlight++;
     };
     while (!stopped && (submitted < count || inFlight > 0)) {
-      while (submitted < count && inFlight < READBACK_RING - 1 && this.filled + inFlight < this.maxSeq) submitNext();
+      while (submitted < count && inFlight < this.lookahead && this.filled + inFlight < this.maxSeq) submitNext();
       if (inFlight === 0) break;
-      const slot = (submitted - inFlight) % READBACK_RING;
+      const slot = (submitted - inFlight) % this.staging.length;
       last = await this.readToken(slot);
       inFlight--;
       this.filled++;
@@ -187,7 +195,7 @@ export class GpuLlamaDecoder {
     // Steps submitted after a stop have run on the GPU; their cache entries lie past `filled`, so
     // the position on the GPU is rewound to what the CPU holds.
     while (inFlight > 0) {
-      await this.readToken((submitted - inFlight) % READBACK_RING);
+      await this.readToken((submitted - inFlight) % this.staging.length);
       inFlight--;
     }
     this.ctx.write(this.state, Uint32Array.of(this.filled, last));
