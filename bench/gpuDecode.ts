@@ -20,6 +20,8 @@ export interface DecodeBench {
   prefill_s: number;
   submits_per_token: number;
   dispatches_per_token: number;
+  /** GPU ms per dispatch of each kernel at position 192, and per whole chained step. */
+  profile_ms: Record<string, number>;
 }
 
 /** Prefill `promptLength` random tokens, then decode `decodeTokens` greedily; best of `trials`. */
@@ -31,6 +33,7 @@ export async function decodeBench(ctx: GpuContext, promptLength = 128, decodeTok
   let prefill = Infinity;
   let submits = 0;
   let dispatches = 0;
+  let profile: Record<string, number> = {};
   for (const lookahead of [1, 2]) {
     const decoder = new GpuLlamaDecoder(ctx, net, SMOLLM2_135M, { maxSeq: promptLength + decodeTokens + 1, lookahead });
     let best = 0;
@@ -51,9 +54,10 @@ export async function decodeBench(ctx: GpuContext, promptLength = 128, decodeTok
       dispatches = (ctx.stats.dispatches - d0) / decodeTokens;
     }
     byLookahead[lookahead] = best;
+    if (lookahead === 2) profile = await decoder.profile(192);
     decoder.dispose();
   }
-  return { prompt_tokens: promptLength, decode_tokens: decodeTokens, tokens_per_s_by_lookahead: byLookahead, prefill_s: prefill, submits_per_token: submits, dispatches_per_token: dispatches };
+  return { prompt_tokens: promptLength, decode_tokens: decodeTokens, tokens_per_s_by_lookahead: byLookahead, prefill_s: prefill, submits_per_token: submits, dispatches_per_token: dispatches, profile_ms: profile };
 }
 
 /** The PyTorch eager peer (HF transformers LlamaForCausalLM, CUDA, float32), or why it could not run. */

@@ -7,7 +7,7 @@ import { Activation } from '../../layers/activations.js';
 import { llamaLayers, type LlamaConfig } from '../../llm/llama.js';
 import { GpuError, groups1d, type GpuArray, type GpuContext } from '../context.js';
 import { registerShaders } from '../kernels/index.js';
-import { ADVANCE_WGSL, ARGMAX_WGSL, ATTENTION_WGSL, decodeShaders, EMBED_WGSL, GEMV_ROWS, gemvWgsl, ROPE_APPEND_WGSL, type GemvVariant } from './kernels.js';
+import { ADVANCE_WGSL, ARGMAX_WGSL, ATTENTION_WGSL, decodeShaders, EMBED_WGSL, GEMV_ROWS, gemvWgsl, type GemvVariant } from './kernels.js';
 
 registerShaders(decodeShaders);
 
@@ -36,8 +36,8 @@ interface Dispatch {
  * Greedy Llama-family decoding resident on the GPU: float32 weights uploaded once, KV caches per
  * layer preallocated for maxSeq positions and appended in place, the position and token ids kept
  * in GPU buffers. Each decoded token is one command encoder, one submit and one 8-byte readback
- * (the argmax, computed on the GPU). Per block: fused RMSNorm+QKV gemv, RoPE + cache append,
- * attention, O gemv + residual, fused RMSNorm+gate/up gemv with SwiGLU, down gemv + residual.
+ * (the argmax, computed on the GPU). Per block: fused RMSNorm+QKV gemv, attention (RoPE and the
+ * cache append fused in), O gemv + residual, fused RMSNorm+gate/up gemv with SwiGLU, down gemv + residual.
  */
 export class GpuLlamaDecoder {
   readonly maxSeq: number;
@@ -90,9 +90,7 @@ export class GpuLlamaDecoder {
 
     const gemv = (v: GemvVariant, rows: number, k: number, eps: number, bindings: (GPUBuffer | GpuArray)[]): Dispatch =>
       this.make(gemvWgsl(v), [ctx.uniform([rows, k / 4, eps, 1 / k], [false, false, true, true]), ...bindings], groups1d(rows, GEMV_ROWS));
-    const ropeParams = ctx.uniform([heads, kvHeads, hd, maxSeq]);
-    const attentionParams = ctx.uniform([heads / kvHeads, hd, maxSeq, 1 / Math.sqrt(hd)], [false, false, false, true]);
-    const ropeThreads = (heads + kvHeads) * (hd / 2) + kv;
+    const attentionParams = ctx.uniform([heads / kvHeads, hd, maxSeq, 1 / Math.sqrt(hd), heads, kvHeads], [false, false, false, true]);
     for (const block of layers.blocks) {
       if (block.attention.activation !== Activation.Linear) throw new UsageError('GpuLlamaDecoder: the attention layers must have no output activation (Llama)');
       if (block.mlp.activation === Activation.ReLU2) throw new UsageError('GpuLlamaDecoder: SwiGLU with the ReLU2 gate is not supported on the GPU');
@@ -117,8 +115,7 @@ export class GpuLlamaDecoder {
       const bDown = upload(m.subarray(3 * n + 2 * inter));
       this.body.push(
         gemv({ norm: true, bias: true, residual: false, swiglu: false }, q + 2 * kv, d, epsilon(block.inputNorm), [x, wQkv, qkv, inputGain, bQkv]),
-        this.make(ROPE_APPEND_WGSL, [ropeParams, this.state, qkv, rope, kCache, vCache], groups1d(ropeThreads, 64)),
-        this.make(ATTENTION_WGSL, [attentionParams, this.state, qkv, kCache, vCache, scores, attn], [heads, 1]),
+        this.make(ATTENTION_WGSL, [attentionParams, this.state, qkv, rope, kCache, vCache, scores, attn], [heads, 1]),
         gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, q, 0, [attn, wO, x, bO]),
         gemv({ norm: true, bias: true, residual: false, swiglu: true }, inter, d, epsilon(block.postNorm), [x, wGateUp, hidden, postGain, bGateUp]),
         gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, inter, 0, [hidden, wDown, x, bDown]),
@@ -128,19 +125,22 @@ export class GpuLlamaDecoder {
     const finalGain = this.keep(ctx.upload(floats(layers.finalNorm, 'RMSNorm')));
     const eps = epsilon(layers.finalNorm);
     const head = layers.lmHead;
+    // Each LM head workgroup also leaves its best row in `picks`; the argmax reduces those.
+    const headGroups = groups1d(vocab, GEMV_ROWS);
+    const picks = this.keep(ctx.alloc(2 * headGroups[0] * headGroups[1]));
     if (head.weights === layers.embedding.weights) {
-      this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false }, vocab, d, eps, [x, embedding, this.logitsBuffer, finalGain]));
+      this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false, argmax: true }, vocab, d, eps, [x, embedding, this.logitsBuffer, finalGain, picks]));
     } else {
       const w = floats(head, 'Dense');
       const lm = this.keep(ctx.upload(w.subarray(0, vocab * d)));
       if (head.config.useBias) {
         const bias = this.keep(ctx.upload(w.subarray(vocab * d, vocab * d + vocab)));
-        this.head.push(gemv({ norm: true, bias: true, residual: false, swiglu: false }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain, bias]));
+        this.head.push(gemv({ norm: true, bias: true, residual: false, swiglu: false, argmax: true }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain, bias, picks]));
       } else {
-        this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain]));
+        this.head.push(gemv({ norm: true, bias: false, residual: false, swiglu: false, argmax: true }, vocab, d, eps, [x, lm, this.logitsBuffer, finalGain, picks]));
       }
     }
-    this.head.push(this.make(ARGMAX_WGSL, [ctx.uniform([vocab]), this.logitsBuffer, this.state, this.tokens], [1, 1]));
+    this.head.push(this.make(ARGMAX_WGSL, [ctx.uniform([Math.ceil(vocab / GEMV_ROWS)]), picks, this.state, this.tokens], [1, 1]));
     this.advance = this.make(ADVANCE_WGSL, [this.state], [1, 1]);
     for (let i = 0; i <= this.lookahead; i++) this.staging.push(ctx.device.createBuffer({ size: 16, usage: READBACK }));
   }
@@ -205,6 +205,42 @@ export class GpuLlamaDecoder {
   /** Logits of the last position that ran the LM head (a full vocabulary readback: for tests and sampling). */
   async logits(): Promise<Float32Array> {
     return this.ctx.read(this.logitsBuffer, this.vocabSize);
+  }
+
+  /**
+   * For benchmarks: GPU milliseconds per dispatch of each kernel of the step (the first block's),
+   * each repeated `reps` times in one submit at position `at`, and per whole step (`steps` greedy
+   * steps chained in one submit, so no readback latency); the CPU time to encode one step. The
+   * sequence is reset afterwards.
+   */
+  async profile(at: number, reps = 200, steps = 20): Promise<Record<string, number>> {
+    const names = ['embed', 'qkv (norm+gemv)', 'attention (rope+append)', 'o (gemv+residual)', 'gate/up (norm+gemv+swiglu)', 'down (gemv+residual)'];
+    const list: [string, Dispatch][] = names.map((name, i) => [name, this.body[i]]);
+    list.push(['lm head (norm+gemv)', this.head[0]], ['argmax', this.head[1]]);
+    const out: Record<string, number> = {};
+    const timeOne = async (encode: (pass: GPUComputePassEncoder) => void): Promise<number> => {
+      this.ctx.write(this.state, Uint32Array.of(Math.min(at, this.maxSeq - steps - 1), 0));
+      const encoder = this.ctx.device.createCommandEncoder();
+      const pass = encoder.beginComputePass();
+      encode(pass);
+      pass.end();
+      await this.ctx.device.queue.onSubmittedWorkDone();
+      const t0 = performance.now();
+      this.ctx.device.queue.submit([encoder.finish()]);
+      await this.ctx.device.queue.onSubmittedWorkDone();
+      return performance.now() - t0;
+    };
+    for (const [name, d] of list) out[name] = (await timeOne((pass) => { for (let r = 0; r < reps; r++) this.record(pass, [d]); })) / reps;
+    out['whole step, chained'] = (await timeOne((pass) => { for (let r = 0; r < steps; r++) this.record(pass, [...this.body, ...this.head]); })) / steps;
+    const encoder = this.ctx.device.createCommandEncoder();
+    const t0 = performance.now();
+    const pass = encoder.beginComputePass();
+    for (let r = 0; r < steps; r++) this.record(pass, [...this.body, ...this.head]);
+    pass.end();
+    out['cpu encode per step'] = (performance.now() - t0) / steps;
+    encoder.finish();
+    this.reset();
+    return out;
   }
 
   /** Frees the GPU buffers this decoder holds (the context stays). */

@@ -19,6 +19,8 @@ export interface GemvVariant {
   residual: boolean;
   /** SwiGLU: rows r and r + rows of the matrix are gate and up; out[r] = silu(gate) · up. */
   swiglu: boolean;
+  /** Also writes the workgroup's greedy pick (value bits, row) to `best[workgroup]` for ARGMAX_WGSL. */
+  argmax?: boolean;
 }
 
 /**
@@ -30,6 +32,10 @@ export function gemvWgsl(v: GemvVariant): string {
   let binding = 4;
   const gain = v.norm ? `@group(0) @binding(${binding++}) var<storage, read> g: array<vec4<f32>>;` : '';
   const bias = v.bias ? `@group(0) @binding(${binding++}) var<storage, read> b: array<f32>;` : '';
+  const best = v.argmax
+    ? `@group(0) @binding(${binding++}) var<storage, read_write> best: array<vec2<u32>>;
+var<workgroup> rowValue: array<f32, ${GEMV_ROWS}>;`
+    : '';
   const norm = v.norm
     ? `var ss = 0.0;
   for (var i = li; i < p.k4; i += ${GEMV_THREADS}u) { let e = x[i]; ss += dot(e, e); }
@@ -72,6 +78,7 @@ export function gemvWgsl(v: GemvVariant): string {
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 ${gain}
 ${bias}
+${best}
 var<workgroup> part: array<f32, ${GEMV_THREADS}>;
 @compute @workgroup_size(${GEMV_THREADS}) fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let lane = li % ${ROW_LANES}u;
@@ -92,9 +99,23 @@ var<workgroup> part: array<f32, ${GEMV_THREADS}>;
   ${v.swiglu ? reduce('acc2') : ''}
   if (live && lane == 0u) {
     ${result}
+    ${v.argmax ? 'rowValue[li / ' + ROW_LANES + 'u] = out[row];' : ''}
   }
+  ${v.argmax ? pickRow : ''}
 }`;
 }
+
+/** The first row of a gemv workgroup's largest output (rows in order, so the lowest index wins ties). */
+const pickRow = `workgroupBarrier();
+  if (li == 0u) {
+    let first = (wg.x + wg.y * nwg.x) * ${GEMV_ROWS}u;
+    var bv = rowValue[0];
+    var bi = first;
+    for (var r = 1u; r < ${GEMV_ROWS}u; r++) {
+      if (first + r < p.rows && rowValue[r] > bv) { bv = rowValue[r]; bi = first + r; }
+    }
+    best[wg.x + wg.y * nwg.x] = vec2<u32>(bitcast<u32>(bv), bi);
+  }`;
 
 /** x = embedding row of tokens[state.pos]. */
 export const EMBED_WGSL = `struct P { d: u32 }
@@ -110,75 +131,72 @@ export const EMBED_WGSL = `struct P { d: u32 }
 }`;
 
 /**
- * RoPE (rotate-half pairs (i, i + half), cos/sin from a per-position table) on the Q and K heads of
- * the fused qkv vector; Q rotated in place, K (rotated) and V appended to the layer's cache at the
- * current position. Cache layout [kv_head][max_seq][head_dim].
+ * Causal attention of the current position's query over positions 0..pos, one workgroup per query
+ * head (GQA: head h reads kv head h / group), with RoPE (rotate-half pairs (i, i + half), cos/sin
+ * from a per-position table) applied to the head's query and the new key in workgroup memory; the
+ * first head of each group appends the new key and value to the cache ([kv_head][max_seq][head_dim]),
+ * and every head takes position pos from workgroup memory, so no head waits on another. Scores go
+ * to a scratch row, softmax(s·scale) with the max subtracted, then the weighted sum of V (vec4
+ * columns, each summed by a fixed set of threads and combined in order).
  */
-export const ROPE_APPEND_WGSL = `struct P { heads: u32, kvHeads: u32, hd: u32, maxSeq: u32 }
+export const ATTENTION_WGSL = `struct P { group: u32, hd: u32, maxSeq: u32, scale: f32, heads: u32, kvHeads: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
-@group(0) @binding(2) var<storage, read_write> qkv: array<f32>;
+@group(0) @binding(2) var<storage, read> qkv: array<f32>;
 @group(0) @binding(3) var<storage, read> rope: array<vec2<f32>>;
-@group(0) @binding(4) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> vc: array<f32>;
-@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let t = gid.x;
-  let pos = state[0];
-  let half = p.hd / 2u;
-  let rotations = (p.heads + p.kvHeads) * half;
-  if (t < rotations) {
-    let h = t / half;
-    let i = t % half;
-    let cs = rope[pos * half + i];
-    let at = h * p.hd + i;
-    let a = qkv[at];
-    let b = qkv[at + half];
-    let ra = a * cs.x - b * cs.y;
-    let rb = a * cs.y + b * cs.x;
-    if (h < p.heads) {
-      qkv[at] = ra;
-      qkv[at + half] = rb;
-    } else {
-      let slot = ((h - p.heads) * p.maxSeq + pos) * p.hd + i;
-      kc[slot] = ra;
-      kc[slot + half] = rb;
-    }
-    return;
-  }
-  let j = t - rotations;
-  if (j >= p.kvHeads * p.hd) { return; }
-  let g = j / p.hd;
-  let d = j % p.hd;
-  vc[(g * p.maxSeq + pos) * p.hd + d] = qkv[(p.heads + p.kvHeads) * p.hd + j];
-}`;
-
-/**
- * Causal attention of the current position's query over positions 0..pos of the cache, one
- * workgroup per query head (GQA: head h reads kv head h / group): scores to a scratch row,
- * softmax(s·scale) with the max subtracted, then the weighted sum of V, head_dim outputs each summed
- * by a fixed set of threads and combined in order.
- */
-export const ATTENTION_WGSL = `struct P { group: u32, hd: u32, maxSeq: u32, scale: f32 }
-@group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> state: array<u32>;
-@group(0) @binding(2) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> kc: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> vc: array<f32>;
-@group(0) @binding(5) var<storage, read_write> sc: array<f32>;
-@group(0) @binding(6) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> kc: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> vc: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> sc: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out: array<vec4<f32>>;
+var<workgroup> qf: array<f32, 256>;
+var<workgroup> kf: array<f32, 256>;
+var<workgroup> q4: array<vec4<f32>, 64>;
+var<workgroup> k4: array<vec4<f32>, 64>;
+var<workgroup> v4: array<vec4<f32>, 64>;
 var<workgroup> red: array<f32, 256>;
+var<workgroup> acc4: array<vec4<f32>, 256>;
 @compute @workgroup_size(256) fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
   let h = wg.x;
   let kvh = h / p.group;
-  let n = state[0] + 1u;
+  let pos = state[0];
+  let n = pos + 1u;
   let hd4 = p.hd / 4u;
-  let q0 = h * hd4;
-  let k0 = kvh * p.maxSeq * hd4;
+  let half = p.hd / 2u;
+  if (li < half) {
+    let cs = rope[pos * half + li];
+    let qa = qkv[h * p.hd + li];
+    let qb = qkv[h * p.hd + li + half];
+    qf[li] = qa * cs.x - qb * cs.y;
+    qf[li + half] = qa * cs.y + qb * cs.x;
+    let k0 = (p.heads + kvh) * p.hd;
+    let ka = qkv[k0 + li];
+    let kb = qkv[k0 + li + half];
+    kf[li] = ka * cs.x - kb * cs.y;
+    kf[li + half] = ka * cs.y + kb * cs.x;
+  }
+  workgroupBarrier();
+  let cache0 = kvh * p.maxSeq * hd4;
+  if (li < hd4) {
+    let j = 4u * li;
+    q4[li] = vec4<f32>(qf[j], qf[j + 1u], qf[j + 2u], qf[j + 3u]);
+    k4[li] = vec4<f32>(kf[j], kf[j + 1u], kf[j + 2u], kf[j + 3u]);
+    let v0 = (p.heads + p.kvHeads + kvh) * p.hd + j;
+    v4[li] = vec4<f32>(qkv[v0], qkv[v0 + 1u], qkv[v0 + 2u], qkv[v0 + 3u]);
+    if (h % p.group == 0u) {
+      kc[cache0 + pos * hd4 + li] = k4[li];
+      vc[cache0 + pos * hd4 + li] = v4[li];
+    }
+  }
+  workgroupBarrier();
   let row = h * p.maxSeq;
   var m = -3.4e38;
   for (var t = li; t < n; t += 256u) {
     var s = 0.0;
-    for (var d = 0u; d < hd4; d++) { s += dot(qkv[q0 + d], kc[k0 + t * hd4 + d]); }
+    if (t == pos) {
+      for (var d = 0u; d < hd4; d++) { s += dot(q4[d], k4[d]); }
+    } else {
+      for (var d = 0u; d < hd4; d++) { s += dot(q4[d], kc[cache0 + t * hd4 + d]); }
+    }
     sc[row + t] = s;
     m = max(m, s);
   }
@@ -205,30 +223,31 @@ var<workgroup> red: array<f32, 256>;
   let total = red[0];
   storageBarrier();
   workgroupBarrier();
-  let lanes = 256u / p.hd;
-  let d = li % p.hd;
-  let part = li / p.hd;
-  var acc = 0.0;
+  let lanes = 256u / hd4;
+  let c = li % hd4;
+  let part = li / hd4;
+  var acc = vec4<f32>(0.0);
   if (part < lanes) {
-    let v0 = kvh * p.maxSeq * p.hd + d;
-    for (var t = part; t < n; t += lanes) { acc += sc[row + t] * vc[v0 + t * p.hd]; }
+    for (var t = part; t < n; t += lanes) {
+      if (t == pos) { acc += sc[row + t] * v4[c]; } else { acc += sc[row + t] * vc[cache0 + t * hd4 + c]; }
+    }
   }
-  red[li] = acc;
+  acc4[li] = acc;
   workgroupBarrier();
-  if (li < p.hd) {
-    var o = 0.0;
-    for (var j = 0u; j < lanes; j++) { o += red[j * p.hd + li]; }
-    out[h * p.hd + li] = o / total;
+  if (li < hd4) {
+    var o = vec4<f32>(0.0);
+    for (var j = 0u; j < lanes; j++) { o += acc4[j * hd4 + li]; }
+    out[h * hd4 + li] = o / total;
   }
 }`;
 
 /**
- * Greedy pick over the logits (the first index of the largest value, as the CPU's scan), written
- * as the next token: tokens[pos + 1] and state[1]; the position advances.
+ * Greedy pick over the LM head workgroups' picks (the first index of the largest logit, as the
+ * CPU's scan), written as the next token: tokens[pos + 1] and state[1]; the position advances.
  */
 export const ARGMAX_WGSL = `struct P { n: u32 }
 @group(0) @binding(0) var<uniform> p: P;
-@group(0) @binding(1) var<storage, read> logits: array<f32>;
+@group(0) @binding(1) var<storage, read> picks: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> state: array<u32>;
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
 var<workgroup> bestValue: array<f32, 256>;
@@ -237,8 +256,8 @@ var<workgroup> bestIndex: array<u32, 256>;
   var bv = -3.4e38;
   var bi = 0xffffffffu;
   for (var i = li; i < p.n; i += 256u) {
-    let v = logits[i];
-    if (v > bv || bi == 0xffffffffu) { bv = v; bi = i; }
+    let v = bitcast<f32>(picks[i].x);
+    if (v > bv || bi == 0xffffffffu) { bv = v; bi = picks[i].y; }
   }
   bestValue[li] = bv;
   bestIndex[li] = bi;
@@ -272,7 +291,6 @@ export const ADVANCE_WGSL = `@group(0) @binding(0) var<storage, read_write> stat
 export function decodeShaders(): { name: string; code: string }[] {
   const out = [
     { name: 'llm embed', code: EMBED_WGSL },
-    { name: 'llm rope append', code: ROPE_APPEND_WGSL },
     { name: 'llm attention', code: ATTENTION_WGSL },
     { name: 'llm argmax', code: ARGMAX_WGSL },
     { name: 'llm advance', code: ADVANCE_WGSL },
@@ -284,11 +302,12 @@ export function decodeShaders(): { name: string; code: string }[] {
 /** The gemv variants the decode step uses: qkv / LM head (norm, bias or not), o / down (residual), gate-up (norm, SwiGLU). */
 export const GEMV_VARIANTS: readonly GemvVariant[] = [
   { norm: true, bias: true, residual: false, swiglu: false },
-  { norm: true, bias: false, residual: false, swiglu: false },
+  { norm: true, bias: false, residual: false, swiglu: false, argmax: true },
+  { norm: true, bias: true, residual: false, swiglu: false, argmax: true },
   { norm: false, bias: true, residual: true, swiglu: false },
   { norm: true, bias: true, residual: false, swiglu: true },
 ];
 
 function variantName(v: GemvVariant): string {
-  return [v.norm && 'norm', v.bias && 'bias', v.residual && 'residual', v.swiglu && 'swiglu'].filter(Boolean).join(' ');
+  return [v.norm && 'norm', v.bias && 'bias', v.residual && 'residual', v.swiglu && 'swiglu', v.argmax && 'argmax'].filter(Boolean).join(' ');
 }
