@@ -25,6 +25,13 @@ export interface GpuArray {
 
 type Binding = GPUBuffer | GpuArray;
 
+/** A dispatch resolved once (pipeline, bind group, workgroup counts) and replayed by `replay` in later frames. */
+export interface PreparedDispatch {
+  readonly pipeline: GPUComputePipeline;
+  readonly bindGroup: GPUBindGroup;
+  readonly groups: readonly [number, number, number];
+}
+
 const STORAGE = 0x80 | 0x08 | 0x04; // STORAGE | COPY_DST | COPY_SRC
 const UNIFORM = 0x40 | 0x08; // UNIFORM | COPY_DST
 const READBACK = 0x01 | 0x08; // MAP_READ | COPY_DST
@@ -38,7 +45,8 @@ const MAP_READ_MODE = 0x01;
 export class GpuContext {
   readonly limits: GPUSupportedLimits;
   private readonly modules = new Map<string, GPUShaderModule>();
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** By entry point, then by code: no per-dispatch string building. */
+  private readonly pipelines = new Map<string, Map<string, GPUComputePipeline>>();
   private readonly pipelineIds = new WeakMap<GPUComputePipeline, number>();
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private readonly bindGroups = new Map<string, GPUBindGroup>();
@@ -68,8 +76,9 @@ export class GpuContext {
   }
 
   pipeline(code: string, entryPoint = 'main'): GPUComputePipeline {
-    const key = `${entryPoint}\u0000${code}`;
-    let p = this.pipelines.get(key);
+    let byCode = this.pipelines.get(entryPoint);
+    if (!byCode) this.pipelines.set(entryPoint, (byCode = new Map()));
+    let p = byCode.get(code);
     if (p) return p;
     let module = this.modules.get(code);
     if (!module) {
@@ -77,7 +86,7 @@ export class GpuContext {
       this.modules.set(code, module);
     }
     p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
-    this.pipelines.set(key, p);
+    byCode.set(code, p);
     this.pipelineIds.set(p, this.nextId++);
     this.stats.pipelines++;
     return p;
@@ -163,6 +172,26 @@ export class GpuContext {
     this.stats.dispatches++;
   }
 
+  /** Resolves a dispatch once, for frames that record the same work again and again (a decoded token). */
+  prepare(code: string, bindings: readonly Binding[], groups: readonly [number, number?, number?]): PreparedDispatch {
+    const pipeline = this.pipeline(code);
+    return { pipeline, bindGroup: this.bindGroup(pipeline, bindings), groups: [groups[0], groups[1] ?? 1, groups[2] ?? 1] };
+  }
+
+  /** Records prepared dispatches into the open frame, in order. */
+  replay(list: readonly PreparedDispatch[]): void {
+    this.begin();
+    if (!this.pass) this.pass = this.encoder!.beginComputePass();
+    const pass = this.pass;
+    let last: GPUComputePipeline | null = null;
+    for (const d of list) {
+      if (d.pipeline !== last) pass.setPipeline((last = d.pipeline));
+      pass.setBindGroup(0, d.bindGroup);
+      pass.dispatchWorkgroups(d.groups[0], d.groups[1], d.groups[2]);
+    }
+    this.stats.dispatches += list.length;
+  }
+
   copy(src: GpuArray, srcOffset: number, dst: GpuArray, dstOffset: number, length: number): void {
     this.begin();
     this.endPass();
@@ -187,6 +216,10 @@ export class GpuContext {
     return new Uint32Array(await this.readBytes(a, length));
   }
 
+  /**
+   * Submits the frame with a copy of `a` appended and returns the values' promise. The submit happens
+   * before this returns, so a caller may record and submit more frames while the readback is under way.
+   */
   private async readBytes(a: GpuArray, length: number): Promise<ArrayBuffer> {
     const bytes = bucket(length * 4);
     const staging = this.readbackPool.get(bytes)?.pop() ?? this.createBuffer(bytes, READBACK);

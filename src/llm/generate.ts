@@ -26,6 +26,22 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: readonly number[];
   /** Generation ends when the text reaches one of these; the stop string itself is not emitted. */
   stopStrings?: readonly string[];
+  /**
+   * Decode on the GPU (src/gpu/llm/decode.ts GpuLlamaDecoder, continuing the sequence it holds)
+   * instead of the model's session: greedy picks stay on the GPU; other sampling reads the logits back.
+   */
+  gpu?: GpuDecoder;
+}
+
+/** What generation needs from a GPU decoder (GpuLlamaDecoder). */
+export interface GpuDecoder {
+  readonly length: number;
+  readonly maxSeq: number;
+  /** Feeds ids and returns the greedy next token (its logits stay on the GPU). */
+  prefill(ids: readonly number[]): Promise<number>;
+  /** Greedy tokens, each fed by the next step; ending the iteration early rewinds to the tokens read. */
+  stream(count: number): AsyncGenerator<number, void, undefined>;
+  logits(): Promise<Float32Array>;
 }
 
 /** One streamed step: the token and the text it completes (may be empty while bytes of a character or a possible stop string are held back). */
@@ -34,9 +50,22 @@ export interface GeneratedToken {
   text: string;
 }
 
-/** What generation needs from a model: incremental logits and detokenization. */
+/**
+ * A decoder that runs elsewhere (the GPU: src/gpu/llama.ts) and picks tokens there where it can:
+ * `next` feeds the new positions `ids` and resolves to the token sampleToken would pick with the
+ * same arguments. `lookahead` is how many more tokens the caller may ask for after this one, so the
+ * decoder can start on them before they are asked for.
+ */
+export interface DeviceSession {
+  readonly length: number;
+  readonly maxSeq: number;
+  reset(): void;
+  next(ids: readonly number[], context: readonly number[], options: SamplingOptions, rng: Rng, lookahead: number): Promise<number>;
+}
+
+/** What generation needs from a model: incremental logits (on the CPU, or tokens from a device) and detokenization. */
 export interface LanguageModel {
-  readonly session: DecodeSession;
+  readonly session: DecodeSession | DeviceSession;
   readonly vocabSize: number;
   decode(ids: readonly number[]): string;
 }
@@ -131,7 +160,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     private readonly history: readonly number[] = [],
   ) {
     check(options);
-    if (prompt.length === 0 && model.session.length === 0) throw new UsageError('generate: the prompt is empty (give at least one token, e.g. BOS)');
+    if (prompt.length === 0 && model.session.length === 0 && !options.gpu) throw new UsageError('generate: the prompt is empty (give at least one token, e.g. BOS)');
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {
@@ -141,11 +170,16 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     const stops = new Set(stopTokens);
     const rng = new Rng(options.seed ?? 0);
     const context = [...this.history, ...this.prompt];
-    let logits = this.prompt.length > 0 ? lastRow(session.forward(ids(this.prompt)), model.vocabSize) : null;
-    if (!logits) throw new UsageError('generate: nothing to continue from (the prompt is empty)');
+    if (this.prompt.length === 0) throw new UsageError('generate: nothing to continue from (the prompt is empty)');
+    const pick = (fed: readonly number[], lookahead: number): Promise<number> | number =>
+      session instanceof DecodeSession
+        ? sampleToken(lastRow(session.forward(ids(fed)), model.vocabSize), context, options, rng)
+        : session.next(fed, context, options, rng, lookahead);
+    let next = pick(this.prompt, Math.max(0, maxTokens - 1));
+    if (maxTokens === 0) await next;
     let decodedLength = 0;
     for (let step = 0; step < maxTokens; step++) {
-      const token = sampleToken(logits, context, options, rng);
+      const token = await next;
       this.tokens.push(token);
       context.push(token);
       if (stops.has(token)) {
@@ -181,7 +215,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
         this.finishReason = 'context';
         return;
       }
-      logits = lastRow(session.forward(ids([token])), model.vocabSize);
+      next = pick([token], maxTokens - step - 2);
     }
     this.finishReason = 'max-tokens';
   }
