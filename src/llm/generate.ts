@@ -26,22 +26,6 @@ export interface GenerateOptions extends SamplingOptions {
   stopTokens?: readonly number[];
   /** Generation ends when the text reaches one of these; the stop string itself is not emitted. */
   stopStrings?: readonly string[];
-  /**
-   * Decode on the GPU (src/gpu/llm/decode.ts GpuLlamaDecoder, continuing the sequence it holds)
-   * instead of the model's session: greedy picks stay on the GPU; other sampling reads the logits back.
-   */
-  gpu?: GpuDecoder;
-}
-
-/** What generation needs from a GPU decoder (GpuLlamaDecoder). */
-export interface GpuDecoder {
-  readonly length: number;
-  readonly maxSeq: number;
-  /** Feeds ids and returns the greedy next token (its logits stay on the GPU). */
-  prefill(ids: readonly number[]): Promise<number>;
-  /** Greedy tokens, each fed by the next step; ending the iteration early rewinds to the tokens read. */
-  stream(count: number): AsyncGenerator<number, void, undefined>;
-  logits(): Promise<Float32Array>;
 }
 
 /** One streamed step: the token and the text it completes (may be empty while bytes of a character or a possible stop string are held back). */
@@ -160,7 +144,7 @@ export class Generation implements AsyncIterable<GeneratedToken> {
     private readonly history: readonly number[] = [],
   ) {
     check(options);
-    if (prompt.length === 0 && model.session.length === 0 && !options.gpu) throw new UsageError('generate: the prompt is empty (give at least one token, e.g. BOS)');
+    if (prompt.length === 0 && model.session.length === 0) throw new UsageError('generate: the prompt is empty (give at least one token, e.g. BOS)');
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<GeneratedToken> {

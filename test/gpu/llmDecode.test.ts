@@ -5,6 +5,7 @@ import { Tensor } from '../../src/core/tensor.js';
 import { DecodeSession } from '../../src/engine/decode.js';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { GpuLlamaDecoder } from '../../src/gpu/llm/decode.js';
+import { Generation, type GenerateOptions } from '../../src/llm/generate.js';
 import { importLlama, type LlamaModel } from '../../src/llm/llamaFiles.js';
 import { ROOT } from '../helpers.js';
 import { relativeDiff, realGpu } from './gpuHelpers.js';
@@ -84,6 +85,31 @@ test('GPU decode: stopping early rewinds to the tokens read; continuing and feed
     const next = await decoder.prefill([expected.tokens[0]]);
     assert.equal(next, expected.tokens[1]);
     await assert.rejects(decoder.prefill(new Array(40).fill(1)), UsageError);
+  } finally {
+    decoder.dispose();
+  }
+});
+
+test('GPU decode drives Generation (DeviceSession): greedy with run-ahead, a stop token, and seeded sampling match the CPU', async (t) => {
+  if (typeof gpu === 'string') return t.skip(gpu);
+  const model = importLlama(`${ROOT}test/fixtures/llama/llama`);
+  const tokenizer = model.tokenizer!.tokenizer;
+  const cpu = { session: new DecodeSession(model.network, 128), vocabSize: model.config.vocabSize, decode: (ids: readonly number[]) => tokenizer.decode(ids) };
+  const decoder = new GpuLlamaDecoder(gpu, model.network, model.config, { maxSeq: 128 });
+  const onGpu = { session: decoder, vocabSize: model.config.vocabSize, decode: cpu.decode };
+  const run = async (m: typeof cpu | typeof onGpu, options: GenerateOptions) => {
+    m.session.reset();
+    const g = new Generation(m, PROMPT, options);
+    for await (const _ of g) void _;
+    return { tokens: g.tokens, text: g.text, finish: g.finishReason, length: m.session.length };
+  };
+  try {
+    const greedy = await run(cpu, { maxTokens: 16 });
+    assert.deepEqual(await run(onGpu, { maxTokens: 16 }), greedy);
+    const stop = { maxTokens: 16, stopTokens: [greedy.tokens[6]] };
+    assert.deepEqual(await run(onGpu, stop), await run(cpu, stop));
+    const sampled = { maxTokens: 12, temperature: 0.9, topK: 40, repetitionPenalty: 1.2, seed: 3 };
+    assert.deepEqual(await run(onGpu, sampled), await run(cpu, sampled));
   } finally {
     decoder.dispose();
   }

@@ -4,6 +4,8 @@ import type { VolumetricNetwork } from '../../grid/network.js';
 import { ropeDivisors } from '../../layers/attention.js';
 import type { Layer } from '../../layers/layer.js';
 import { Activation } from '../../layers/activations.js';
+import type { Rng } from '../../core/rng.js';
+import { sampleToken, type DeviceSession, type SamplingOptions } from '../../llm/generate.js';
 import { llamaLayers, type LlamaConfig } from '../../llm/llama.js';
 import { GpuError, groups1d, type GpuArray, type GpuContext } from '../context.js';
 import { registerShaders } from '../kernels/index.js';
@@ -39,7 +41,7 @@ interface Dispatch {
  * (the argmax, computed on the GPU). Per block: fused RMSNorm+QKV gemv, attention (RoPE and the
  * cache append fused in), O gemv + residual, fused RMSNorm+gate/up gemv with SwiGLU, down gemv + residual.
  */
-export class GpuLlamaDecoder {
+export class GpuLlamaDecoder implements DeviceSession {
   readonly maxSeq: number;
   readonly vocabSize: number;
   readonly lookahead: number;
@@ -53,6 +55,11 @@ export class GpuLlamaDecoder {
   private readonly head: Dispatch[] = [];
   private readonly advance: Dispatch;
   private disposed = false;
+  /** The greedy run-ahead next() pulls from, and the token it will feed next. */
+  private ahead: AsyncGenerator<number, void, undefined> | null = null;
+  private aheadFeeds = -1;
+  /** The GPU's last greedy pick, which tokens[filled] holds, so a stream can feed it. */
+  private lastPick = -1;
 
   constructor(
     readonly ctx: GpuContext,
@@ -156,6 +163,32 @@ export class GpuLlamaDecoder {
   }
 
   /**
+   * DeviceSession for Generation: feeds `ids` and resolves to the token sampleToken would pick.
+   * Greedy without a penalty stays on the GPU, running `lookahead` steps ahead when the caller feeds
+   * back the token it was given; other sampling reads the logits back.
+   */
+  async next(ids: readonly number[], context: readonly number[], options: SamplingOptions, rng: Rng, lookahead: number): Promise<number> {
+    const greedy = (options.temperature ?? 0) === 0 && ((options.repetitionPenalty ?? 1) === 1 || (options.repetitionWindow ?? 64) === 0);
+    if (greedy && this.ahead && ids.length === 1 && ids[0] === this.aheadFeeds) {
+      const r = await this.ahead.next();
+      if (!r.done) {
+        this.aheadFeeds = r.value;
+        return r.value;
+      }
+    }
+    await this.stopAhead();
+    if (greedy && ids.length === 1 && lookahead > 0 && this.filled > 0 && ids[0] === this.lastPick) {
+      this.ahead = this.stream(lookahead + 1);
+      this.aheadFeeds = ids[0];
+      return this.next(ids, context, options, rng, lookahead);
+    }
+    const token = await this.prefill(ids);
+    this.lastPick = token;
+    if (greedy) return token;
+    return sampleToken(await this.logits(), context, options, rng);
+  }
+
+  /**
    * Runs `prompt` (continuing the sequence held so far) in one submit, and returns the greedy next
    * token. The last prompt position's logits stay on the GPU (see logits()).
    */
@@ -165,41 +198,58 @@ export class GpuLlamaDecoder {
   }
 
   /**
-   * Greedy decoding of up to `count` tokens after prefill (which picked the token fed first): each token one submit, the next step
-   * submitted before the previous token is read back (the GPU feeds its own argmax forward).
-   * `onToken` returning false stops early; the sequence then holds every token read.
+   * Greedy decoding of up to `count` tokens after prefill (which picked the token fed first): each
+   * token one submit, later steps submitted before a token is read back (the GPU feeds its own argmax
+   * forward). Stopping the iteration early rewinds the GPU to the tokens read: the sequence then holds
+   * every token read but the last, which is fed by the next step.
    */
-  async decodeGreedy(count: number, onToken?: (token: number) => boolean | void): Promise<number[]> {
-    const out: number[] = [];
-    if (count <= 0) return out;
+  async *stream(count: number): AsyncGenerator<number, void, undefined> {
+    if (count <= 0) return;
     this.checkFits(1);
     let inFlight = 0;
     let submitted = 0;
-    let last = 0;
-    let stopped = false;
-    const submitNext = () => {
-      this.encodeStep(submitted % this.staging.length, true);
-      submitted++;
-      inFlight++;
-    };
-    while (!stopped && (submitted < count || inFlight > 0)) {
-      while (submitted < count && inFlight < this.lookahead && this.filled + inFlight < this.maxSeq) submitNext();
-      if (inFlight === 0) break;
-      const slot = (submitted - inFlight) % this.staging.length;
-      last = await this.readToken(slot);
-      inFlight--;
-      this.filled++;
-      out.push(last);
-      if (onToken?.(last) === false) stopped = true;
+    let last = -1;
+    const slots = this.staging.length;
+    try {
+      while (submitted < count || inFlight > 0) {
+        while (submitted < count && inFlight < this.lookahead && this.filled + inFlight < this.maxSeq) {
+          this.encodeStep(submitted % slots);
+          submitted++;
+          inFlight++;
+        }
+        if (inFlight === 0) return;
+        last = await this.readToken((submitted - inFlight) % slots);
+        inFlight--;
+        this.filled++;
+        yield last;
+      }
+    } finally {
+      // Steps submitted past a stop have run; their cache entries lie past `filled` and are overwritten later.
+      while (inFlight > 0) {
+        await this.readToken((submitted - inFlight) % slots);
+        inFlight--;
+      }
+      if (last >= 0) this.ctx.write(this.state, Uint32Array.of(this.filled, last));
     }
-    // Steps submitted after a stop have run on the GPU; their cache entries lie past `filled`, so
-    // the position on the GPU is rewound to what the CPU holds.
-    while (inFlight > 0) {
-      await this.readToken((submitted - inFlight) % this.staging.length);
-      inFlight--;
+  }
+
+  /** stream() collected: up to `count` tokens, stopping after one for which `onToken` returns false. */
+  async decodeGreedy(count: number, onToken?: (token: number) => boolean | void): Promise<number[]> {
+    const out: number[] = [];
+    for await (const token of this.stream(count)) {
+      out.push(token);
+      if (onToken?.(token) === false) break;
     }
-    this.ctx.write(this.state, Uint32Array.of(this.filled, last));
     return out;
+  }
+
+  private async stopAhead(): Promise<void> {
+    const ahead = this.ahead;
+    this.ahead = null;
+    if (ahead) {
+      await ahead.return(undefined);
+      this.lastPick = this.aheadFeeds;
+    }
   }
 
   /** Logits of the last position that ran the LM head (a full vocabulary readback: for tests and sampling). */
@@ -272,11 +322,11 @@ export class GpuLlamaDecoder {
     this.filled += prompt.length;
   }
 
-  private encodeStep(slot: number, withHead: boolean): void {
+  private encodeStep(slot: number): void {
     const encoder = this.ctx.device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     this.record(pass, this.body);
-    this.record(pass, withHead ? this.head : [this.advance]);
+    this.record(pass, this.head);
     pass.end();
     encoder.copyBufferToBuffer(this.state.buffer, 0, this.staging[slot], 0, 16);
     this.ctx.device.queue.submit([encoder.finish()]);
