@@ -5,4 +5,5 @@ export { loadDataset } from './data/load.js';
 export * from './io/safetensorsFiles.js';
 export * from './llm/tokenizerFiles.js';
 export * from './llm/llamaFiles.js';
+export { GpuLlama, type GpuLlamaOptions } from './gpu/llama.js';
 export { resolveInside } from './io/safePath.js';

@@ -2,7 +2,8 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LoomError, UsageError } from '../core/errors.js';
-import { decodeResidentBytes } from '../engine/decode.js';
+import { decodeResidentBytes, quantizeNetwork } from '../engine/decode.js';
+import { GpuUnavailableError } from '../gpu/context.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { tiedOwners } from '../grid/persistence.js';
 import { loadNetworkFile, saveNetworkFile } from '../io/modelFiles.js';
@@ -10,7 +11,7 @@ import { openSafetensors, loadUniversalFile, saveNetworkSafetensors } from '../i
 import { detectArchitecture } from '../io/universalLoader.js';
 import { parseQuantFormat } from '../kernels/quant.js';
 import { ChatSession, TextModel } from '../llm/chat.js';
-import type { GenerateOptions } from '../llm/generate.js';
+import { Generation, type GenerateOptions, type LanguageModel } from '../llm/generate.js';
 import type { LlamaConfig } from '../llm/llama.js';
 import { importLlama, readLlamaConfig, type ImportLlamaOptions } from '../llm/llamaFiles.js';
 import { numberFlag, parseCommandArgs, requireOne, stringFlag, type OptionSpec, type ParsedArgs } from './args.js';
@@ -50,25 +51,48 @@ function loadTextModel(dir: string, values: ParsedArgs['values'], command: strin
   return new TextModel(model.network, model.config, model.tokenizer);
 }
 
-/** loom generate <model-dir> --prompt <text> [sampling flags]: streams the continuation to stdout. */
+/**
+ * loom generate <model-dir> --prompt <text> [sampling flags] [--gpu]: streams the continuation to
+ * stdout. --gpu decodes on the GPU (src/gpu/llama.ts), falling back to the CPU with a message.
+ */
 export async function generateCommand(argv: string[], write: (s: string) => void, err: (s: string) => void): Promise<void> {
-  const { positionals, values } = parseCommandArgs('generate', argv, { ...SAMPLING_FLAGS, prompt: { type: 'string' }, stats: { type: 'boolean' } });
+  const { positionals, values } = parseCommandArgs('generate', argv, { ...SAMPLING_FLAGS, prompt: { type: 'string' }, stats: { type: 'boolean' }, gpu: { type: 'boolean' } });
   const dir = requireOne(positionals, 'generate', 'model-dir');
   const prompt = stringFlag(values, 'prompt');
   if (prompt === undefined) throw new UsageError('generate: missing --prompt <text>');
   const options = samplingOptions(values);
-  const model = loadTextModel(dir, values, 'generate');
+  const dtype = stringFlag(values, 'dtype');
+  const gpuDtype = values.gpu ? (dtype === undefined || dtype === 'float32' ? 'float32' : parseQuantFormat(dtype, '--dtype')) : null;
+  // On the GPU the float32 weights are packed there, so the CPU keeps no second packed copy.
+  const model = loadTextModel(dir, gpuDtype ? { ...values, dtype: undefined } : values, 'generate');
+  let onGpu: { llama: import('../gpu/llama.js').GpuLlama; model: LanguageModel } | null = null;
+  if (gpuDtype) {
+    const { GpuLlama } = await import('../gpu/llama.js');
+    try {
+      const llama = await GpuLlama.create(model.network, model.config, { dtype: gpuDtype, maxSeq: model.session.maxSeq });
+      onGpu = { llama, model: { session: llama, vocabSize: model.vocabSize, decode: (ids) => model.decode(ids) } };
+    } catch (e) {
+      if (!(e instanceof GpuUnavailableError)) throw e;
+      err(`loom: --gpu: ${e.message}`);
+      if (gpuDtype !== 'float32') quantizeNetwork(model.network, gpuDtype, { release: true });
+    }
+  }
   const start = performance.now();
-  const generation = model.generate(prompt, options);
+  const generation = onGpu ? new Generation(onGpu.model, model.encode(prompt), { stopTokens: model.stopTokens(), ...options }) : model.generate(prompt, options);
   let n = 0;
-  for await (const step of generation) {
-    write(step.text);
-    n++;
+  try {
+    for await (const step of generation) {
+      write(step.text);
+      n++;
+    }
+  } finally {
+    onGpu?.llama.destroy();
   }
   write('\n');
   if (values.stats) {
     const s = (performance.now() - start) / 1000;
-    err(`${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tokens/s, prefill included), ended by ${generation.finishReason}; weights ${formatBytes(decodeResidentBytes(model.network))}`);
+    const where = onGpu ? `on the GPU (${onGpu.llama.ctx.adapterInfo.description || onGpu.llama.ctx.adapterInfo.vendor || 'WebGPU'}), weights ${formatBytes(onGpu.llama.residentBytes)}` : `weights ${formatBytes(decodeResidentBytes(model.network))}`;
+    err(`${n} tokens in ${s.toFixed(2)} s (${(n / s).toFixed(1)} tokens/s, prefill included), ended by ${generation.finishReason}; ${where}`);
   }
 }
 

@@ -12,6 +12,7 @@ import { gpuLayerKind } from './layers.js';
 export { createGpuContext, GpuContext, GpuError, GpuUnavailableError, type GpuArray, type GpuContextOptions } from './context.js';
 export { gpuKindNames } from './layers.js';
 export { GpuNetwork } from './network.js';
+export { GpuLlama, type GpuLlamaOptions } from './llama.js';
 export { trainGpu, type GpuOption } from './train.js';
 
 /** What a page can expect from WebGPU here: an adapter (and what it is), or why there is none. */

@@ -150,6 +150,8 @@ export class GpuLlama implements DeviceSession {
   private readonly decodeBody: PreparedDispatch[];
   private readonly decodeArgmax: PreparedDispatch[];
   private destroyed = false;
+  /** Bytes of weights on the GPU (matrices in their format and scales; vectors and KV caches not counted). */
+  residentBytes = 0;
 
   private constructor(
     readonly ctx: GpuContext,
@@ -183,6 +185,7 @@ export class GpuLlama implements DeviceSession {
     const keepMatrix = (m: GpuMatrix) => {
       keep(m.data);
       if (m.scales) keep(m.scales);
+      this.residentBytes += 4 * (m.data.length + (m.scales?.length ?? 0));
       return m;
     };
 
