@@ -34,7 +34,7 @@ export async function decodeBench(ctx: GpuContext, promptLength = 128, decodeTok
   let submits = 0;
   let dispatches = 0;
   let profile: Record<string, number> = {};
-  for (const lookahead of [1, 2]) {
+  for (const lookahead of [1, 2, 3]) {
     const decoder = new GpuLlamaDecoder(ctx, net, SMOLLM2_135M, { maxSeq: promptLength + decodeTokens + 1, lookahead });
     let best = 0;
     for (let trial = 0; trial <= trials; trial++) {

@@ -9,7 +9,7 @@ import { sampleToken, type DeviceSession, type SamplingOptions } from '../../llm
 import { llamaLayers, type LlamaConfig } from '../../llm/llama.js';
 import { GpuError, groups1d, type GpuArray, type GpuContext } from '../context.js';
 import { registerShaders } from '../kernels/index.js';
-import { ADVANCE_WGSL, ARGMAX_WGSL, ATTENTION_WGSL, decodeShaders, EMBED_WGSL, GEMV_ROWS, gemvWgsl, type GemvVariant } from './kernels.js';
+import { ADVANCE_WGSL, ARGMAX_WGSL, ATTENTION_WORKGROUP_BYTES, attentionWgsl, decodeShaders, EMBED_WGSL, GEMV_ROWS, gemvWgsl, type GemvVariant } from './kernels.js';
 
 registerShaders(decodeShaders);
 
@@ -88,7 +88,11 @@ export class GpuLlamaDecoder implements DeviceSession {
     const qkv = this.keep(ctx.alloc(q + 2 * kv));
     const attn = this.keep(ctx.alloc(q));
     const hidden = this.keep(ctx.alloc(inter));
-    const scores = this.keep(ctx.alloc(heads * maxSeq));
+    // Scores in workgroup memory when the whole sequence fits there (positions rounded to 256 so few variants exist).
+    const sharedPositions = Math.ceil(maxSeq / 256) * 256;
+    const sharedScores = ATTENTION_WORKGROUP_BYTES + sharedPositions * 4 <= ctx.workgroupStorage ? sharedPositions : 0;
+    const attentionCode = attentionWgsl(sharedScores);
+    const scores = this.keep(ctx.alloc(sharedScores ? 1 : heads * maxSeq));
     this.logitsBuffer = this.keep(ctx.alloc(vocab));
     const rope = this.keep(ctx.upload(ropeTable(config, layers.blocks[0]?.attention, maxSeq)));
 
@@ -122,7 +126,7 @@ export class GpuLlamaDecoder implements DeviceSession {
       const bDown = upload(m.subarray(3 * n + 2 * inter));
       this.body.push(
         gemv({ norm: true, bias: true, residual: false, swiglu: false }, q + 2 * kv, d, epsilon(block.inputNorm), [x, wQkv, qkv, inputGain, bQkv]),
-        this.make(ATTENTION_WGSL, [attentionParams, this.state, qkv, rope, kCache, vCache, scores, attn], [heads, 1]),
+        this.make(attentionCode, [attentionParams, this.state, qkv, rope, kCache, vCache, ...(sharedScores ? [] : [scores]), attn], [heads, 1]),
         gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, q, 0, [attn, wO, x, bO]),
         gemv({ norm: true, bias: true, residual: false, swiglu: true }, inter, d, epsilon(block.postNorm), [x, wGateUp, hidden, postGain, bGateUp]),
         gemv({ norm: false, bias: true, residual: true, swiglu: false }, d, inter, 0, [hidden, wDown, x, bDown]),

@@ -139,7 +139,7 @@ export const EMBED_WGSL = `struct P { d: u32 }
  * to a scratch row, softmax(s·scale) with the max subtracted, then the weighted sum of V (vec4
  * columns, each summed by a fixed set of threads and combined in order).
  */
-export const ATTENTION_WGSL = `struct P { group: u32, hd: u32, maxSeq: u32, scale: f32, heads: u32, kvHeads: u32 }
+const ATTENTION_TEMPLATE = `struct P { group: u32, hd: u32, maxSeq: u32, scale: f32, heads: u32, kvHeads: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> qkv: array<f32>;
@@ -242,6 +242,21 @@ var<workgroup> acc4: array<vec4<f32>, 256>;
 }`;
 
 /**
+ * The attention kernel; with `sharedScores` > 0 the scores live in workgroup memory of that many
+ * positions (no scratch binding; `out` moves to binding 6), else in the storage scratch row.
+ */
+export function attentionWgsl(sharedScores = 0): string {
+  if (sharedScores <= 0) return ATTENTION_TEMPLATE;
+  return ATTENTION_TEMPLATE.replace('@group(0) @binding(6) var<storage, read_write> sc: array<f32>;\n', '')
+    .replace('@binding(7) var<storage, read_write> out', '@binding(6) var<storage, read_write> out')
+    .replace('var<workgroup> red:', `var<workgroup> sc: array<f32, ${sharedScores}>;\nvar<workgroup> red:`)
+    .replace('let row = h * p.maxSeq;', 'let row = 0u;');
+}
+
+/** Workgroup memory the attention kernel uses besides shared scores. */
+export const ATTENTION_WORKGROUP_BYTES = 2 * 256 * 4 + 3 * 64 * 16 + 256 * 4 + 256 * 16;
+
+/**
  * Greedy pick over the LM head workgroups' picks (the first index of the largest logit, as the
  * CPU's scan), written as the next token: tokens[pos + 1] and state[1]; the position advances.
  */
@@ -291,7 +306,8 @@ export const ADVANCE_WGSL = `@group(0) @binding(0) var<storage, read_write> stat
 export function decodeShaders(): { name: string; code: string }[] {
   const out = [
     { name: 'llm embed', code: EMBED_WGSL },
-    { name: 'llm attention', code: ATTENTION_WGSL },
+    { name: 'llm attention', code: attentionWgsl() },
+    { name: 'llm attention shared scores', code: attentionWgsl(1024) },
     { name: 'llm argmax', code: ARGMAX_WGSL },
     { name: 'llm advance', code: ADVANCE_WGSL },
   ];
