@@ -197,6 +197,7 @@ export class GpuLlamaDecoder implements DeviceSession {
    * token. The last prompt position's logits stay on the GPU (see logits()).
    */
   async prefill(prompt: readonly number[]): Promise<number> {
+    await this.stopAhead();
     this.submitPrefill(prompt);
     return this.readToken(0);
   }
