@@ -8,6 +8,7 @@ import type { VolumetricNetwork } from '../grid/network.js';
 import { coordText } from '../layers/layer.js';
 import { createGpuContext, GpuUnavailableError, type GpuContext, type GpuContextOptions } from './context.js';
 import { gpuLayerKind } from './layers.js';
+import './sequenceLayers.js';
 
 export { createGpuContext, GpuContext, GpuError, GpuUnavailableError, type GpuArray, type GpuContextOptions } from './context.js';
 export { gpuKindNames } from './layers.js';

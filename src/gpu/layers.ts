@@ -27,6 +27,10 @@ export interface GpuCache {
   pre?: GpuArray;
   skip?: GpuTensor;
   batch: number;
+  /** More buffers a kind keeps (attention's projections and statistics, LSTM gates and cells). */
+  extra?: GpuArray[];
+  /** Sizes a kind keeps (sequence length). */
+  sizes?: number[];
 }
 
 export interface GpuForward {

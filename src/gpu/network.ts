@@ -5,6 +5,7 @@ import { coordText, type Layer } from '../layers/layer.js';
 import type { GpuArray, GpuContext } from './context.js';
 import { add } from './kernels/elementwise.js';
 import { Arena, gpuLayerKind, sizeOf, type GpuCache, type GpuLayerKind, type GpuTensor } from './layers.js';
+import './sequenceLayers.js';
 
 /** One layer's parameters on the GPU: values, gradient, and the CPU master they mirror. */
 export interface GpuParams {

@@ -1,12 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Rng } from '../../src/core/rng.js';
-import { Tensor } from '../../src/core/tensor.js';
-import { buildNetwork } from '../../src/grid/spec.js';
 import type { GpuContext } from '../../src/gpu/context.js';
 import { gemm, TILE_LARGE, TILE_MEDIUM, TILE_SMALL, type GemmTile } from '../../src/gpu/kernels/gemm.js';
-import { Arena, gpuLayerKind, sizeOf } from '../../src/gpu/layers.js';
-import { relativeDiff, realGpu } from './gpuHelpers.js';
+import { compareLayer, FORWARD_TOL, randomArray, relativeDiff, realGpu } from './gpuHelpers.js';
 
 let gpu: GpuContext | string;
 before(async () => {
@@ -15,59 +12,6 @@ before(async () => {
 after(() => {
   if (typeof gpu !== 'string') gpu.destroy();
 });
-
-/** Forward and backward tolerances of the issue: relative to the reference's largest magnitude. */
-const FORWARD_TOL = 1e-5;
-const GRAD_TOL = 1e-4;
-
-function randomArray(n: number, rng: Rng, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = (rng.uniform() * 2 - 1) * scale;
-  return a;
-}
-
-/** Runs one layer's forward and backward on the CPU (the reference) and the GPU, and compares them. */
-async function compareLayer(ctx: GpuContext, spec: Record<string, unknown>, inputShape: number[], report: string[], skipShape?: number[]): Promise<void> {
-  const net = buildNetwork({ depth: 1, rows: 1, cols: 1, layers_per_cell: 1, layers: [{ z: 0, y: 0, x: 0, l: 0, dtype: 'float32', ...spec }] }, { seed: 7 });
-  const layer = net.layers()[0];
-  const rng = new Rng(11);
-  const input = new Tensor(randomArray(sizeOf(inputShape), rng), inputShape);
-  const skip = skipShape ? new Tensor(randomArray(sizeOf(skipShape), rng), skipShape) : null;
-  const weights = layer.weights?.master ?? null;
-  const cpu = layer.kind.forward(layer, input, weights, skip);
-  const gradOut = new Tensor(randomArray(cpu.output.size, rng), cpu.output.shape);
-  const cpuBack = layer.kind.backward(layer, gradOut, cpu.cache, weights);
-
-  const kind = gpuLayerKind(layer);
-  assert.ok(kind, `no GPU kernels for ${layer.kind.name}`);
-  const arena = new Arena(ctx);
-  const x = arena.alloc(input.size);
-  ctx.upload(input.data, x);
-  const w = weights ? arena.alloc(weights.length) : null;
-  if (w) ctx.upload(weights!, w);
-  const s = skip ? arena.alloc(skip.size) : null;
-  if (s) ctx.upload(skip!.data, s);
-  const g = arena.alloc(gradOut.size);
-  ctx.upload(gradOut.data, g);
-  const gw = weights ? arena.alloc(weights.length) : null;
-  const fwd = kind.forward(arena, layer, { data: x, shape: input.shape }, w, s ? { data: s, shape: skip!.shape } : null);
-  const back = kind.backward(arena, layer, { data: g, shape: gradOut.shape }, fwd.cache, w, gw, true);
-  const out = await ctx.read(fwd.output.data, cpu.output.size);
-  const name = `${layer.kind.name} ${JSON.stringify(spec).slice(0, 90)}`;
-  const diffs: string[] = [];
-  const check = (what: string, got: Float32Array, want: ArrayLike<number>, tol: number) => {
-    const d = relativeDiff(got, want);
-    diffs.push(`${what} ${d.toExponential(2)}`);
-    assert.ok(d <= tol, `${name}: ${what} max relative diff ${d} > ${tol}`);
-  };
-  assert.deepEqual([...fwd.output.shape], [...cpu.output.shape], `${name}: output shape`);
-  check('forward', out, cpu.output.data, FORWARD_TOL);
-  if (back.gradInput) check('gradInput', await ctx.read(back.gradInput.data, input.size), cpuBack.gradInput.data, GRAD_TOL);
-  if (gw && cpuBack.gradWeights) check('gradWeights', await ctx.read(gw, weights!.length), cpuBack.gradWeights, GRAD_TOL);
-  if (skip && cpuBack.gradSkip && back.gradSkip) check('gradSkip', await ctx.read(back.gradSkip.data, skip.size), cpuBack.gradSkip.data, GRAD_TOL);
-  arena.releaseAll();
-  report.push(`${name}: ${diffs.join(', ')}`);
-}
 
 test('GPU layers match the CPU reference (forward ≤ 1e-5, gradients ≤ 1e-4)', async (t) => {
   if (typeof gpu === 'string') return t.skip(gpu);
