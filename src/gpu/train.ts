@@ -3,11 +3,11 @@ import { LoomError, NumericError } from '../core/errors.js';
 import { mixSeed, Rng } from '../core/rng.js';
 import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
 import type { VolumetricNetwork } from '../grid/network.js';
-import { AdamW, Sgd, type Optimizer } from '../train/optimizers.js';
+import { AdamW, Rmsprop, Sgd, type Optimizer } from '../train/optimizers.js';
 import { finishEpoch, gatherBatch, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
 import { createGpuContext, GpuContext, type GpuArray } from './context.js';
 import { crossEntropyGrad, mseGrad } from './kernels/loss.js';
-import { adamwUpdate, sgdUpdate, STEP_WORDS } from './kernels/optim.js';
+import { adamwUpdate, clipGradients, rmspropUpdate, sgdUpdate, STEP_WORDS, SUMSQ_SPAN } from './kernels/optim.js';
 import { Arena, sizeOf } from './layers.js';
 import { GpuNetwork } from './network.js';
 
@@ -31,10 +31,9 @@ export async function resolveGpu(option: GpuOption): Promise<{ ctx: GpuContext; 
  * end of every epoch.
  */
 export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: TrainConfig & { gpu?: GpuOption }): Promise<TrainResult> {
-  if (config.clipNorm !== undefined) throw new LoomError('gradient clipping (--clip) is not available on the GPU yet; train without --gpu');
   const { optimizer, scheduler } = config;
-  if (!(optimizer instanceof AdamW) && !(optimizer instanceof Sgd)) {
-    throw new LoomError(`the ${optimizer.type} optimizer is not available on the GPU yet (use adamw or sgd, or train on the CPU)`);
+  if (!(optimizer instanceof AdamW) && !(optimizer instanceof Sgd) && !(optimizer instanceof Rmsprop)) {
+    throw new LoomError(`the ${(optimizer as Optimizer).type} optimizer is not available on the GPU (use adamw, sgd or rmsprop, or train on the CPU)`);
   }
   if (optimizer.steps > 0) throw new LoomError('resuming optimizer state on the GPU is not supported yet; resume on the CPU');
   let trainSet = data;
@@ -59,7 +58,9 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
     const targets = keep(ctx.alloc(Math.max(1, config.batchSize * Math.max(width, 1))));
     const losses = keep(ctx.alloc(trainSet.count));
     const correct = keep(ctx.alloc(trainSet.count));
-    const state = gnet.params.map((p) => (p ? [keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count))] : null));
+    const state = gnet.params.map((p) => (p ? [keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count))] : null));
+    const trained = gnet.params.filter((p): p is NonNullable<typeof p> => p !== null);
+    const clip = config.clipNorm !== undefined ? { partials: keep(ctx.alloc(trained.reduce((n, p) => n + Math.ceil(p.count / SUMSQ_SPAN), 0))), coef: keep(ctx.alloc(2)) } : null;
     for (const s of state) if (s) for (const b of s) ctx.upload(new Float32Array(b.length), b);
     const stepUniform = ctx.mutableUniform(STEP_WORDS);
     const stepWords = new Float32Array(STEP_WORDS);
@@ -97,14 +98,16 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
           mseGrad(ctx, output.data, targets, grad, losses, n, outWidth, from);
         }
         gnet.backward(arena, trace!, { data: grad, shape: output.shape });
+        if (clip) clipGradients(ctx, trained.map((p) => p.grad), trained.map((p) => p.count), config.clipNorm!, clip.partials, clip.coef);
         if (scheduler) optimizer.lr = scheduler.lr;
         optimizer.steps++;
         writeStepWords(optimizer, stepWords);
         ctx.device.queue.writeBuffer(stepUniform, 0, stepWords);
         gnet.params.forEach((p, k) => {
           if (!p) return;
-          const [m, v] = state[k]!;
+          const [m, v, u] = state[k]!;
           if (optimizer instanceof AdamW) adamwUpdate(ctx, stepUniform, p.weights, p.grad, m, v, p.count);
+          else if (optimizer instanceof Rmsprop) rmspropUpdate(ctx, stepUniform, p.weights, p.grad, m, v, u, p.count);
           else sgdUpdate(ctx, stepUniform, p.weights, p.grad, m, p.count);
         });
         ctx.flush();
@@ -158,6 +161,13 @@ function writeStepWords(o: Optimizer, w: Float32Array): void {
     w[3] = o.weightDecay;
     w[4] = o.nesterov ? 1 : 0;
     w[5] = t === 1 ? 1 : 0;
+  } else if (o instanceof Rmsprop) {
+    w[0] = o.lr;
+    w[1] = o.alpha;
+    w[2] = o.eps;
+    w[3] = o.momentum;
+    w[4] = o.centered ? 1 : 0;
+    w[5] = o.weightDecay;
   }
 }
 

@@ -4,7 +4,7 @@ import { CONV_FORWARD_WGSL, CONV_INPUT_GRAD_WGSL, CONV_WEIGHT_GRAD_WGSL } from '
 import { activationBackwardWgsl, activationWgsl, ADD_WGSL, CHANNEL_SUMS_WGSL } from './elementwise.js';
 import { gemmWgsl, TILE_LARGE, TILE_MEDIUM, TILE_SMALL } from './gemm.js';
 import { CROSS_ENTROPY_WGSL, MSE_WGSL } from './loss.js';
-import { ADAMW_WGSL, SGD_WGSL } from './optim.js';
+import { ADAMW_WGSL, CLIP_COEF_WGSL, CLIP_SCALE_WGSL, RMSPROP_WGSL, SGD_WGSL, SUMSQ_PARTIAL_WGSL } from './optim.js';
 
 export interface ShaderSource {
   name: string;
@@ -38,7 +38,8 @@ export function allShaders(): ShaderSource[] {
   }
   out.push({ name: 'add', code: ADD_WGSL }, { name: 'channel sums', code: CHANNEL_SUMS_WGSL });
   out.push({ name: 'mse', code: MSE_WGSL }, { name: 'cross entropy', code: CROSS_ENTROPY_WGSL });
-  out.push({ name: 'sgd', code: SGD_WGSL }, { name: 'adamw', code: ADAMW_WGSL });
+  out.push({ name: 'sgd', code: SGD_WGSL }, { name: 'adamw', code: ADAMW_WGSL }, { name: 'rmsprop', code: RMSPROP_WGSL });
+  out.push({ name: 'sum of squares', code: SUMSQ_PARTIAL_WGSL }, { name: 'clip coefficient', code: CLIP_COEF_WGSL }, { name: 'clip scale', code: CLIP_SCALE_WGSL });
   out.push({ name: 'conv forward', code: CONV_FORWARD_WGSL }, { name: 'conv input grad', code: CONV_INPUT_GRAD_WGSL }, { name: 'conv weight grad', code: CONV_WEIGHT_GRAD_WGSL });
   for (const list of extra) out.push(...list());
   return out;
