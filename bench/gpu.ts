@@ -4,7 +4,7 @@ import { Rng } from '../src/core/rng.js';
 import type { Dataset } from '../src/data/dataset.js';
 import { buildNetwork } from '../src/grid/spec.js';
 import { GpuUnavailableError, type GpuArray, type GpuContext } from '../src/gpu/context.js';
-import { gemm, TILE_LARGE, TILE_MEDIUM, type GemmTile } from '../src/gpu/kernels/gemm.js';
+import { gemm, TILE_LARGE, TILE_MEDIUM, tileStorage, type GemmTile } from '../src/gpu/kernels/gemm.js';
 import { createNodeGpuContext } from '../src/gpu/node.js';
 import { trainGpu } from '../src/gpu/train.js';
 import { llamaNetworkSpec } from '../src/llm/llama.js';
@@ -15,20 +15,41 @@ import { AdamW } from '../src/train/optimizers.js';
 const PEERS = fileURLToPath(new URL('../../bench/peers/', import.meta.url));
 const PYTHON = process.env.LOOM_PYTHON ?? 'python3';
 
-const TILES: Record<string, GemmTile> = {
+const TILES: Record<string, GemmTile | undefined> = {
+  'auto (what gemm() picks)': undefined,
   '128x128 bk8 8x8': { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 },
   '128x128 bk16 8x8': { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8 },
   '128x64 bk16 8x4': { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4 },
   '64x64 bk16 4x4': TILE_MEDIUM,
   '128x64 bk8 8x4': { bm: 128, bn: 64, bk: 8, tm: 8, tn: 4 },
-  '64x128 bk16 4x8 (default)': TILE_LARGE,
+  '64x128 bk16 4x8 (before the staged kernels)': TILE_LARGE,
   '128x64 bk32 8x4': { bm: 128, bn: 64, bk: 32, tm: 8, tn: 4 },
   '64x64 bk32 4x4': { bm: 64, bn: 64, bk: 32, tm: 4, tn: 4 },
   '128x32 bk16 8x4': { bm: 128, bn: 32, bk: 16, tm: 8, tn: 4 },
+  '64x128 bk16 4x8 prefetch': { ...TILE_LARGE, staging: 'prefetch' },
+  '64x128 bk16 4x8 double': { ...TILE_LARGE, staging: 'double' },
+  '64x128 bk8 4x8 double': { ...TILE_LARGE, bk: 8, staging: 'double' },
+  '128x128 bk8 8x8 prefetch': { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'prefetch' },
+  '128x128 bk8 8x8 double': { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'double' },
+  '128x128 bk16 8x8 double': { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, staging: 'double' },
+  '128x64 bk16 8x4 prefetch': { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, staging: 'prefetch' },
+  '128x64 bk16 8x4 double': { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, staging: 'double' },
+  '64x64 bk16 4x4 double': { ...TILE_MEDIUM, staging: 'double' },
+  '128x128 bk8 8x8 prefetch unrolled': { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'prefetch', unroll: true },
+  '128x128 bk8 8x8 double unrolled': { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'double', unroll: true },
+  '64x128 bk16 4x8 prefetch unrolled': { ...TILE_LARGE, staging: 'prefetch', unroll: true },
+  '64x128 bk8 4x8 double unrolled': { ...TILE_LARGE, bk: 8, staging: 'double', unroll: true },
+  '128x64 bk16 8x4 prefetch unrolled': { bm: 128, bn: 64, bk: 16, tm: 8, tn: 4, staging: 'prefetch', unroll: true },
+  '128x128 bk16 8x8 prefetch': { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, staging: 'prefetch' },
+  '128x128 bk16 8x8 prefetch unrolled': { bm: 128, bn: 128, bk: 16, tm: 8, tn: 8, staging: 'prefetch', unroll: true },
+  '128x128 bk32 8x8 prefetch unrolled': { bm: 128, bn: 128, bk: 32, tm: 8, tn: 8, staging: 'prefetch', unroll: true },
+  '256x128 bk8 16x8 prefetch unrolled': { bm: 256, bn: 128, bk: 8, tm: 16, tn: 8, staging: 'prefetch', unroll: true },
+  '128x256 bk8 8x16 prefetch unrolled': { bm: 128, bn: 256, bk: 8, tm: 8, tn: 16, staging: 'prefetch', unroll: true },
+  '128x256 bk16 8x16 prefetch unrolled': { bm: 128, bn: 256, bk: 16, tm: 8, tn: 16, staging: 'prefetch', unroll: true },
 };
 
 /** Best of three timed runs of `reps` back-to-back 4096³ products in one submit each. */
-async function sgemm(ctx: GpuContext, operands: GpuArray[], tile: GemmTile, n = 4096, reps = 10): Promise<number> {
+async function sgemm(ctx: GpuContext, operands: GpuArray[], tile: GemmTile | undefined, n = 4096, reps = 10): Promise<number> {
   const [A, B, C] = operands;
   const run = (r: number) => {
     for (let i = 0; i < r; i++) gemm(ctx, A, B, C, { M: n, N: n, K: n, tile });
@@ -91,8 +112,9 @@ const tiles: Record<string, number> = {};
 const rng = new Rng(1);
 const matrix = new Float32Array(4096 * 4096).map(() => rng.uniform() - 0.5);
 const operands = [ctx.upload(matrix), ctx.upload(matrix), ctx.alloc(4096 * 4096)];
-for (const [name, tile] of Object.entries(TILES)) {
-  if ((tile.bm + tile.bn) * tile.bk * 4 <= ctx.workgroupStorage) tiles[name] = await sgemm(ctx, operands, tile);
+// LOOM_BENCH_TILES=<text>: only the tiles whose name contains it.
+for (const [name, tile] of Object.entries(TILES).filter(([n]) => n.includes(process.env.LOOM_BENCH_TILES ?? ''))) {
+  if (!tile || tileStorage(tile) <= ctx.workgroupStorage) tiles[name] = await sgemm(ctx, operands, tile);
 }
 for (const o of operands) ctx.release(o);
 const best = Math.max(...Object.values(tiles));

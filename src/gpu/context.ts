@@ -92,13 +92,16 @@ export class GpuContext {
     return p;
   }
 
-  /** Compiles `code` and reports WGSL errors as a GpuError naming `what` (used by tests and on first use). */
-  async validate(code: string, what: string, entryPoint = 'main'): Promise<void> {
+  /**
+   * Compiles `code` and reports WGSL errors as a GpuError naming `what` (used by tests and on first
+   * use). `pipeline` false checks the WGSL only (a kernel for devices with more workgroup memory).
+   */
+  async validate(code: string, what: string, entryPoint = 'main', pipeline = true): Promise<void> {
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ code });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
-    this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
+    if (pipeline) this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint } });
     const scope = await this.device.popErrorScope();
     if (errors.length > 0) throw new GpuError(`${what}: WGSL error at line ${errors[0].lineNum}: ${errors[0].message}`);
     if (scope) throw new GpuError(`${what}: ${scope.message}`);

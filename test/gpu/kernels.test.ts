@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Rng } from '../../src/core/rng.js';
 import type { GpuContext } from '../../src/gpu/context.js';
-import { gemm, TILE_LARGE, TILE_MEDIUM, TILE_SMALL, type GemmTile } from '../../src/gpu/kernels/gemm.js';
+import { gemm, TILE_HUGE, TILE_HUGE_16K, TILE_LARGE, TILE_MEDIUM, TILE_SMALL, tileStorage, type GemmTile } from '../../src/gpu/kernels/gemm.js';
 import { compareLayer, FORWARD_TOL, randomArray, relativeDiff, realGpu } from './gpuHelpers.js';
 
 let gpu: GpuContext | string;
@@ -52,9 +52,10 @@ test('GPU GEMM: every transpose, tile, aligned and ragged shapes', async (t) => 
   const ctx = gpu;
   const rng = new Rng(3);
   const cases: [number, number, number, GemmTile][] = [
-    [256, 256, 64, TILE_LARGE], [130, 129, 33, TILE_LARGE], [128, 64, 48, TILE_MEDIUM], [67, 45, 19, TILE_MEDIUM], [32, 64, 32, TILE_SMALL], [5, 7, 3, TILE_SMALL],
+    [256, 256, 64, TILE_LARGE], [130, 129, 33, TILE_LARGE], [128, 256, 64, { ...TILE_LARGE, staging: 'prefetch' }], [256, 128, 48, { ...TILE_LARGE, staging: 'double' }],
+    [256, 256, 32, { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'double' }], [256, 512, 48, TILE_HUGE], [128, 256, 32, TILE_HUGE_16K], [128, 128, 24, { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8, staging: 'prefetch' }], [128, 64, 48, TILE_MEDIUM], [67, 45, 19, TILE_MEDIUM], [32, 64, 32, TILE_SMALL], [5, 7, 3, TILE_SMALL],
   ];
-  for (const [M, N, K, tile] of cases) {
+  for (const [M, N, K, tile] of cases.filter(([, , , t]) => tileStorage(t) <= ctx.workgroupStorage)) {
     for (const transA of [false, true]) {
       for (const transB of [false, true]) {
         const a = randomArray(M * K, rng);
@@ -65,7 +66,7 @@ test('GPU GEMM: every transpose, tile, aligned and ragged shapes', async (t) => 
         gemm(ctx, A, B, C, { M, N, K, transA, transB, tile });
         const got = await ctx.read(C, M * N);
         const d = relativeDiff(got, gemmReference(a, b, M, N, K, transA, transB));
-        assert.ok(d <= FORWARD_TOL, `gemm ${M}x${N}x${K} tile ${tile.bm} transA ${transA} transB ${transB}: diff ${d}`);
+        assert.ok(d <= FORWARD_TOL, `gemm ${M}x${N}x${K} tile ${tile.bm}x${tile.bn} ${tile.staging ?? ''} transA ${transA} transB ${transB}: diff ${d}`);
         for (const x of [A, B, C]) ctx.release(x);
       }
     }

@@ -2,13 +2,15 @@ import { ALL_ACTIVATIONS } from '../../layers/activations.js';
 import { activationName } from '../../layers/activations.js';
 import { CONV_FORWARD_WGSL, CONV_INPUT_GRAD_WGSL, CONV_WEIGHT_GRAD_WGSL } from './conv.js';
 import { activationBackwardWgsl, activationWgsl, ADD_WGSL, CHANNEL_SUMS_WGSL } from './elementwise.js';
-import { gemmWgsl, TILE_LARGE, TILE_MEDIUM, TILE_SMALL } from './gemm.js';
+import { gemmWgsl, TILE_HUGE, TILE_HUGE_16K, TILE_LARGE, TILE_MEDIUM, TILE_SMALL, tileStorage } from './gemm.js';
 import { CROSS_ENTROPY_WGSL, MSE_WGSL } from './loss.js';
 import { ADAMW_WGSL, CLIP_COEF_WGSL, CLIP_SCALE_WGSL, RMSPROP_WGSL, SGD_WGSL, SUMSQ_PARTIAL_WGSL } from './optim.js';
 
 export interface ShaderSource {
   name: string;
   code: string;
+  /** Workgroup memory the kernel needs beyond WebGPU's default 16 KiB (only used where the device has it). */
+  workgroupStorage?: number;
 }
 
 const extra: (() => ShaderSource[])[] = [];
@@ -29,6 +31,19 @@ export function allShaders(): ShaderSource[] {
             out.push({ name: `gemm ${tile.bm}x${tile.bn} A${transA ? 'ᵀ' : ''}B${transB ? 'ᵀ' : ''}${bias ? ' bias' : ''}${aligned ? ' aligned' : ''}`, code: gemmWgsl({ transA, transB, bias, aligned, tile }) });
           }
         }
+      }
+    }
+  }
+  for (const tile of [TILE_HUGE, TILE_HUGE_16K]) {
+    for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
+      out.push({ name: `gemm ${tile.bm}x${tile.bn} bk${tile.bk} prefetch unrolled A${transA ? 'ᵀ' : ''}B${transB ? 'ᵀ' : ''}`, code: gemmWgsl({ transA, transB, bias: false, aligned: true, tile }), workgroupStorage: tileStorage(tile) });
+    }
+  }
+  // Double buffers within the 16 KiB of workgroup memory every WebGPU device has.
+  for (const staging of ['prefetch', 'double'] as const) {
+    for (const tile of staging === 'prefetch' ? [TILE_LARGE, { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 }] : [TILE_MEDIUM, { bm: 128, bn: 128, bk: 8, tm: 8, tn: 8 }]) {
+      for (const [transA, transB] of [[false, false], [true, false], [false, true]]) {
+        out.push({ name: `gemm ${tile.bm}x${tile.bn} bk${tile.bk} ${staging} A${transA ? 'ᵀ' : ''}B${transB ? 'ᵀ' : ''}`, code: gemmWgsl({ transA, transB, bias: false, aligned: true, tile: { ...tile, staging } }) });
       }
     }
   }
