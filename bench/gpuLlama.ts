@@ -9,7 +9,7 @@ import type { LlamaConfig } from '../src/llm/llama.js';
 export interface GpuLlamaBench {
   prompt_tokens: number;
   decode_tokens: number;
-  /** Best of three timed runs, decode only (prefill excluded), by weight format and run-ahead depth. */
+  /** Best of three timed runs, decode only (prefill excluded), by weight format, run-ahead depth and prompt length. */
   tokens_per_s: Record<string, number>;
   prefill_s: Record<string, number>;
   dispatches_per_token: number;
@@ -21,15 +21,17 @@ export interface GpuLlamaBench {
 /** GpuLlama (src/gpu/llama.ts) on `net`: prefill `promptLength` tokens, then `decodeTokens` greedy tokens. */
 export async function gpuLlamaBench(ctx: GpuContext, net: VolumetricNetwork, config: LlamaConfig, promptLength = 128, decodeTokens = 128): Promise<GpuLlamaBench> {
   const rng = new Rng(3);
-  const prompt = Array.from({ length: promptLength }, () => Math.floor(rng.uniform() * config.vocabSize));
+  const shortPrompt = Array.from({ length: promptLength }, () => Math.floor(rng.uniform() * config.vocabSize));
   const tokensPerS: Record<string, number> = {};
   const prefill: Record<string, number> = {};
   const weights: Record<string, number> = {};
   let dispatches = 0;
   let gpuTokens: number[] = [];
-  for (const [dtype, runAhead] of [['float32', 3], ['float32', 0], ['float32', 6], ['int8', 3], ['q4_0', 3]] as const) {
-    const llama = await GpuLlama.create(net, config, { gpu: ctx, maxSeq: promptLength + decodeTokens + 1, dtype, runAhead });
-    const name = `${dtype} run-ahead ${runAhead}`;
+  const longPrompt = Array.from({ length: 1024 }, () => Math.floor(rng.uniform() * config.vocabSize));
+  for (const [dtype, runAhead, context] of [['float32', 3, 0], ['float32', 0, 0], ['float32', 6, 0], ['int8', 3, 0], ['q4_0', 3, 0], ['float32', 3, 1024], ['q4_0', 3, 1024]] as const) {
+    const prompt = context ? longPrompt : shortPrompt;
+    const llama = await GpuLlama.create(net, config, { gpu: ctx, maxSeq: prompt.length + decodeTokens + 1, dtype, runAhead });
+    const name = `${dtype} run-ahead ${runAhead}${context ? `, ${context}-token prompt` : ''}`;
     let best = 0;
     let bestPrefill = Infinity;
     for (let trial = 0; trial < 4; trial++) {
@@ -44,7 +46,7 @@ export async function gpuLlamaBench(ctx: GpuContext, net: VolumetricNetwork, con
       }
       const t2 = performance.now();
       if (trial === 0) {
-        if (dtype === 'float32' && runAhead === 3) gpuTokens = out;
+        if (dtype === 'float32' && runAhead === 3 && !context) gpuTokens = out;
         continue;
       }
       best = Math.max(best, decodeTokens / ((t2 - t1) / 1000));
@@ -59,7 +61,7 @@ export async function gpuLlamaBench(ctx: GpuContext, net: VolumetricNetwork, con
   const check = 16;
   const session = new DecodeSession(net, promptLength + check + 1);
   const cpuTokens: number[] = [];
-  let logits = session.forward(new Tensor(Float32Array.from(prompt), [1, promptLength])).data;
+  let logits = session.forward(new Tensor(Float32Array.from(shortPrompt), [1, promptLength])).data;
   for (let i = 0; i <= check; i++) {
     const row = logits.subarray(logits.length - config.vocabSize);
     let best = 0;

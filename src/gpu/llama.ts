@@ -12,7 +12,7 @@ import { llamaLayers, type LlamaConfig } from '../llm/llama.js';
 import { groups1d, GpuError, type GpuArray, type GpuContext, type PreparedDispatch } from './context.js';
 import { gemm } from './kernels/gemm.js';
 import {
-  accumulateWgsl, ARGMAX_FINAL_WGSL, ARGMAX_PARTIAL_WGSL, ARGMAX_SPAN, ATTENTION_WGSL, attentionUniformWords, checkDecodeShapes,
+  accumulateWgsl, ARGMAX_FINAL_WGSL, ARGMAX_PARTIAL_WGSL, ARGMAX_SPAN, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT, ATTENTION_SPLIT_WGSL, ATTENTION_WGSL, attentionUniformWords, checkDecodeShapes,
   embeddingGatherWgsl, GEMV_UNITS, gemvUniformWords, gemvWgsl, NORM_ROWS_WGSL, ROPE_APPEND_WGSL, swigluRowsWgsl,
   type GemvEpilogue, type GemvParams, type GpuWeightFormat,
 } from './kernels/llm.js';
@@ -145,9 +145,11 @@ export class GpuLlama implements DeviceSession {
   /** Final-norm gain at 0, LM-head bias at align4(d). */
   private readonly headVec: GpuArray;
   private readonly blocks: GpuBlock[];
-  private readonly buf: Record<'x' | 'h' | 'qkv' | 'q' | 'attn' | 'tmp' | 'gu' | 'hidden' | 'logits' | 'part' | 'tokens' | 'rope', GpuArray>;
+  private readonly buf: Record<'x' | 'h' | 'qkv' | 'q' | 'attn' | 'tmp' | 'gu' | 'hidden' | 'logits' | 'part' | 'tokens' | 'rope' | 'attnPart' | 'attnAcc', GpuArray>;
   private readonly step: GPUBuffer;
   private readonly decodeBody: PreparedDispatch[];
+  /** The same with split-K attention, for positions past the first 256 keys (null when maxSeq ≤ 256). */
+  private readonly decodeBodyLong: PreparedDispatch[] | null;
   private readonly decodeArgmax: PreparedDispatch[];
   private destroyed = false;
   /** Bytes of weights on the GPU (matrices in their format and scales; vectors and KV caches not counted). */
@@ -245,11 +247,13 @@ export class GpuLlama implements DeviceSession {
       x: alloc(rows * this.d), h: alloc(rows * this.d), qkv: alloc(rows * w3), q: alloc(rows * q), attn: alloc(rows * q),
       tmp: alloc(rows * this.d), gu: alloc(rows * 2 * this.inter), hidden: alloc(rows * this.inter), logits: alloc(this.vocab),
       part: alloc(2 * Math.ceil(this.vocab / ARGMAX_SPAN)), tokens: alloc(this.maxSeq), rope: keep(ctx.upload(this.ropeTable(layers.blocks[0]?.attention))),
+      attnPart: alloc(2 * this.heads * Math.ceil(this.maxSeq / ATTENTION_SPLIT)), attnAcc: alloc(q * Math.ceil(this.maxSeq / ATTENTION_SPLIT)),
     };
     this.step = ctx.mutableUniform(4);
-    const plan = this.recordDecode();
+    const plan = this.recordDecode(false);
     this.decodeBody = plan.body;
     this.decodeArgmax = plan.argmax;
+    this.decodeBodyLong = this.maxSeq > ATTENTION_SPLIT ? this.recordDecode(true).body : null;
   }
 
   /**
@@ -362,7 +366,7 @@ export class GpuLlama implements DeviceSession {
     if (ids) ctx.write(this.buf.tokens, Uint32Array.from(ids), 0);
     if (n === 1) {
       ctx.device.queue.writeBuffer(this.step, 0, Uint32Array.of(start, 1, 0, 0));
-      ctx.replay(this.decodeBody);
+      ctx.replay(start + 1 > ATTENTION_SPLIT && this.decodeBodyLong ? this.decodeBodyLong : this.decodeBody);
     } else {
       this.recordPrefill(ids!, start);
     }
@@ -436,7 +440,9 @@ export class GpuLlama implements DeviceSession {
    * The per-layer work of `rows` positions as matrix-vector kernels: emitted through `emit` (prepared
    * once for decoding, dispatched directly for a gemv prefill).
    */
-  private gemvLayer(b: GpuBlock, step: GPUBuffer, rows: number, emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void, only?: Set<string>): void {
+  private gemvLayer(
+    b: GpuBlock, step: GPUBuffer, rows: number, emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void, only?: Set<string>, splitAttention = false,
+  ): void {
     const vo = this.vecOffsets();
     const q = this.heads * this.headDim;
     const w3 = b.qkv.rows;
@@ -446,7 +452,7 @@ export class GpuLlama implements DeviceSession {
       const p = this.gemvParams(b.qkv, w3 / 2, { biasOff: vo.bqkv, gainOff: vo.gIn, xStride: this.d, ...this.ropeParams() });
       emit(gemvWgsl({ format: b.qkv.format, norm: true, epilogue: 'rope', act: Activation.Linear }), this.gemvBindings('rope', p, step, this.buf.x, b.qkv, b.vec, [this.buf.q, b.kv]), units(w3 / 2));
     }
-    if (want('attention')) this.attention(b, step, rows, emit);
+    if (want('attention')) this.attention(b, step, rows, emit, splitAttention);
     if (want('o')) {
       const p = this.gemvParams(b.o, this.d, { biasOff: vo.bo, xStride: q, outStride: this.d });
       emit(gemvWgsl({ format: b.o.format, norm: false, epilogue: 'accumulate', act: b.attentionAct }), this.gemvBindings('accumulate', p, null, this.buf.attn, b.o, b.vec, [this.buf.x]), units(this.d));
@@ -461,9 +467,16 @@ export class GpuLlama implements DeviceSession {
     }
   }
 
-  private attention(b: GpuBlock, step: GPUBuffer, rows: number, emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void): void {
+  /** Attention of `rows` query rows; `split`: one row over many keys, split-K in chunks of 256 keys then combined. */
+  private attention(b: GpuBlock, step: GPUBuffer, rows: number, emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void, split = false): void {
     const u = attentionUniformWords(this.heads, this.kvHeads, this.headDim, this.maxSeq, this.heads * this.headDim);
-    emit(ATTENTION_WGSL, [this.ctx.uniform(u.values, u.floats), step, this.buf.q, b.kv, this.buf.attn], [this.heads, rows]);
+    const uniform = this.ctx.uniform(u.values, u.floats);
+    if (!split) {
+      emit(ATTENTION_WGSL, [uniform, step, this.buf.q, b.kv, this.buf.attn], [this.heads, rows]);
+      return;
+    }
+    emit(ATTENTION_SPLIT_WGSL, [uniform, step, this.buf.q, b.kv, this.buf.attnPart, this.buf.attnAcc], [this.heads, Math.ceil(this.maxSeq / ATTENTION_SPLIT)]);
+    emit(ATTENTION_COMBINE_WGSL, [uniform, step, this.buf.attnPart, this.buf.attnAcc, this.buf.attn], [this.heads, 1]);
   }
 
   /** Embedding rows for the ids at tokens[tokOff..tokOff + rows). */
@@ -489,12 +502,12 @@ export class GpuLlama implements DeviceSession {
   }
 
   /** One decoded token as prepared dispatches: the same every step (the position is in the step uniform). */
-  private recordDecode(): { body: PreparedDispatch[]; argmax: PreparedDispatch[] } {
+  private recordDecode(splitAttention: boolean): { body: PreparedDispatch[]; argmax: PreparedDispatch[] } {
     const body: PreparedDispatch[] = [];
     const argmax: PreparedDispatch[] = [];
     const into = (list: PreparedDispatch[]) => (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => list.push(this.ctx.prepare(code, bindings, groups));
     this.embed(1, 0, into(body));
-    for (const b of this.blocks) this.gemvLayer(b, this.step, 1, into(body));
+    for (const b of this.blocks) this.gemvLayer(b, this.step, 1, into(body), undefined, splitAttention);
     this.head(0, into(body));
     this.argmaxDispatches(into(argmax));
     return { body, argmax };

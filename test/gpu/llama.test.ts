@@ -75,8 +75,9 @@ async function compareLogits(
   ctx: GpuContext, cpu: LlamaModel, gpuNet: LlamaModel, prompt: number[], gpuOptions: Parameters<typeof GpuLlama.create>[2], label: string, log: (s: string) => void,
 ): Promise<void> {
   const vocab = cpu.config.vocabSize;
-  const session = new DecodeSession(cpu.network, 64);
-  const llama = await GpuLlama.create(gpuNet.network, gpuNet.config, { gpu: ctx, maxSeq: 64, ...gpuOptions });
+  const maxSeq = prompt.length + 16;
+  const session = new DecodeSession(cpu.network, maxSeq);
+  const llama = await GpuLlama.create(gpuNet.network, gpuNet.config, { gpu: ctx, maxSeq, ...gpuOptions });
   try {
     let worst = 0;
     let want = cpuLogits(session, prompt, vocab);
@@ -106,6 +107,10 @@ test('GPU decode: logits match the CPU DecodeSession (float32, int8, q4_0; GEMM 
     await compareLogits(gpu, m, m, f.expected.prompt, {}, `${f.name} float32 gemm prefill`, log);
     await compareLogits(gpu, m, m, f.expected.prompt, { prefill: 'gemv' }, `${f.name} float32 gemv prefill`, log);
     await compareLogits(gpu, m, m, f.expected.prompt, { prefillChunk: 4 }, `${f.name} float32 prefill in chunks of 4`, log);
+    // Past 256 positions: several key chunks in the attention kernels, prefill in three passes.
+    const rng = new Rng(5);
+    const long = Array.from({ length: 300 }, () => Math.floor(rng.uniform() * m.config.vocabSize));
+    await compareLogits(gpu, m, m, long, {}, `${f.name} float32, 300-token prompt`, log);
     for (const dtype of ['int8', 'q4_0'] as const) {
       // The GPU packs the float32 weights as the CPU does, or takes a network quantizeNetwork packed.
       const reference = referenceQuantized(f.dir, dtype);

@@ -258,7 +258,8 @@ ${STORE_PAIR}
 
 /** Attention uniform: dims, the query/output row stride and 1/sqrt(head_dim). */
 export function attentionUniformWords(heads: number, kvHeads: number, headDim: number, maxSeq: number, qStride: number): { values: number[]; floats: boolean[] } {
-  return { values: [heads, kvHeads, headDim, maxSeq, heads / kvHeads, qStride, 1 / Math.sqrt(headDim), 0], floats: [false, false, false, false, false, false, true, false] };
+  const splits = Math.ceil(maxSeq / 256);
+  return { values: [heads, kvHeads, headDim, maxSeq, heads / kvHeads, qStride, 1 / Math.sqrt(headDim), splits], floats: [false, false, false, false, false, false, true, false] };
 }
 
 /**
@@ -339,6 +340,108 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
     for (var s2 = 0u; s2 < subs; s2++) { o += redv[s2 * hd4 + t]; }
     out[qBase + t] = o / l;
   }
+}`;
+
+/** Keys one split-attention workgroup covers. */
+export const ATTENTION_SPLIT = 256;
+
+/**
+ * Long-context decoding, first half (split-K): workgroup (h, s) takes keys [256·s, 256·s + 256) of the
+ * one query row and leaves its chunk's max raw score, Σexp((score − max)·scale) and the unnormalized
+ * value sums; workgroups past the sequence leave an empty part.
+ */
+export const ATTENTION_SPLIT_WGSL = `
+struct A { heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, group: u32, qStride: u32, scale: f32, splits: u32 }
+${STEP_STRUCT}
+@group(0) @binding(0) var<uniform> a: A;
+@group(0) @binding(1) var<uniform> st: S;
+@group(0) @binding(2) var<storage, read> q: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read> kv: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> part: array<f32>;
+@group(0) @binding(5) var<storage, read_write> partAcc: array<vec4<f32>>;
+var<workgroup> qs: array<vec4<f32>, 64>;
+var<workgroup> sc: array<f32, 256>;
+var<workgroup> red: array<f32, 256>;
+var<workgroup> redv: array<vec4<f32>, 256>;
+@compute @workgroup_size(256)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let h = wid.x; let s = wid.y; let t = lid.x;
+  let hd4 = a.headDim / 4u;
+  let visible = st.start + 1u;
+  let j0 = s * 256u;
+  let slot = h * a.splits + s;
+  if (j0 >= visible) {
+    if (t == 0u) { part[2u * slot] = -3.0e38; part[2u * slot + 1u] = 0.0; }
+    return;
+  }
+  let kvh = h / a.group;
+  if (t < hd4) { qs[t] = q[h * hd4 + t]; }
+  workgroupBarrier();
+  let kBase = kvh * a.maxSeq * hd4;
+  let vBase = (a.kvHeads + kvh) * a.maxSeq * hd4;
+  let j = j0 + t;
+  var sv = -3.0e38;
+  if (j < visible) {
+    var d = 0.0;
+    for (var c = 0u; c < hd4; c++) { d += dot(qs[c], kv[kBase + j * hd4 + c]); }
+    sv = d;
+  }
+  red[t] = sv;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] = max(red[t], red[t + w]); }
+    workgroupBarrier();
+  }
+  let m = red[0];
+  workgroupBarrier();
+  let p = select(0.0, exp((sv - m) * a.scale), j < visible);
+  sc[t] = p;
+  red[t] = p;
+  workgroupBarrier();
+  for (var w = 128u; w > 0u; w >>= 1u) {
+    if (t < w) { red[t] = red[t] + red[t + w]; }
+    workgroupBarrier();
+  }
+  let subs = 256u / hd4; let d4 = t % hd4; let sub = t / hd4;
+  var acc = vec4<f32>(0.0);
+  let count = min(256u, visible - j0);
+  if (sub < subs) { for (var jj = sub; jj < count; jj += subs) { acc += sc[jj] * kv[vBase + (j0 + jj) * hd4 + d4]; } }
+  redv[t] = select(vec4<f32>(0.0), acc, sub < subs);
+  workgroupBarrier();
+  if (t < hd4) {
+    var o = vec4<f32>(0.0);
+    for (var s2 = 0u; s2 < subs; s2++) { o += redv[s2 * hd4 + t]; }
+    partAcc[slot * hd4 + t] = o;
+  }
+  if (t == 0u) { part[2u * slot] = m; part[2u * slot + 1u] = red[0]; }
+}`;
+
+/** Long-context decoding, second half: per head, the parts rescaled to the largest max and summed in split order. */
+export const ATTENTION_COMBINE_WGSL = `
+struct A { heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, group: u32, qStride: u32, scale: f32, splits: u32 }
+${STEP_STRUCT}
+@group(0) @binding(0) var<uniform> a: A;
+@group(0) @binding(1) var<uniform> st: S;
+@group(0) @binding(2) var<storage, read> part: array<f32>;
+@group(0) @binding(3) var<storage, read> partAcc: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@compute @workgroup_size(64)
+fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+  let h = wid.x; let t = lid.x;
+  let hd4 = a.headDim / 4u;
+  if (t >= hd4) { return; }
+  let used = (st.start + 256u) / 256u;
+  var m = -3.0e38;
+  for (var s = 0u; s < used; s++) { m = max(m, part[2u * (h * a.splits + s)]); }
+  var l = 0.0;
+  var acc = vec4<f32>(0.0);
+  for (var s = 0u; s < used; s++) {
+    let slot = h * a.splits + s;
+    let f = exp((part[2u * slot] - m) * a.scale);
+    l += f * part[2u * slot + 1u];
+    acc += f * partAcc[slot * hd4 + t];
+  }
+  out[h * hd4 + t] = acc / l;
 }`;
 
 /** Row-wise RMSNorm for prefill: a workgroup a row, Σx² by a tree; y = x · inv · gain (gain in the vectors buffer). */
@@ -517,6 +620,7 @@ registerShaders((): ShaderSource[] => {
     out.push({ name: `embedding gather ${format}`, code: embeddingGatherWgsl(format, Activation.Linear) });
   }
   out.push({ name: 'rope append rows', code: ROPE_APPEND_WGSL }, { name: 'attention decode/prefill', code: ATTENTION_WGSL });
+  out.push({ name: 'attention split', code: ATTENTION_SPLIT_WGSL }, { name: 'attention combine', code: ATTENTION_COMBINE_WGSL });
   out.push({ name: 'norm rows', code: NORM_ROWS_WGSL }, { name: 'argmax partial', code: ARGMAX_PARTIAL_WGSL }, { name: 'argmax final', code: ARGMAX_FINAL_WGSL });
   for (const act of [Activation.Silu, Activation.ReLU2]) out.push({ name: `swiglu rows ${activationName(act)}`, code: swigluRowsWgsl(act) });
   for (const act of ALL_ACTIVATIONS) out.push({ name: `accumulate ${activationName(act)}`, code: accumulateWgsl(act) });
