@@ -2,8 +2,10 @@ import { LoomError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import type { PlanStep, VolumetricNetwork } from '../grid/network.js';
 import { coordText, type Layer } from '../layers/layer.js';
-import type { GpuArray, GpuContext } from './context.js';
+import { Activation } from '../layers/activations.js';
+import { groups1d, type GpuArray, type GpuContext } from './context.js';
 import { add } from './kernels/elementwise.js';
+import { accumulateWgsl } from './kernels/llm.js';
 import { Arena, gpuLayerKind, sizeOf, type GpuCache, type GpuLayerKind, type GpuTensor } from './layers.js';
 import './sequenceLayers.js';
 
@@ -14,6 +16,11 @@ export interface GpuParams {
   count: number;
   weights: GpuArray;
   grad: GpuArray;
+  /**
+   * Set on a layer whose WeightStore an earlier layer owns (a tied LM head): it shares that layer's
+   * weights, and after backward its gradient is added into the owner's, in traversal order.
+   */
+  tiedTo?: GpuParams;
 }
 
 export interface GpuTrace {
@@ -42,11 +49,21 @@ export class GpuNetwork {
       if (layer.children?.length || layer.namedChildren) throw new LoomError(`${layer.kind.name} at ${coordText(layer)}: containers are not supported on the GPU`);
       return kind;
     });
+    const byStore = new Map<object, GpuParams>();
     this.params = this.plan.map(({ layer, index }) => {
       if (!layer.weights) return null;
+      const owner = byStore.get(layer.weights);
+      if (owner) return { key: String(index), layer, count: owner.count, weights: owner.weights, grad: ctx.alloc(owner.count), tiedTo: owner };
       const values = layer.weights.master;
-      return { key: String(index), layer, count: values.length, weights: ctx.upload(values), grad: ctx.alloc(values.length) };
+      const p: GpuParams = { key: String(index), layer, count: values.length, weights: ctx.upload(values), grad: ctx.alloc(values.length) };
+      byStore.set(layer.weights, p);
+      return p;
     });
+  }
+
+  /** The parameter vectors an optimizer updates: one per WeightStore (tied layers count once). */
+  get trainable(): GpuParams[] {
+    return this.params.filter((p): p is GpuParams => p !== null && !p.tiedTo);
   }
 
   forward(arena: Arena, input: GpuTensor, keepTrace = false): { output: GpuTensor; trace?: GpuTrace } {
@@ -66,9 +83,11 @@ export class GpuNetwork {
   backward(arena: Arena, trace: GpuTrace, gradOutput: GpuTensor): void {
     const grads: (GpuTensor | undefined)[] = new Array(trace.values.length);
     grads[grads.length - 1] = gradOutput;
+    const ran = new Set<number>();
     for (let k = this.plan.length - 1; k >= 0; k--) {
       const g = grads[k + 1];
       if (!g) continue;
+      ran.add(k);
       const step = this.plan[k];
       const p = this.params[k];
       const needInput = step.inputValue > 0 || (step.skipValue > 0 && step.layer.kind.takesSkip === true);
@@ -76,12 +95,15 @@ export class GpuNetwork {
       if (r.gradInput && step.inputValue > 0) grads[step.inputValue] = this.accumulate(arena, grads[step.inputValue], r.gradInput);
       if (r.gradSkip && step.skipValue > 0) grads[step.skipValue] = this.accumulate(arena, grads[step.skipValue], r.gradSkip);
     }
+    this.params.forEach((p, k) => {
+      if (p?.tiedTo && ran.has(k)) this.ctx.dispatch(accumulateWgsl(Activation.Linear), [this.ctx.uniform([p.count]), p.grad, p.tiedTo.grad], groups1d(p.count));
+    });
   }
 
   /** Copies the GPU parameters back into each layer's master (and marks it changed). */
   async download(): Promise<void> {
     for (const p of this.params) {
-      if (!p) continue;
+      if (!p || p.tiedTo) continue;
       p.layer.weights!.master.set(await this.ctx.read(p.weights, p.count));
       p.layer.weights!.markMasterChanged();
     }
@@ -103,7 +125,7 @@ export class GpuNetwork {
 
   destroy(): void {
     for (const p of this.params) {
-      this.ctx.release(p?.weights);
+      if (!p?.tiedTo) this.ctx.release(p?.weights);
       this.ctx.release(p?.grad);
     }
   }

@@ -58,8 +58,8 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
     const targets = keep(ctx.alloc(Math.max(1, config.batchSize * Math.max(width, 1))));
     const losses = keep(ctx.alloc(trainSet.count));
     const correct = keep(ctx.alloc(trainSet.count));
-    const state = gnet.params.map((p) => (p ? [keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count))] : null));
-    const trained = gnet.params.filter((p): p is NonNullable<typeof p> => p !== null);
+    const state = gnet.params.map((p) => (p && !p.tiedTo ? [keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count)), keep(ctx.alloc(p.count))] : null));
+    const trained = gnet.trainable;
     const clip = config.clipNorm !== undefined ? { partials: keep(ctx.alloc(trained.reduce((n, p) => n + Math.ceil(p.count / SUMSQ_SPAN), 0))), coef: keep(ctx.alloc(2)) } : null;
     for (const s of state) if (s) for (const b of s) ctx.upload(new Float32Array(b.length), b);
     const stepUniform = ctx.mutableUniform(STEP_WORDS);
@@ -104,7 +104,7 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
         writeStepWords(optimizer, stepWords);
         ctx.device.queue.writeBuffer(stepUniform, 0, stepWords);
         gnet.params.forEach((p, k) => {
-          if (!p) return;
+          if (!p || p.tiedTo) return;
           const [m, v, u] = state[k]!;
           if (optimizer instanceof AdamW) adamwUpdate(ctx, stepUniform, p.weights, p.grad, m, v, p.count);
           else if (optimizer instanceof Rmsprop) rmspropUpdate(ctx, stepUniform, p.weights, p.grad, m, v, u, p.count);
