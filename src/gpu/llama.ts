@@ -1,7 +1,7 @@
 /// <reference types="@webgpu/types" />
 import { halfBitsToFloat32 } from '../core/dtype.js';
 import { LoomError, ShapeError, UsageError } from '../core/errors.js';
-import type { Rng } from '../core/rng.js';
+import { Rng } from '../core/rng.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { canQuantize, Q4_0_BLOCK, Q4_0_BLOCK_BYTES, quantizeMatrix, type QuantFormat } from '../kernels/quant.js';
 import { Activation } from '../layers/activations.js';
@@ -191,14 +191,25 @@ export class GpuLlama implements DeviceSession {
       return m;
     };
 
-    const embedValues = floatParams(layers.embedding);
-    this.embedding = keepMatrix(uploadGpuMatrix(ctx, embedValues, this.vocab, this.d, format));
-    this.embeddingAct = layers.embedding.activation;
+    // Shapes first, so that nothing is uploaded for a network that cannot run.
+    for (const b of layers.blocks) {
+      for (const [layer, kind] of [[b.attention, 'MultiHeadAttention'], [b.mlp, 'SwiGLU'], [b.inputNorm, 'RMSNorm'], [b.postNorm, 'RMSNorm']] as const) {
+        if (layer.kind.name !== kind) throw new LoomError(`GpuLlama: expected ${kind} at ${coordText(layer)}, found ${layer.kind.name}`);
+      }
+      const c = b.attention.config;
+      if (c.numHeads !== this.heads || (c.numKVHeads ?? this.heads) !== this.kvHeads || c.headDim !== this.headDim || c.dModel !== this.d || c.causal !== true) {
+        throw new LoomError(`GpuLlama: attention at ${coordText(b.attention)} differs from the first layer's shape (or is not causal)`);
+      }
+      if (b.mlp.config.outputHeight !== this.inter) throw new LoomError(`GpuLlama: SwiGLU at ${coordText(b.mlp)} has intermediate size ${b.mlp.config.outputHeight}, config says ${this.inter}`);
+    }
     const head = layers.lmHead;
-    const tied = (head.weights && head.weights === layers.embedding.weights) || (head.packed && head.packed === layers.embedding.packed);
     if (head.kind.name !== 'Dense' || head.config.inputHeight !== this.d || head.config.outputHeight !== this.vocab) {
       throw new LoomError(`GpuLlama: expected the LM head at ${coordText(head)} to be a Dense ${this.d} → ${this.vocab}`);
     }
+    const embedValues = floatParams(layers.embedding);
+    this.embedding = keepMatrix(uploadGpuMatrix(ctx, embedValues, this.vocab, this.d, format));
+    this.embeddingAct = layers.embedding.activation;
+    const tied = (head.weights && head.weights === layers.embedding.weights) || (head.packed && head.packed === layers.embedding.packed);
     const headValues = tied ? embedValues : floatParams(head);
     this.lmHead = tied ? this.embedding : keepMatrix(uploadGpuMatrix(ctx, headValues.subarray(0, this.vocab * this.d), this.vocab, this.d, format));
     this.lmHeadAct = head.activation;
@@ -209,14 +220,6 @@ export class GpuLlama implements DeviceSession {
 
     const vo = this.vecOffsets();
     this.blocks = layers.blocks.map((b) => {
-      for (const [layer, kind] of [[b.attention, 'MultiHeadAttention'], [b.mlp, 'SwiGLU'], [b.inputNorm, 'RMSNorm'], [b.postNorm, 'RMSNorm']] as const) {
-        if (layer.kind.name !== kind) throw new LoomError(`GpuLlama: expected ${kind} at ${coordText(layer)}, found ${layer.kind.name}`);
-      }
-      const c = b.attention.config;
-      if (c.numHeads !== this.heads || (c.numKVHeads ?? this.heads) !== this.kvHeads || c.headDim !== this.headDim || c.dModel !== this.d || c.causal !== true) {
-        throw new LoomError(`GpuLlama: attention at ${coordText(b.attention)} differs from the first layer's shape (or is not causal)`);
-      }
-      if (b.mlp.config.outputHeight !== this.inter) throw new LoomError(`GpuLlama: SwiGLU at ${coordText(b.mlp)} has intermediate size ${b.mlp.config.outputHeight}, config says ${this.inter}`);
       const a = floatParams(b.attention);
       const m = floatParams(b.mlp);
       const wo = w3 * this.d;
@@ -284,7 +287,7 @@ export class GpuLlama implements DeviceSession {
 
   /** Runs the next positions `ids` and returns the greedy next token (argmax on the GPU). */
   async argmax(ids: readonly number[]): Promise<number> {
-    return this.next(ids, [], {}, null as unknown as Rng, 0);
+    return this.next(ids, [], {}, new Rng(0), 0);
   }
 
   /** Runs the next positions `ids` and returns the last position's logits. */
