@@ -7,7 +7,7 @@ import { activate, activateBackward, channelSums } from './kernels/elementwise.j
 import { gemm } from './kernels/gemm.js';
 import { accumulateWgsl, swigluRowsWgsl } from './kernels/llm.js';
 import {
-  ATTENTION_TRAIN_DKV_WGSL, ATTENTION_TRAIN_DQ_WGSL, ATTENTION_TRAIN_FORWARD_WGSL, attentionDims, COL_SUMS_WGSL, EMBEDDING_BACKWARD_WGSL,
+  ATTENTION_TRAIN_DKV_WGSL, ATTENTION_TRAIN_DQ_WGSL, ATTENTION_TRAIN_FORWARD_WGSL, attentionDims, COL_SUMS_WGSL, EMBEDDING_BACKWARD_WGSL, EMBEDDING_LINKS_WGSL,
   EMBEDDING_FORWARD_WGSL, FILL_WGSL, LSTM_BACK_STEP_WGSL, LSTM_STEP_WGSL, RNN_BACK_STEP_WGSL, RNN_STEP_WGSL, ropeRowsWgsl, SHIFT_ROWS_WGSL,
   swigluBackwardWgsl,
 } from './kernels/sequence.js';
@@ -47,7 +47,9 @@ registerGpuLayerKind('Embedding', {
       activateBackward(ctx, layer.activation, gradOutput.data, cache.pre, gy, n * dim);
     }
     fill(ctx, gradWeights!, vocab * dim);
-    ctx.dispatch(EMBEDDING_BACKWARD_WGSL, [ctx.uniform([n * dim, dim, n, vocab]), cache.input.data, gy, gradWeights!], groups1d(n * dim));
+    const links = arena.alloc(2 * n);
+    ctx.dispatch(EMBEDDING_LINKS_WGSL, [ctx.uniform([n]), cache.input.data, links], groups1d(n));
+    ctx.dispatch(EMBEDDING_BACKWARD_WGSL, [ctx.uniform([n * dim, dim, n, vocab]), cache.input.data, links, gy, gradWeights!], groups1d(n * dim));
     if (!needInputGrad) return { gradInput: null };
     // Token ids are not differentiable: a zero gradient, as on the CPU.
     const gx = arena.alloc(n);

@@ -39,26 +39,53 @@ struct P { n: u32, dim: u32, vocab: u32, pad: u32 }
 }`;
 
 /**
- * The table's gradient without atomics: thread (position p, column c) owns the row of id_p when p is
- * the id's first position, and sums that column over the id's positions in ascending order (the
- * CPU's order). Rows of ids that do not occur are zeroed by FILL first.
+ * The table's gradient without atomics, step one: per position p, whether p is its id's first
+ * position (links[2p]) and the id's next position after p (links[2p + 1], 0xffffffff at the end):
+ * O(positions²) id comparisons, none per column.
+ */
+export const EMBEDDING_LINKS_WGSL = `
+struct P { count: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: P;
+@group(0) @binding(1) var<storage, read> ids: array<f32>;
+@group(0) @binding(2) var<storage, read_write> links: array<u32>;
+@compute @workgroup_size(256) fn main(${HEAD}) {
+  ${INDEX}
+  if (i >= p.count) { return; }
+  let v = ids[i];
+  var first = 1u;
+  for (var q = 0u; q < i; q++) { if (ids[q] == v) { first = 0u; break; } }
+  var next = 0xffffffffu;
+  for (var q = i + 1u; q < p.count; q++) { if (ids[q] == v) { next = q; break; } }
+  links[2u * i] = first;
+  links[2u * i + 1u] = next;
+}`;
+
+/**
+ * Step two: thread (first position p of an id, column c) walks the id's positions in ascending order
+ * (the CPU's order) and writes the column's sum into the id's row. Rows of ids that do not occur are
+ * zeroed by FILL first; ids outside the vocabulary add nothing.
  */
 export const EMBEDDING_BACKWARD_WGSL = `
 struct P { n: u32, dim: u32, count: u32, vocab: u32 }
 @group(0) @binding(0) var<uniform> p: P;
 @group(0) @binding(1) var<storage, read> ids: array<f32>;
-@group(0) @binding(2) var<storage, read> gy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> grad: array<f32>;
+@group(0) @binding(2) var<storage, read> links: array<u32>;
+@group(0) @binding(3) var<storage, read> gy: array<f32>;
+@group(0) @binding(4) var<storage, read_write> grad: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
   ${INDEX}
   if (i >= p.n) { return; }
   let r = i / p.dim;
   let c = i % p.dim;
   let v = ids[r];
-  if (!(v >= 0.0 && v < f32(p.vocab) && floor(v) == v)) { return; }
-  for (var q = 0u; q < r; q++) { if (ids[q] == v) { return; } }
+  if (!(v >= 0.0 && v < f32(p.vocab) && floor(v) == v) || links[2u * r] == 0u) { return; }
   var s = 0.0;
-  for (var q = r; q < p.count; q++) { if (ids[q] == v) { s += gy[q * p.dim + c]; } }
+  var q = r;
+  loop {
+    s += gy[q * p.dim + c];
+    q = links[2u * q + 1u];
+    if (q == 0xffffffffu) { break; }
+  }
   grad[u32(v) * p.dim + c] = s;
 }`;
 
@@ -485,6 +512,7 @@ struct P { n: u32, hid: u32, seq: u32, t: u32, gate: u32, ih: u32, rows: u32, pa
 registerShaders((): ShaderSource[] => [
   { name: 'fill', code: FILL_WGSL },
   { name: 'embedding forward', code: EMBEDDING_FORWARD_WGSL },
+  { name: 'embedding links', code: EMBEDDING_LINKS_WGSL },
   { name: 'embedding backward', code: EMBEDDING_BACKWARD_WGSL },
   ...[Activation.Silu, Activation.ReLU2].map((act) => ({ name: `swiglu backward ${activationName(act)}`, code: swigluBackwardWgsl(act) })),
   { name: 'rope rows', code: ropeRowsWgsl(false) },
