@@ -28,10 +28,14 @@ export async function gpuLlamaBench(ctx: GpuContext, net: VolumetricNetwork, con
   let dispatches = 0;
   let gpuTokens: number[] = [];
   const longPrompt = Array.from({ length: 1024 }, () => Math.floor(rng.uniform() * config.vocabSize));
-  for (const [dtype, runAhead, context] of [['float32', 3, 0], ['float32', 0, 0], ['float32', 6, 0], ['int8', 3, 0], ['q4_0', 3, 0], ['float32', 3, 1024], ['q4_0', 3, 1024]] as const) {
+  const cases: [dtype: 'float32' | 'int8' | 'q4_0', runAhead: number, context: number, lanes: number | 'auto'][] = [
+    ['float32', 3, 0, 'auto'], ['float32', 0, 0, 'auto'], ['float32', 6, 0, 'auto'], ['int8', 3, 0, 'auto'], ['q4_0', 3, 0, 'auto'],
+    ['float32', 3, 1024, 'auto'], ['q4_0', 3, 1024, 'auto'], ['float32', 3, 0, 32], ['float32', 3, 0, 64], ['float32', 3, 0, 128], ['q4_0', 3, 0, 32],
+  ];
+  for (const [dtype, runAhead, context, gemvLanes] of cases) {
     const prompt = context ? longPrompt : shortPrompt;
-    const llama = await GpuLlama.create(net, config, { gpu: ctx, maxSeq: prompt.length + decodeTokens + 1, dtype, runAhead });
-    const name = `${dtype} run-ahead ${runAhead}${context ? `, ${context}-token prompt` : ''}`;
+    const llama = await GpuLlama.create(net, config, { gpu: ctx, maxSeq: prompt.length + decodeTokens + 1, dtype, runAhead, gemvLanes });
+    const name = `${dtype} run-ahead ${runAhead}${context ? `, ${context}-token prompt` : ''}${gemvLanes === 'auto' ? '' : `, ${gemvLanes} gemv lanes`}`;
     let best = 0;
     let bestPrefill = Infinity;
     for (let trial = 0; trial < 4; trial++) {
@@ -46,7 +50,7 @@ export async function gpuLlamaBench(ctx: GpuContext, net: VolumetricNetwork, con
       }
       const t2 = performance.now();
       if (trial === 0) {
-        if (dtype === 'float32' && runAhead === 3 && !context) gpuTokens = out;
+        if (dtype === 'float32' && runAhead === 3 && !context && gemvLanes === 'auto') gpuTokens = out;
         continue;
       }
       best = Math.max(best, decodeTokens / ((t2 - t1) / 1000));

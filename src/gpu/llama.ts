@@ -13,7 +13,7 @@ import { groups1d, GpuError, type GpuArray, type GpuContext, type PreparedDispat
 import { gemm } from './kernels/gemm.js';
 import {
   accumulateWgsl, ARGMAX_FINAL_WGSL, ARGMAX_PARTIAL_WGSL, ARGMAX_SPAN, ATTENTION_COMBINE_WGSL, ATTENTION_SPLIT, ATTENTION_SPLIT_WGSL, ATTENTION_WGSL, attentionUniformWords, checkDecodeShapes,
-  embeddingGatherWgsl, GEMV_UNITS, gemvUniformWords, gemvWgsl, NORM_ROWS_WGSL, ROPE_APPEND_WGSL, swigluRowsWgsl,
+  embeddingGatherWgsl, gemvLanesFor, gemvUniformWords, gemvUnits, gemvWgsl, NORM_ROWS_WGSL, ROPE_APPEND_WGSL, swigluRowsWgsl,
   type GemvEpilogue, type GemvParams, type GpuWeightFormat,
 } from './kernels/llm.js';
 import { resolveGpu, type GpuOption } from './train.js';
@@ -35,6 +35,8 @@ export interface GpuLlamaOptions {
   prefill?: 'gemm' | 'gemv';
   /** Greedy tokens decoded ahead on the GPU before they are asked for (default 3; 0 turns it off). */
   runAhead?: number;
+  /** Threads per output row in the matrix-vector kernels: a power of two from 16 to 256, or 'auto' (by row length; the default). */
+  gemvLanes?: number | 'auto';
 }
 
 /** A weight matrix on the GPU in one of the shader formats. */
@@ -138,6 +140,7 @@ export class GpuLlama implements DeviceSession {
   private readonly chunk: number;
   private readonly runAhead: number;
   private readonly prefillMode: 'gemm' | 'gemv';
+  private readonly gemvLanes: number | 'auto';
   private readonly embedding: GpuMatrix;
   private readonly lmHead: GpuMatrix;
   private readonly embeddingAct: Activation;
@@ -175,6 +178,7 @@ export class GpuLlama implements DeviceSession {
     this.chunk = options.prefillChunk ?? 128;
     this.runAhead = options.runAhead ?? 3;
     this.prefillMode = options.prefill ?? 'gemm';
+    this.gemvLanes = options.gemvLanes ?? 'auto';
     if (!Number.isInteger(this.maxSeq) || this.maxSeq <= 0) throw new UsageError(`GpuLlama: maxSeq must be a positive integer, got ${this.maxSeq}`);
     if (!Number.isInteger(this.chunk) || this.chunk <= 0) throw new UsageError(`GpuLlama: prefillChunk must be a positive integer, got ${this.chunk}`);
     const q = this.heads * this.headDim;
@@ -418,6 +422,10 @@ export class GpuLlama implements DeviceSession {
     return t;
   }
 
+  private lanes(m: GpuMatrix): number {
+    return this.gemvLanes === 'auto' ? gemvLanesFor(m.cols) : this.gemvLanes;
+  }
+
   private gemvParams(m: GpuMatrix, units: number, extra: Partial<GemvParams>): GemvParams {
     return { units, k: m.cols, xOff: 0, xStride: m.cols, outOff: 0, outStride: units, biasOff: 0, gainOff: 0, eps: this.eps, ...extra };
   }
@@ -449,24 +457,24 @@ export class GpuLlama implements DeviceSession {
     const vo = this.vecOffsets();
     const q = this.heads * this.headDim;
     const w3 = b.qkv.rows;
-    const units = (n: number): [number, number] => [Math.ceil(n / GEMV_UNITS), rows];
+    const units = (m: GpuMatrix, n: number): [number, number] => [Math.ceil(n / gemvUnits(this.lanes(m))), rows];
     const want = (part: string) => !only || only.has(part);
     if (want('qkv')) {
       const p = this.gemvParams(b.qkv, w3 / 2, { biasOff: vo.bqkv, gainOff: vo.gIn, xStride: this.d, ...this.ropeParams() });
-      emit(gemvWgsl({ format: b.qkv.format, norm: true, epilogue: 'rope', act: Activation.Linear }), this.gemvBindings('rope', p, step, this.buf.x, b.qkv, b.vec, [this.buf.q, b.kv]), units(w3 / 2));
+      emit(gemvWgsl({ format: b.qkv.format, norm: true, epilogue: 'rope', act: Activation.Linear, lanes: this.lanes(b.qkv) }), this.gemvBindings('rope', p, step, this.buf.x, b.qkv, b.vec, [this.buf.q, b.kv]), units(b.qkv, w3 / 2));
     }
     if (want('attention')) this.attention(b, step, rows, emit, splitAttention);
     if (want('o')) {
       const p = this.gemvParams(b.o, this.d, { biasOff: vo.bo, xStride: q, outStride: this.d });
-      emit(gemvWgsl({ format: b.o.format, norm: false, epilogue: 'accumulate', act: b.attentionAct }), this.gemvBindings('accumulate', p, null, this.buf.attn, b.o, b.vec, [this.buf.x]), units(this.d));
+      emit(gemvWgsl({ format: b.o.format, norm: false, epilogue: 'accumulate', act: b.attentionAct, lanes: this.lanes(b.o) }), this.gemvBindings('accumulate', p, null, this.buf.attn, b.o, b.vec, [this.buf.x]), units(b.o, this.d));
     }
     if (want('gateUp')) {
       const p = this.gemvParams(b.gateUp, this.inter, { biasOff: vo.bgu, gainOff: vo.gPost, pairOff: this.inter, xStride: this.d, outStride: this.inter });
-      emit(gemvWgsl({ format: b.gateUp.format, norm: true, epilogue: 'swiglu', act: b.gateAct }), this.gemvBindings('swiglu', p, null, this.buf.x, b.gateUp, b.vec, [this.buf.hidden]), units(this.inter));
+      emit(gemvWgsl({ format: b.gateUp.format, norm: true, epilogue: 'swiglu', act: b.gateAct, lanes: this.lanes(b.gateUp) }), this.gemvBindings('swiglu', p, null, this.buf.x, b.gateUp, b.vec, [this.buf.hidden]), units(b.gateUp, this.inter));
     }
     if (want('down')) {
       const p = this.gemvParams(b.down, this.d, { biasOff: vo.bdown, xStride: this.inter, outStride: this.d });
-      emit(gemvWgsl({ format: b.down.format, norm: false, epilogue: 'accumulate', act: Activation.Linear }), this.gemvBindings('accumulate', p, null, this.buf.hidden, b.down, b.vec, [this.buf.x]), units(this.d));
+      emit(gemvWgsl({ format: b.down.format, norm: false, epilogue: 'accumulate', act: Activation.Linear, lanes: this.lanes(b.down) }), this.gemvBindings('accumulate', p, null, this.buf.hidden, b.down, b.vec, [this.buf.x]), units(b.down, this.d));
     }
   }
 
@@ -495,7 +503,8 @@ export class GpuLlama implements DeviceSession {
   private head(row: number, emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void): void {
     const m = this.lmHead;
     const p = this.gemvParams(m, this.vocab, { xOff: row * this.d, biasOff: align4(this.d), gainOff: 0 });
-    emit(gemvWgsl({ format: m.format, norm: true, epilogue: 'store', act: this.lmHeadAct }), this.gemvBindings('store', p, null, this.buf.x, m, this.headVec, [this.buf.logits]), [Math.ceil(this.vocab / GEMV_UNITS), 1]);
+    const lanes = this.lanes(m);
+    emit(gemvWgsl({ format: m.format, norm: true, epilogue: 'store', act: this.lmHeadAct, lanes }), this.gemvBindings('store', p, null, this.buf.x, m, this.headVec, [this.buf.logits]), [Math.ceil(this.vocab / gemvUnits(lanes)), 1]);
   }
 
   private argmaxDispatches(emit: (code: string, bindings: (GPUBuffer | GpuArray)[], groups: [number, number]) => void): void {

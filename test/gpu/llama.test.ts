@@ -6,7 +6,7 @@ import { Tensor } from '../../src/core/tensor.js';
 import { DecodeSession, QuantizedWeights } from '../../src/engine/decode.js';
 import type { WeightStore } from '../../src/core/weightStore.js';
 import type { GpuContext } from '../../src/gpu/context.js';
-import { GEMV_UNITS, gemvUniformWords, gemvWgsl, type GemvEpilogue } from '../../src/gpu/kernels/llm.js';
+import { gemvUniformWords, gemvUnits, gemvWgsl, type GemvEpilogue } from '../../src/gpu/kernels/llm.js';
 import { GpuLlama, uploadGpuMatrix } from '../../src/gpu/llama.js';
 import { dequantizeRow, quantizeMatrix, type QuantFormat } from '../../src/kernels/quant.js';
 import { Activation } from '../../src/layers/activations.js';
@@ -107,6 +107,7 @@ test('GPU decode: logits match the CPU DecodeSession (float32, int8, q4_0; GEMM 
     await compareLogits(gpu, m, m, f.expected.prompt, {}, `${f.name} float32 gemm prefill`, log);
     await compareLogits(gpu, m, m, f.expected.prompt, { prefill: 'gemv' }, `${f.name} float32 gemv prefill`, log);
     await compareLogits(gpu, m, m, f.expected.prompt, { prefillChunk: 4 }, `${f.name} float32 prefill in chunks of 4`, log);
+    for (const gemvLanes of [16, 32, 256]) await compareLogits(gpu, m, m, f.expected.prompt, { gemvLanes }, `${f.name} float32, ${gemvLanes} gemv lanes`, log);
     // Past 256 positions: several key chunks in the attention kernels, prefill in three passes.
     const rng = new Rng(5);
     const long = Array.from({ length: 300 }, () => Math.floor(rng.uniform() * m.config.vocabSize));
@@ -195,6 +196,7 @@ test('GPU matrix-vector kernels: float32, int8 and Q4_0 dequantized in the shade
   const ctx = gpu;
   const rng = new Rng(9);
   const report: string[] = [];
+  let cases = 0;
   for (const [rows, k, batch] of [[77, 96, 1], [300, 576, 3], [5, 1536, 2]] as const) {
     const w = randomArray(rows * k, rng, 0.2);
     const x = randomArray(batch * k, rng);
@@ -216,7 +218,8 @@ test('GPU matrix-vector kernels: float32, int8 and Q4_0 dequantized in the shade
           const out = ctx.upload(start);
           const u = gemvUniformWords({ units: rows, k, xOff: 0, xStride: k, outOff: 0, outStride: rows, biasOff: 0, gainOff, eps: 1e-5 });
           const bindings = [ctx.uniform(u.values, u.floats), X, m.data, ...(m.scales ? [m.scales] : []), V, out];
-          ctx.dispatch(gemvWgsl({ format: m.format, norm, epilogue, act }), bindings, [Math.ceil(rows / GEMV_UNITS), batch]);
+          const lanes = [32, 16, 64, 128, 256][cases++ % 5];
+          ctx.dispatch(gemvWgsl({ format: m.format, norm, epilogue, act, lanes }), bindings, [Math.ceil(rows / gemvUnits(lanes)), batch]);
           const got = await ctx.read(out, batch * rows);
           const want = new Float64Array(batch * rows);
           for (let r = 0; r < batch; r++) {
@@ -234,7 +237,7 @@ test('GPU matrix-vector kernels: float32, int8 and Q4_0 dequantized in the shade
             }
           }
           const d = relativeDiff(got, want);
-          report.push(`gemv ${format} ${rows}x${k} batch ${batch}${norm ? ' norm' : ''} ${epilogue}: ${d.toExponential(2)}`);
+          report.push(`gemv ${format} ${rows}x${k} batch ${batch}${norm ? ' norm' : ''} ${epilogue} lanes ${lanes}: ${d.toExponential(2)}`);
           assert.ok(d <= 1e-5, report[report.length - 1]);
           for (const a of [X, V, out]) ctx.release(a);
         }

@@ -33,12 +33,25 @@ export interface GemvVariant {
   epilogue: GemvEpilogue;
   /** Output activation (store, accumulate) or the gate's (swiglu: ReLU2 gives relu², anything else SiLU). */
   act: Activation;
+  /** Threads that share one unit's dot products (a row's words are strided over them): 16 to 256, a power of two (default 32). */
+  lanes?: number;
 }
 
-/** Threads that share one output row's dot product (a row's vec4s are strided over them). */
+/** Default threads a unit (row or row pair); a workgroup of 256 threads holds 256 / lanes units. */
 export const GEMV_LANES = 32;
+
 /** Units (rows or row pairs) per workgroup of 256 threads. */
-export const GEMV_UNITS = 256 / GEMV_LANES;
+export function gemvUnits(lanes = GEMV_LANES): number {
+  return 256 / lanes;
+}
+
+/**
+ * Lanes for rows of k values: about two vec4 words a lane (more lanes, more rows in flight at once
+ * for the memory system; fewer, less reduction), between 32 and 256.
+ */
+export function gemvLanesFor(k: number): number {
+  return Math.min(256, Math.max(32, 2 ** Math.floor(Math.log2(Math.max(1, k / 8)))));
+}
 
 /** Uniform of the matrix-vector kernels, as 16 words. */
 export interface GemvParams {
@@ -128,13 +141,16 @@ function treeReduce(arrays: string[], lanes: number, index: string, lane: string
 }
 
 /**
- * Matrix-vector products for one token (or a batch of rows: workgroup y is the row). GEMV_LANES
+ * Matrix-vector products for one token (or a batch of rows: workgroup y is the row). `lanes`
  * threads share a row: each sums a strided run of the row's words, then a tree in workgroup memory
  * adds the partial sums (fixed order). With `norm`, the kernel first reduces Σx² over the whole input
  * row and multiplies the dot product of W and x ⊙ gain by 1/sqrt(mean + eps): RMSNorm without a pass.
  */
 export function gemvWgsl(v: GemvVariant): string {
   const pair = v.epilogue === 'swiglu' || v.epilogue === 'rope';
+  const LANES = v.lanes ?? GEMV_LANES;
+  const UNITS = gemvUnits(LANES);
+  if (!(LANES >= 16 && LANES <= 256 && Number.isInteger(Math.log2(LANES)))) throw new GpuError(`gemv: lanes must be a power of two from 16 to 256, got ${LANES}`);
   const lines: string[] = [ACT_HELPERS, Q4_HELPERS, GEMV_STRUCT];
   let b = 0;
   lines.push(`@group(0) @binding(${b++}) var<uniform> cfg: G;`);
@@ -157,7 +173,7 @@ export function gemvWgsl(v: GemvVariant): string {
   lines.push(`fn xval(xb: u32, c: u32) -> vec4<f32> { return xin[xb + c]${gain}; }`);
   lines.push(`@compute @workgroup_size(256)`);
   lines.push(`fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {`);
-  lines.push(`  let t = lid.x; let lane = t % ${GEMV_LANES}u; let u = wid.x * ${GEMV_UNITS}u + t / ${GEMV_LANES}u;`);
+  lines.push(`  let t = lid.x; let lane = t % ${LANES}u; let u = wid.x * ${UNITS}u + t / ${LANES}u;`);
   lines.push(`  let r = wid.y; let valid = u < cfg.units; let uu = select(0u, u, valid);`);
   lines.push(`  let xb = (cfg.xOff + r * cfg.xStride) / 4u; let k4 = cfg.k / 4u;`);
   lines.push(`  var inv = 1.0;`);
@@ -179,13 +195,13 @@ export function gemvWgsl(v: GemvVariant): string {
   lines.push(`  var acc0 = 0.0;`);
   if (pair) lines.push(`  var acc1 = 0.0;`);
   if (v.format === 'f32') {
-    lines.push(`  for (var c = lane; c < k4; c += ${GEMV_LANES}u) {`);
+    lines.push(`  for (var c = lane; c < k4; c += ${LANES}u) {`);
     lines.push(`    let xv = xval(xb, c);`);
     lines.push(`    acc0 += dot(W[ra * k4 + c], xv);`);
     if (pair) lines.push(`    acc1 += dot(W[rb * k4 + c], xv);`);
     lines.push(`  }`);
   } else if (v.format === 'int8') {
-    lines.push(`  for (var c = lane; c < k4; c += ${GEMV_LANES}u) {`);
+    lines.push(`  for (var c = lane; c < k4; c += ${LANES}u) {`);
     lines.push(`    let xv = xval(xb, c);`);
     lines.push(`    acc0 += dot(i8x4(W[ra * k4 + c]), xv);`);
     if (pair) lines.push(`    acc1 += dot(i8x4(W[rb * k4 + c]), xv);`);
@@ -193,7 +209,7 @@ export function gemvWgsl(v: GemvVariant): string {
   } else {
     // One word is 8 weights of a block: 4 low nibbles (x vec4 blk·8 + w), 4 high (blk·8 + 4 + w).
     lines.push(`  let k8 = cfg.k / 8u; let k32 = cfg.k / 32u;`);
-    lines.push(`  for (var c = lane; c < k8; c += ${GEMV_LANES}u) {`);
+    lines.push(`  for (var c = lane; c < k8; c += ${LANES}u) {`);
     lines.push(`    let blk = c >> 2u; let w = c & 3u;`);
     lines.push(`    let xl = xval(xb, blk * 8u + w); let xh = xval(xb, blk * 8u + 4u + w);`);
     lines.push(`    let wa = W[ra * k8 + c];`);
@@ -207,7 +223,7 @@ export function gemvWgsl(v: GemvVariant): string {
   lines.push(`  red0[t] = acc0;`);
   if (pair) lines.push(`  red1[t] = acc1;`);
   lines.push(`  workgroupBarrier();`);
-  lines.push(...treeReduce(pair ? ['red0', 'red1'] : ['red0'], GEMV_LANES, 't', 'lane', (a, c) => `${a} + ${c}`));
+  lines.push(...treeReduce(pair ? ['red0', 'red1'] : ['red0'], LANES, 't', 'lane', (a, c) => `${a} + ${c}`));
   lines.push(`  if (lane == 0u && valid) {`);
   const rowScale = (row: string) => (v.format === 'int8' ? ` * scales[${row}]` : '');
   lines.push(`    let va = red0[t]${rowScale('ra')} * inv + vecs[cfg.biasOff + ra];`);
@@ -618,6 +634,11 @@ registerShaders((): ShaderSource[] => {
       }
     }
     out.push({ name: `embedding gather ${format}`, code: embeddingGatherWgsl(format, Activation.Linear) });
+    for (const lanes of [16, 64, 128, 256]) {
+      for (const epilogue of ['store', 'accumulate', 'swiglu', 'rope'] as const) {
+        out.push({ name: `gemv ${format} ${epilogue} lanes ${lanes}`, code: gemvWgsl({ format, norm: epilogue !== 'accumulate', epilogue, act: epilogue === 'swiglu' ? Activation.Silu : Activation.Linear, lanes }) });
+      }
+    }
   }
   out.push({ name: 'rope append rows', code: ROPE_APPEND_WGSL }, { name: 'attention decode/prefill', code: ATTENTION_WGSL });
   out.push({ name: 'attention split', code: ATTENTION_SPLIT_WGSL }, { name: 'attention combine', code: ATTENTION_COMBINE_WGSL });
