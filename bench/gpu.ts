@@ -8,7 +8,7 @@ import { gemm, TILE_LARGE, TILE_MEDIUM, tileStorage, type GemmTile } from '../sr
 import { createNodeGpuContext } from '../src/gpu/node.js';
 import { trainGpu } from '../src/gpu/train.js';
 import { llamaNetworkSpec } from '../src/llm/llama.js';
-import { decodeBench, SMOLLM2_135M, torchDecodePeer } from './gpuDecode.js';
+import { SMOLLM2_135M, torchDecodePeer } from './gpuDecode.js';
 import { gpuLlamaBench } from './gpuLlama.js';
 import { AdamW } from '../src/train/optimizers.js';
 
@@ -101,12 +101,11 @@ try {
 }
 // `node dist/bench/gpu.js decode`: only the SmolLM2-135M-shaped decode, next to PyTorch eager.
 if (process.argv[2] === 'decode') {
-  const ours = await decodeBench(ctx);
   const gpuLlama = await gpuLlamaBench(ctx, buildNetwork(llamaNetworkSpec(SMOLLM2_135M), { seed: 1 }), SMOLLM2_135M);
   const device = ctx.adapterInfo;
   ctx.destroy();
   const peer = torchDecodePeer(PEERS, PYTHON);
-  console.log(JSON.stringify({ device, smollm2_135m_shape_decode_fp32: { loom_ts_webgpu: ours, loom_ts_webgpu_gpullama: gpuLlama, pytorch_cuda_eager: peer, goal_tokens_per_s: 500 } }, null, 2));
+  console.log(JSON.stringify({ device, smollm2_135m_shape_decode_fp32: { loom_ts_webgpu: gpuLlama, pytorch_cuda_eager: peer, goal_tokens_per_s: 500 } }, null, 2));
   process.exit(0);
 }
 const tiles: Record<string, number> = {};

@@ -3,7 +3,6 @@ import { test } from 'node:test';
 import { createGpuContext, GpuUnavailableError } from '../../src/gpu/context.js';
 import { allShaders } from '../../src/gpu/kernels/index.js';
 import '../../src/gpu/layers.js';
-import '../../src/gpu/llm/decode.js';
 import '../../src/gpu/llama.js';
 import { nodeGpu } from '../../src/gpu/node.js';
 
