@@ -1,10 +1,10 @@
 /// <reference types="@webgpu/types" />
 import { LoomError, NumericError } from '../core/errors.js';
 import { mixSeed, Rng } from '../core/rng.js';
-import { featureCount, splitDataset, type Dataset } from '../data/dataset.js';
+import { featureCount, type Dataset } from '../data/dataset.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { AdamW, Rmsprop, Sgd, type Optimizer } from '../train/optimizers.js';
-import { finishEpoch, gatherBatch, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
+import { finishEpoch, gatherBatch, trainingSplit, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
 import { createGpuContext, GpuContext, type GpuArray } from './context.js';
 import { crossEntropyGrad, mseGrad } from './kernels/loss.js';
 import { adamwUpdate, clipGradients, rmspropUpdate, sgdUpdate, STEP_WORDS, SUMSQ_SPAN } from './kernels/optim.js';
@@ -36,14 +36,7 @@ export async function trainGpu(net: VolumetricNetwork, data: Dataset, config: Tr
     throw new LoomError(`the ${(optimizer as Optimizer).type} optimizer is not available on the GPU (use adamw, sgd or rmsprop, or train on the CPU)`);
   }
   if (optimizer.steps > 0) throw new LoomError('resuming optimizer state on the GPU is not supported yet; resume on the CPU');
-  let trainSet = data;
-  let validation = config.validation;
-  if (!validation && config.validationSplit) {
-    const split = splitDataset(data, config.validationSplit, (config.seed ?? 1) ^ 0x5bd1e995);
-    trainSet = split.train;
-    validation = split.validation;
-  }
-  if (trainSet.count === 0) throw new LoomError('data: expected at least one training sample');
+  const { trainSet, validation } = trainingSplit(data, config);
 
   const { ctx, owned } = await resolveGpu(config.gpu ?? true);
   const gnet = new GpuNetwork(ctx, net);

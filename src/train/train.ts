@@ -66,14 +66,7 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
   if (config.gpu) return import('../gpu/train.js').then((m) => m.trainGpu(net, data, config as Parameters<typeof m.trainGpu>[2]));
   if (!Number.isInteger(config.epochs) || config.epochs < 1) throw new SpecError('epochs', 'a positive integer', config.epochs);
   if (!Number.isInteger(config.batchSize) || config.batchSize < 1) throw new SpecError('batch', 'a positive integer', config.batchSize);
-  let trainSet = data;
-  let validation = config.validation;
-  if (!validation && config.validationSplit) {
-    const split = splitDataset(data, config.validationSplit, (config.seed ?? 1) ^ 0x5bd1e995);
-    trainSet = split.train;
-    validation = split.validation;
-  }
-  if (trainSet.count === 0) throw new SpecError('data', 'at least one training sample', 0);
+  const { trainSet, validation } = trainingSplit(data, config);
 
   const checkFinite = config.checkFinite ?? true;
   const order = Int32Array.from({ length: trainSet.count }, (_, i) => i);
@@ -119,6 +112,19 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
     finishEpoch(net, config, { epoch, start, lossSum, correct: hasAccuracy ? correct : undefined, count: trainSet.count, validation }, history);
   }
   return { history, steps: optimizer.steps };
+}
+
+/** The samples to train on and the validation set: config.validation, or a seeded split of `data`. */
+export function trainingSplit(data: Dataset, config: TrainConfig): { trainSet: Dataset; validation: Dataset | undefined } {
+  let trainSet = data;
+  let validation = config.validation;
+  if (!validation && config.validationSplit) {
+    const split = splitDataset(data, config.validationSplit, (config.seed ?? 1) ^ 0x5bd1e995);
+    trainSet = split.train;
+    validation = split.validation;
+  }
+  if (trainSet.count === 0) throw new SpecError('data', 'at least one training sample', 0);
+  return { trainSet, validation };
 }
 
 /** End-of-epoch bookkeeping shared by the CPU and GPU loops: stats, validation, plateau scheduler, callbacks. */
