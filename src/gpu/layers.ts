@@ -175,48 +175,37 @@ function normRows(layer: Layer, input: GpuTensor): { rows: number; n: number } {
   return { rows: rowsOf(layer, input, n), n };
 }
 
-/** RMSNorm (ignores the activation, as the CPU kind does). */
-registerGpuLayerKind('RMSNorm', {
-  forward(arena, layer, input, weights) {
-    const { rows, n } = normRows(layer, input);
-    const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? 1e-6);
-    const out = arena.alloc(rows * n);
-    const stats = arena.alloc(rows);
-    rowDispatch(arena.ctx, RMSNORM_FORWARD_WGSL, u, [input.data, weights!, out, stats], rows);
-    return { output: { data: out, shape: input.shape }, cache: { input, pre: stats, batch: rows } };
-  },
-  backward(arena, layer, gradOutput, cache, weights, gradWeights, needInputGrad) {
-    const rows = cache.batch;
-    const n = layer.config.inputHeight!;
-    const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? 1e-6);
-    rowDispatch(arena.ctx, RMSNORM_PARAM_GRAD_WGSL, u, [cache.input.data, gradOutput.data, cache.pre!, gradWeights!], n);
-    if (!needInputGrad) return { gradInput: null };
-    const gx = arena.alloc(rows * n);
-    rowDispatch(arena.ctx, RMSNORM_BACKWARD_WGSL, u, [cache.input.data, weights!, gradOutput.data, cache.pre!, gx], rows);
-    return { gradInput: { data: gx, shape: cache.input.shape } };
-  },
-});
+/** RMSNorm and LayerNorm (they ignore the activation, as the CPU kinds do): one row per thread; `statsPerRow` floats kept for backward. */
+function registerRowNorm(
+  name: string,
+  shaders: { forward: string; backward: string; paramGrad: string },
+  defaultEpsilon: number,
+  statsPerRow: number,
+): void {
+  registerGpuLayerKind(name, {
+    forward(arena, layer, input, weights) {
+      const { rows, n } = normRows(layer, input);
+      const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? defaultEpsilon);
+      const out = arena.alloc(rows * n);
+      const stats = arena.alloc(statsPerRow * rows);
+      rowDispatch(arena.ctx, shaders.forward, u, [input.data, weights!, out, stats], rows);
+      return { output: { data: out, shape: input.shape }, cache: { input, pre: stats, batch: rows } };
+    },
+    backward(arena, layer, gradOutput, cache, weights, gradWeights, needInputGrad) {
+      const rows = cache.batch;
+      const n = layer.config.inputHeight!;
+      const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? defaultEpsilon);
+      rowDispatch(arena.ctx, shaders.paramGrad, u, [cache.input.data, gradOutput.data, cache.pre!, gradWeights!], n);
+      if (!needInputGrad) return { gradInput: null };
+      const gx = arena.alloc(rows * n);
+      rowDispatch(arena.ctx, shaders.backward, u, [cache.input.data, weights!, gradOutput.data, cache.pre!, gx], rows);
+      return { gradInput: { data: gx, shape: cache.input.shape } };
+    },
+  });
+}
 
-registerGpuLayerKind('LayerNorm', {
-  forward(arena, layer, input, weights) {
-    const { rows, n } = normRows(layer, input);
-    const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? 1e-5);
-    const out = arena.alloc(rows * n);
-    const stats = arena.alloc(2 * rows);
-    rowDispatch(arena.ctx, LAYERNORM_FORWARD_WGSL, u, [input.data, weights!, out, stats], rows);
-    return { output: { data: out, shape: input.shape }, cache: { input, pre: stats, batch: rows } };
-  },
-  backward(arena, layer, gradOutput, cache, weights, gradWeights, needInputGrad) {
-    const rows = cache.batch;
-    const n = layer.config.inputHeight!;
-    const u = rowUniform(arena.ctx, rows, n, layer.config.epsilon ?? 1e-5);
-    rowDispatch(arena.ctx, LAYERNORM_PARAM_GRAD_WGSL, u, [cache.input.data, gradOutput.data, cache.pre!, gradWeights!], n);
-    if (!needInputGrad) return { gradInput: null };
-    const gx = arena.alloc(rows * n);
-    rowDispatch(arena.ctx, LAYERNORM_BACKWARD_WGSL, u, [cache.input.data, weights!, gradOutput.data, cache.pre!, gx], rows);
-    return { gradInput: { data: gx, shape: cache.input.shape } };
-  },
-});
+registerRowNorm('RMSNorm', { forward: RMSNORM_FORWARD_WGSL, backward: RMSNORM_BACKWARD_WGSL, paramGrad: RMSNORM_PARAM_GRAD_WGSL }, 1e-6, 1);
+registerRowNorm('LayerNorm', { forward: LAYERNORM_FORWARD_WGSL, backward: LAYERNORM_BACKWARD_WGSL, paramGrad: LAYERNORM_PARAM_GRAD_WGSL }, 1e-5, 2);
 
 /** Softmax: the Standard and Temperature variants over whole rows; the others stay on the CPU. */
 registerGpuLayerKind('Softmax', {

@@ -1,12 +1,13 @@
 import assert from 'node:assert/strict';
-import { test } from 'node:test';
-import { createGpuContext, GpuUnavailableError } from '../../src/gpu/context.js';
+import { test, type TestContext } from 'node:test';
+import { createGpuContext, GpuUnavailableError, type GpuContext } from '../../src/gpu/context.js';
 import { allShaders } from '../../src/gpu/kernels/index.js';
 import '../../src/gpu/layers.js';
 import '../../src/gpu/llama.js';
 import { nodeGpu } from '../../src/gpu/node.js';
 
-test('every WGSL shader compiles and validates on Dawn (null backend)', async (t) => {
+/** Runs `body` on a Dawn null-backend context (shaders compile and validate, nothing executes). */
+async function withNullContext(t: TestContext, body: (ctx: GpuContext) => Promise<void>): Promise<void> {
   let ctx;
   try {
     ctx = await createGpuContext(await nodeGpu(['backend=null']));
@@ -15,6 +16,14 @@ test('every WGSL shader compiles and validates on Dawn (null backend)', async (t
     throw e;
   }
   try {
+    await body(ctx);
+  } finally {
+    ctx.destroy();
+  }
+}
+
+test('every WGSL shader compiles and validates on Dawn (null backend)', (t) =>
+  withNullContext(t, async (ctx) => {
     const shaders = allShaders();
     assert.ok(shaders.length > 50, `expected many shader variants, got ${shaders.length}`);
     const names = new Set<string>();
@@ -24,25 +33,12 @@ test('every WGSL shader compiles and validates on Dawn (null backend)', async (t
       // Kernels for devices with more workgroup memory than this one: the WGSL is still checked.
       await ctx.validate(s.code, s.name, 'main', (s.workgroupStorage ?? 0) <= ctx.workgroupStorage);
     }
-  } finally {
-    ctx.destroy();
-  }
-});
+  }));
 
-test('a broken shader is reported as a GpuError naming it', async (t) => {
-  let ctx;
-  try {
-    ctx = await createGpuContext(await nodeGpu(['backend=null']));
-  } catch (e) {
-    if (e instanceof GpuUnavailableError) return t.skip(`webgpu package unavailable: ${e.message}`);
-    throw e;
-  }
-  try {
+test('a broken shader is reported as a GpuError naming it', (t) =>
+  withNullContext(t, async (ctx) => {
     await assert.rejects(ctx.validate('@compute @workgroup_size(1) fn main() { let x = nope; }', 'broken'), /broken: WGSL error at line 1/);
-  } finally {
-    ctx.destroy();
-  }
-});
+  }));
 
 test('no GPU object gives a GpuUnavailableError with a clear message', async () => {
   await assert.rejects(createGpuContext(undefined), (e: unknown) => e instanceof GpuUnavailableError && /using the CPU/.test((e as Error).message));
