@@ -1,5 +1,3 @@
-import { Activation, activateInto, activationBackwardInto } from '../layers/activations.js';
-
 /**
  * ReLU and its gradient without data-dependent branches: the same bits as `x > 0 ? x : 0` and
  * `x > 0 ? g : 0` (so NaN → 0 and −0 → +0), computed on the float32 bit patterns. A ternary on random
@@ -27,16 +25,4 @@ export function reluBackwardInto(gradOut: Float32Array, pre: Float32Array, gradP
   const g = new Int32Array(gradOut.buffer, gradOut.byteOffset, gradOut.length);
   const o = new Int32Array(gradPre.buffer, gradPre.byteOffset, gradPre.length);
   for (let i = 0; i < p.length; i++) o[i] = g[i] & ~notPositive(p[i]);
-}
-
-/** activateInto with ReLU taken by reluInto (the same bits). */
-export function activate(pre: Float32Array, out: Float32Array, act: Activation): void {
-  if (act === Activation.ReLU) reluInto(pre, out);
-  else activateInto(pre, out, act);
-}
-
-/** activationBackwardInto with ReLU taken by reluBackwardInto (the same bits). */
-export function activateBackward(gradOut: Float32Array, pre: Float32Array, gradPre: Float32Array, act: Activation): void {
-  if (act === Activation.ReLU) reluBackwardInto(gradOut, pre, gradPre);
-  else activationBackwardInto(gradOut, pre, gradPre, act);
 }

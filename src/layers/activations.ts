@@ -1,4 +1,5 @@
 import { SpecError } from '../core/errors.js';
+import { reluBackwardInto, reluInto } from '../kernels/relu.js';
 
 /** Activation functions; numeric values are the original engine's enum. */
 export enum Activation {
@@ -60,7 +61,7 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
       if (out !== pre) out.set(pre);
       return;
     case Activation.ReLU:
-      for (let i = 0; i < n; i++) out[i] = pre[i] > 0 ? pre[i] : 0;
+      reluInto(pre, out);
       return;
     case Activation.LeakyReLU:
       for (let i = 0; i < n; i++) out[i] = pre[i] > 0 ? pre[i] : pre[i] * LEAKY_SLOPE;
@@ -94,7 +95,7 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       if (gradPre !== gradOut) gradPre.set(gradOut);
       return;
     case Activation.ReLU:
-      for (let i = 0; i < n; i++) gradPre[i] = pre[i] > 0 ? gradOut[i] : 0;
+      reluBackwardInto(gradOut, pre, gradPre);
       return;
     case Activation.LeakyReLU:
       for (let i = 0; i < n; i++) gradPre[i] = pre[i] > 0 ? gradOut[i] : gradOut[i] * LEAKY_SLOPE;

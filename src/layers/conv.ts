@@ -4,8 +4,7 @@ import { Tensor } from '../core/tensor.js';
 import type { LayerConfig } from '../grid/fields.js';
 import { convBackward, convForward, gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { batchToRowMajor, col2im, im2col, imageSize, patchSize, positions, rowMajorToBatch, type ConvGeometry } from '../kernels/im2col.js';
-import { activate, activateBackward } from '../kernels/relu.js';
-import { Activation } from './activations.js';
+import { Activation, activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -179,7 +178,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       }
       // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
       const out = layer.activation === Activation.Linear ? pre : new Float32Array(pre.length);
-      activate(pre, out, layer.activation);
+      activateInto(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };
     },
@@ -192,7 +191,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const K = patchSize(g);
       const w = weights!;
       const gradPre = new Float32Array(batch * F * P);
-      activateBackward(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
+      activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
       const gradWeights = new Float32Array(F * K + (layer.config.useBias ? F : 0));
       const gradIn = new Float32Array(cache.input.size);

@@ -3,7 +3,7 @@ import { Tensor } from '../core/tensor.js';
 import { sumRows } from '../kernels/gemm.js';
 import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
 import { PackedDense } from '../kernels/quantDense.js';
-import { activate, activateBackward } from '../kernels/relu.js';
+import { activateInto, activationBackwardInto } from './activations.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
 
@@ -41,7 +41,7 @@ export const denseKind: LayerKind = {
     const pre = new Float32Array(batch * nOut);
     gemmABt(input.data, w, pre, batch, nOut, nIn, bias);
     const out = new Float32Array(pre.length);
-    activate(pre, out, layer.activation);
+    activateInto(pre, out, layer.activation);
     const shape = sequence ? [input.shape[0], input.shape[1], nOut] : [batch, nOut];
     return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, [batch, nOut]) } };
   },
@@ -53,7 +53,7 @@ export const denseKind: LayerKind = {
     const pre = new Float32Array(rows * nOut);
     ctx.linear(input.data, rows, 0, nOut, nIn, pre, layer.config.useBias ? nIn * nOut : undefined);
     const out = new Float32Array(pre.length);
-    activate(pre, out, layer.activation);
+    activateInto(pre, out, layer.activation);
     return new Tensor(out, sequence ? [input.shape[0], input.shape[1], nOut] : [rows, nOut]);
   },
 
@@ -65,7 +65,7 @@ export const denseKind: LayerKind = {
     const batch = sequence ? input.size / nIn : batchOf(layer, input, nIn);
     const out = new Float32Array(batch * nOut);
     kernel.forward(input.data, batch, out);
-    activate(out, out, layer.activation);
+    activateInto(out, out, layer.activation);
     return new Tensor(out, sequence ? [input.shape[0], input.shape[1], nOut] : [batch, nOut]);
   },
 
@@ -77,7 +77,7 @@ export const denseKind: LayerKind = {
     const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
     const batch = cache.pre!.shape[0];
     const gradPre = new Float32Array(batch * nOut);
-    activateBackward(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
+    activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
     const gradWeights = new Float32Array(nIn * nOut + (useBias ? nOut : 0));
     // dW = gPreᵀ·x and dx = gPre·W.
