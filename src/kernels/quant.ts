@@ -55,8 +55,8 @@ export function placeMatrix(m: QuantMatrix, arena: QuantArena): QuantMatrix {
 
 export function parseQuantFormat(s: unknown, path = 'dtype'): QuantFormat {
   const v = typeof s === 'string' ? s.toLowerCase().replace('-', '_') : s;
-  if (v === 'q4_0' || v === 'int8') return v;
-  throw new UsageError(`${path}: expected one of q4_0, int8, got ${JSON.stringify(s)}`);
+  if (QUANT_FORMATS.includes(v as QuantFormat)) return v as QuantFormat;
+  throw new UsageError(`${path}: expected one of ${QUANT_FORMATS.join(', ')}, got ${JSON.stringify(s)}`);
 }
 
 /** Whether `format` can pack a matrix with `cols` columns (Q4_0 needs whole blocks). */

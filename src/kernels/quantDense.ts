@@ -41,11 +41,6 @@ const FP8_ROWS = 64;
 const PAGE = 65536;
 const align16 = (n: number): number => (n + 15) & ~15;
 
-/** Whether `dtype` has a packed Dense kernel (the weights must also have byte-aligned rows). */
-export function hasPackedDenseKernel(dtype: DType): boolean {
-  return FORMATS[dtype] !== undefined;
-}
-
 const cache = new WeakMap<PackedVersion, PackedDense | null>();
 
 export class PackedDense {

@@ -1,5 +1,5 @@
 import type { ConvGeometry } from '../../kernels/im2col.js';
-import { groups1d, type GpuArray, type GpuContext } from '../context.js';
+import { FLAT_INDEX, groups1d, type GpuArray, type GpuContext } from '../context.js';
 
 /**
  * Direct convolution over NCDHW (Conv1D and Conv2D are the D = H = 1 and D = 1 cases), one thread per
@@ -9,7 +9,7 @@ import { groups1d, type GpuArray, type GpuContext } from '../context.js';
 const GEOMETRY = `struct P { C: u32, inD: u32, inH: u32, inW: u32, outD: u32, outH: u32, outW: u32, kD: u32, kH: u32, kW: u32, stride: u32, padD: u32, padH: u32, padW: u32, F: u32, batch: u32, bias: u32 }
 @group(0) @binding(0) var<uniform> p: P;`;
 const HEAD = `@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>`;
-const INDEX = `let i = gid.x + gid.y * nwg.x * 256u;`;
+const INDEX = FLAT_INDEX();
 
 export const CONV_FORWARD_WGSL = `${GEOMETRY}
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -1,8 +1,8 @@
 import { Activation } from '../../layers/activations.js';
-import { groups1d, type GpuArray, type GpuContext } from '../context.js';
+import { FLAT_INDEX, groups1d, type GpuArray, type GpuContext } from '../context.js';
 
 const HEAD = `@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>`;
-const INDEX = `let i = gid.x + gid.y * nwg.x * 256u;`;
+const INDEX = FLAT_INDEX();
 
 /** WGSL helpers shared by activation kernels; tanh through exp(−2|x|) so large inputs give ±1, not NaN. */
 export const ACT_HELPERS = `

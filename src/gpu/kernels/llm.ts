@@ -1,5 +1,5 @@
 import { Activation, ALL_ACTIVATIONS, activationName } from '../../layers/activations.js';
-import { GpuError } from '../context.js';
+import { FLAT_INDEX, GpuError } from '../context.js';
 import { ACT_HELPERS, activationExpr } from './elementwise.js';
 import { registerShaders, type ShaderSource } from './index.js';
 
@@ -262,7 +262,7 @@ ${STEP_STRUCT}
 @group(0) @binding(5) var<storage, read_write> kv: array<f32>;
 ${STORE_PAIR}
 @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= cfg.units * st.n) { return; }
   let r = i / cfg.units;
   let p = i % cfg.units;
@@ -492,7 +492,7 @@ struct P { n: u32, inter: u32, pad0: u32, pad1: u32 }
 @group(0) @binding(1) var<storage, read> gu: array<f32>;
 @group(0) @binding(2) var<storage, read_write> hidden: array<f32>;
 @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   let r = i / p.inter;
   let j = i % p.inter;
@@ -509,7 +509,7 @@ struct P { n: u32, pad0: u32, pad1: u32, pad2: u32 }
 @group(0) @binding(1) var<storage, read> y: array<f32>;
 @group(0) @binding(2) var<storage, read_write> acc: array<f32>;
 @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   let x = y[i];
   acc[i] = acc[i] + ${activationExpr(act)};
@@ -535,7 +535,7 @@ struct P { n: u32, d: u32, tokOff: u32, pad: u32 }
 ${format === 'f32' ? '' : '@group(0) @binding(3) var<storage, read> scales: array<f32>;'}
 @group(0) @binding(${format === 'f32' ? 3 : 4}) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(256) fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   let r = i / p.d;
   let c = i % p.d;

@@ -1,4 +1,4 @@
-import { groups1d, type GpuArray, type GpuContext } from '../context.js';
+import { FLAT_INDEX, groups1d, type GpuArray, type GpuContext } from '../context.js';
 import { registerShaders } from './index.js';
 
 const HEAD = `@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>`;
@@ -50,7 +50,7 @@ export const RMSNORM_PARAM_GRAD_WGSL = `${PARAMS}
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gg: array<f32>;
 @compute @workgroup_size(64) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 64u;
+  ${FLAT_INDEX(64)}
   if (i >= p.n) { return; }
   var s = 0.0;
   for (var r = 0u; r < p.rows; r++) { s += gy[r * p.n + i] * x[r * p.n + i] * stats[r]; }
@@ -109,7 +109,7 @@ export const LAYERNORM_PARAM_GRAD_WGSL = `${PARAMS}
 @group(0) @binding(3) var<storage, read> stats: array<f32>;
 @group(0) @binding(4) var<storage, read_write> gw: array<f32>;
 @compute @workgroup_size(64) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 64u;
+  ${FLAT_INDEX(64)}
   if (i >= p.n) { return; }
   var sg = 0.0;
   var sb = 0.0;

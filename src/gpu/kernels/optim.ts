@@ -1,4 +1,4 @@
-import { groups1d, type GpuArray, type GpuContext } from '../context.js';
+import { FLAT_INDEX, groups1d, type GpuArray, type GpuContext } from '../context.js';
 
 /** Per-step hyper-parameters, rewritten once per step: the same words for every parameter vector. */
 export const STEP_WORDS = 12;
@@ -15,7 +15,7 @@ struct P { n: u32 }
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> buf: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   var g = grad[i];
   if (s.weightDecay != 0.0) { g = g + s.weightDecay * w[i]; }
@@ -39,7 +39,7 @@ struct P { n: u32 }
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   let g = grad[i];
   var wi = w[i];
@@ -72,7 +72,7 @@ struct P { n: u32 }
 @group(0) @binding(5) var<storage, read_write> gavg: array<f32>;
 @group(0) @binding(6) var<storage, read_write> buf: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   var g = grad[i];
   if (s.weightDecay != 0.0) { g = g + s.weightDecay * w[i]; }
@@ -162,7 +162,7 @@ struct P { n: u32 }
 @group(0) @binding(1) var<storage, read> clip: array<f32>;
 @group(0) @binding(2) var<storage, read_write> g: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
-  let i = gid.x + gid.y * nwg.x * 256u;
+  ${FLAT_INDEX()}
   if (i >= p.n) { return; }
   g[i] = g[i] * clip[0];
 }`;

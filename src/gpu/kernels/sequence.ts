@@ -1,3 +1,4 @@
+import { FLAT_INDEX } from '../context.js';
 import { Activation, activationName } from '../../layers/activations.js';
 import { ACT_HELPERS } from './elementwise.js';
 import { registerShaders, type ShaderSource } from './index.js';
@@ -8,7 +9,7 @@ import { registerShaders, type ShaderSource } from './index.js';
  * Every reduction runs in a fixed order, so results do not depend on scheduling.
  */
 const HEAD = `@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>`;
-const INDEX = `let i = gid.x + gid.y * nwg.x * 256u;`;
+const INDEX = FLAT_INDEX();
 
 export const FILL_WGSL = `
 struct P { n: u32, off: u32, value: f32, pad: u32 }
