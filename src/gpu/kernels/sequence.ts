@@ -371,13 +371,16 @@ fn main(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid
   }
 }`;
 
+/** The step and back-step kernels read one uniform layout (written by the same dispatcher). */
+const RNN_STEP_PARAMS = `struct P { n: u32, hid: u32, seq: u32, t: u32, whh: u32, pad0: u32, pad1: u32, pad2: u32 }
+@group(0) @binding(0) var<uniform> p: P;`;
+
 /**
  * One RNN time step over batch-major rows [B, S, hid]: h[b,t] = tanh(pre[b,t] + h[b,t−1]·W_hhᵀ)
  * (W_hh at whh in the parameter vector); `pre` holds x·W_ihᵀ + b and is overwritten with h.
  */
 export const RNN_STEP_WGSL = `${ACT_HELPERS}
-struct P { n: u32, hid: u32, seq: u32, t: u32, whh: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<uniform> p: P;
+${RNN_STEP_PARAMS}
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> h: array<f32>;
 @compute @workgroup_size(256) fn main(${HEAD}) {
@@ -396,8 +399,7 @@ struct P { n: u32, hid: u32, seq: u32, t: u32, whh: u32, pad0: u32, pad1: u32, p
 
 /** RNN backward step t (descending): gPre[b,t] = (gOut[b,t] + gPre[b,t+1]·W_hh) ⊙ (1 − h[b,t]²). */
 export const RNN_BACK_STEP_WGSL = `
-struct P { n: u32, hid: u32, seq: u32, t: u32, whh: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<uniform> p: P;
+${RNN_STEP_PARAMS}
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> h: array<f32>;
 @group(0) @binding(3) var<storage, read> gout: array<f32>;
@@ -430,14 +432,17 @@ struct P { n: u32, hid: u32, seq: u32, pad: u32 }
   prev[i] = select(0.0, h[i - p.hid], t > 0u);
 }`;
 
+/** The step and back-step kernels read one uniform layout (written by the same dispatcher). */
+const LSTM_STEP_PARAMS = `struct P { n: u32, hid: u32, seq: u32, t: u32, gate: u32, ih: u32, rows: u32, pad: u32 }
+@group(0) @binding(0) var<uniform> p: P;`;
+
 /**
  * One LSTM time step: gate pre-activations gates[g][b,t] (x·W_ih_gᵀ + b_g, gate-major [4][B·S][hid])
  * plus h[b,t−1]·W_hh_gᵀ, then i, f, o = σ, g = tanh (stored back, activated), c = f·c_prev + i·g,
  * h = o·tanh(c). The parameter vector holds per gate W_ih [hid][in], W_hh [hid][hid], b [hid].
  */
 export const LSTM_STEP_WGSL = `${ACT_HELPERS}
-struct P { n: u32, hid: u32, seq: u32, t: u32, gate: u32, ih: u32, rows: u32, pad: u32 }
-@group(0) @binding(0) var<uniform> p: P;
+${LSTM_STEP_PARAMS}
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read_write> gates: array<f32>;
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
@@ -473,8 +478,7 @@ struct P { n: u32, hid: u32, seq: u32, t: u32, gate: u32, ih: u32, rows: u32, pa
  * dc[b,t+1]·f[b,t+1]; the gate pre-activation gradients dG (gate-major like `gates`).
  */
 export const LSTM_BACK_STEP_WGSL = `${ACT_HELPERS}
-struct P { n: u32, hid: u32, seq: u32, t: u32, gate: u32, ih: u32, rows: u32, pad: u32 }
-@group(0) @binding(0) var<uniform> p: P;
+${LSTM_STEP_PARAMS}
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> gates: array<f32>;
 @group(0) @binding(3) var<storage, read> c: array<f32>;
