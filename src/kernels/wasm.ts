@@ -176,7 +176,7 @@ export class WasmKernels {
 
   /**
    * Convolution forward of `batch` images [B][C][D][H][W] with weights [F][C·kD·kH·kW] (+ bias[F]) into
-   * out [B][F][P], float32: Winograd F(2×2, 3×3) for 2D 3×3 stride-1 convolutions of 8 or more
+   * out [B][F][P], float32: Winograd F(4×4, 3×3) for 2D 3×3 stride-1 convolutions of 8 or more
    * channels, else a direct sum over the patch (assembly/kernels.ts convForward). Each sample's bits
    * depend only on the shapes and its own values, never on the batch or the thread split.
    * False when linear memory cannot hold the operands.

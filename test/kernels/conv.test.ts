@@ -60,7 +60,7 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   for (let i = 0; i < ia.length; i++) if (ia[i] !== ib[i]) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
 }
 
-// Winograd F(2×2, 3×3) (2D, 3×3, stride 1, ≥ 8 channels): odd sizes, padding 0…2, batches that are not
+// Winograd F(4×4, 3×3) (2D, 3×3, stride 1, ≥ 8 channels): odd sizes, padding 0…2, batches that are not
 // a multiple of the 4 samples per vector; the direct kernel: 1 channel, strides 2 and 3, 1D, 3D, 1×1.
 const CONVS: [string, ConvGeometry, number, number][] = [
   ['winograd 16→32 28×28 pad 1', geometry(16, [1, 28, 28], [1, 3, 3], 1, [0, 1, 1]), 6, 32],
@@ -94,7 +94,8 @@ test('convolution forward kernels match a float64 direct convolution; 1, 2 and 3
       const { y, scale } = reference(input, g, batch, F, w, bias);
       for (let i = 0; i < y.length; i++) {
         // float32 sums of K terms: the error follows Σ|x·w|; any indexing slip is of the order of that scale.
-        if (!(Math.abs(got[i] - y[i]) <= 2e-6 * scale[i] + 1e-30)) assert.fail(`${what}[${i}]: got ${got[i]}, expected ${y[i]} (scale ${scale[i]})`);
+        // Winograd F(4×4, 3×3)'s transforms (coefficients up to 8 and 1/24) amplify rounding about tenfold.
+        if (!(Math.abs(got[i] - y[i]) <= (name.startsWith('winograd') ? 1e-5 : 2e-6) * scale[i] + 1e-30)) assert.fail(`${what}[${i}]: got ${got[i]}, expected ${y[i]} (scale ${scale[i]})`);
       }
       for (const p of byThreads) {
         const out = new Float32Array(got.length).fill(Number.NaN);
