@@ -75,6 +75,17 @@ function torchPeer(threads: number): Record<string, unknown> {
   return JSON.parse(r.stdout);
 }
 
+/** TensorFlow.js (wasm backend, 1 thread) peer: bench/peers/tfjs_mlp.mjs, spawned like the PyTorch peer. */
+function tfjsPeer(): Record<string, unknown> {
+  const r = spawnSync(process.execPath, [`${PEERS}tfjs_mlp.mjs`, String(budgetSeconds)], { encoding: 'utf8', timeout: (60 + 10 * budgetSeconds) * 1000 });
+  if (r.status !== 0) return { peer: 'tfjs', error: (r.stderr || r.error?.message || 'failed').trim().split('\n').pop() };
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop()!);
+  } catch {
+    return { peer: 'tfjs', error: 'no JSON on stdout' };
+  }
+}
+
 const mlp = mlpTrainStep();
 // The same step with the kernel thread pool (products of ≥ 2^20 multiply-adds split over 2 threads).
 const mlp2 = (await setThreads(2)) === 2 ? mlpTrainStep() : null;
@@ -84,7 +95,7 @@ const results: Record<string, unknown> = {
   mlp_train_step_784_256_128_10_batch64: {
     loom_ts: { engine: `${kernelBackend()} kernels, 1 thread`, ms_per_step: mlp.ms, samples_per_s: 64 / (mlp.ms / 1000) },
     loom_ts_2_threads: mlp2 ? { engine: `${kernelBackend()} kernels, 2 threads`, ms_per_step: mlp2.ms, samples_per_s: 64 / (mlp2.ms / 1000) } : null,
-    peers: [torchPeer(1), torchPeer(2)],
+    peers: [torchPeer(1), torchPeer(2), tfjsPeer()],
   },
 };
 const peers = (results.mlp_train_step_784_256_128_10_batch64 as { peers: Record<string, unknown>[] }).peers;
@@ -92,7 +103,10 @@ const rows = [['benchmark', 'engine', 'ms', 'samples/s', 'ratio vs loom-ts']];
 rows.push(['MLP train step b64', `loom-ts (${kernelBackend()}, 1T)`, mlp.ms.toFixed(2), (64000 / mlp.ms).toFixed(0), '1.00']);
 if (mlp2) rows.push(['MLP train step b64', `loom-ts (${kernelBackend()}, 2T)`, mlp2.ms.toFixed(2), (64000 / mlp2.ms).toFixed(0), (mlp.ms / mlp2.ms).toFixed(2) + '× faster']);
 for (const p of peers) {
-  if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `pytorch ${p.version} (${p.threads}T, ${p.blas})`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
+  if (p.peer === 'tfjs') {
+    if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `tfjs ${p.version} (${p.backend}, ${p.threads}T)`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
+    else rows.push(['MLP train step b64', 'tfjs', '-', '-', String(p.error)]);
+  } else if (typeof p.ms_per_step === 'number') rows.push(['MLP train step b64', `pytorch ${p.version} (${p.threads}T, ${p.blas})`, p.ms_per_step.toFixed(2), (p.samples_per_s as number).toFixed(0), (mlp.ms / p.ms_per_step).toFixed(2) + '× faster']);
   else rows.push(['MLP train step b64', 'pytorch', '-', '-', String(p.error)]);
 }
 // GEMM/gemv against PyTorch and TensorFlow.js: bench/kernels.ts, run as its own process.
