@@ -315,37 +315,49 @@ export class WasmKernels {
 
 /**
  * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
- * valid): the moment buffers m and v are never copied; each step copies w and g in and w out.
+ * valid): the moment buffers m and v are never copied; each step passes w and g through a small
+ * staging area ADAMW_CHUNK values at a time, so the copies in and out stay in cache.
  */
 export class WasmAdamWState {
   private readonly x: KernelExports;
   private readonly at: [number, number, number, number];
+  private readonly stageW: Float32Array;
+  private readonly stageG: Float32Array;
   readonly m: Float32Array;
   readonly v: Float32Array;
 
   constructor(module: WebAssembly.Module, readonly length: number) {
     this.x = new WebAssembly.Instance(module, {}).exports as unknown as KernelExports;
     const base = align16(this.x.heapBase());
+    const chunk = align16(Math.min(length, ADAMW_CHUNK) * 4);
     const bytes = align16(length * 4);
-    this.at = [base, base + bytes, base + 2 * bytes, base + 3 * bytes];
-    const end = base + 4 * bytes;
+    this.at = [base, base + chunk, base + 2 * chunk, base + 2 * chunk + bytes];
+    const end = this.at[3] + bytes;
     if (end > MAX_BYTES) throw new RangeError(`adamw: ${length} parameters exceed linear memory`);
     const have = this.x.memory.buffer.byteLength;
     if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
-    this.m = new Float32Array(this.x.memory.buffer, this.at[2], length);
-    this.v = new Float32Array(this.x.memory.buffer, this.at[3], length);
+    const buf = this.x.memory.buffer;
+    this.stageW = new Float32Array(buf, this.at[0], Math.min(length, ADAMW_CHUNK));
+    this.stageG = new Float32Array(buf, this.at[1], Math.min(length, ADAMW_CHUNK));
+    this.m = new Float32Array(buf, this.at[2], length);
+    this.v = new Float32Array(buf, this.at[3], length);
   }
 
   step(w: Float32Array, g: Float32Array, k: AdamWConstants): void {
     const [pw, pg, pm, pv] = this.at;
-    const buf = this.x.memory.buffer;
-    const fw = new Float32Array(buf, pw, this.length);
-    fw.set(w);
-    new Float32Array(buf, pg, this.length).set(g);
-    this.x.adamw(this.length, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
-    w.set(fw);
+    for (let i = 0; i < this.length; i += ADAMW_CHUNK) {
+      const n = Math.min(ADAMW_CHUNK, this.length - i);
+      const fw = n === this.stageW.length ? this.stageW : this.stageW.subarray(0, n);
+      fw.set(w.subarray(i, i + n));
+      this.stageG.set(g.subarray(i, i + n));
+      this.x.adamw(n, pw, pg, pm + i * 4, pv + i * 4, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+      w.set(fw, i);
+    }
   }
 }
+
+/** Values of w and g staged per AdamW kernel call (16 KiB each: both stay in L1 between copy and update). */
+const ADAMW_CHUNK = 4096;
 
 /** A product whose operands already sit in the module's memory. */
 export interface StagedGemm {
