@@ -28,6 +28,8 @@ def step():
 
 for _ in range(20):
     step()
+# Each sample is one group of 10 steps as its per-step average: ms is the median sample, best the best (minimum)
+# sample, i.e. the fastest group's per-step average (kept because the VM alternates fast and slow host phases).
 samples = []
 deadline = time.perf_counter() + budget
 while time.perf_counter() < deadline or len(samples) < 5:
@@ -37,7 +39,8 @@ while time.perf_counter() < deadline or len(samples) < 5:
     samples.append((time.perf_counter() - t0) / 10)
 samples.sort()
 ms = samples[len(samples) // 2] * 1000
+best = samples[0] * 1000
 with open("/proc/self/maps") as maps:
     # torch's config says BLAS_INFO=generic; the library actually mapped tells reference BLAS from OpenBLAS.
     blas = sorted({line.split()[-1].rsplit("/", 1)[-1] for line in maps if "blas" in line.lower() and "/" in line})
-print(json.dumps({"peer": "pytorch", "version": torch.__version__, "threads": threads, "blas": ",".join(blas) or "unknown", "ms_per_step": ms, "samples_per_s": 64 / (ms / 1000)}))
+print(json.dumps({"peer": "pytorch", "version": torch.__version__, "threads": threads, "blas": ",".join(blas) or "unknown", "ms_per_step": ms, "samples_per_s": 64 / (ms / 1000), "best_ms_per_step": best, "best_samples_per_s": 64 / (best / 1000), "samples": len(samples)}))
