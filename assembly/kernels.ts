@@ -1922,3 +1922,86 @@ export function convBackwardData(
     }
   }
 }
+
+// ---- Float32 matrices kept resident in row panels (inference weights) ----
+//
+// W [N×K] row-major is stored as panels of 16 rows, each k-major ([k][16], rows past N zero; packed
+// by src/kernels/panels.ts), so a product streams the weights once, contiguously, with four
+// independent accumulator chains. Each output keeps gemm's reduction order (per KC block a float32 sum
+// in ascending k from 0, blocks added in order, then the bias), so results are bit-identical to gemm
+// on the unpacked matrix.
+
+/** One panel from n ≤ 16 rows of K values at src (row-major): dst[k][r], rows n…15 zero. */
+export function packPanel(n: i32, K: i32, src: usize, dst: usize): void {
+  const n4 = n & ~3;
+  const ld = <usize>K << 2;
+  let r = 0;
+  for (; r < n4; r += 4) {
+    const s0 = src + <usize>r * ld;
+    const d0 = dst + (<usize>r << 2);
+    let k = 0;
+    for (; k + 4 <= K; k += 4) {
+      const o = s0 + (<usize>k << 2);
+      transposeStore(v128.load(o), v128.load(o + ld), v128.load(o + 2 * ld), v128.load(o + 3 * ld), d0 + (<usize>k << 6), 64);
+    }
+    for (; k < K; k++) {
+      for (let j = 0; j < 4; j++) store<f32>(d0 + (<usize>k << 6) + (<usize>j << 2), load<f32>(s0 + <usize>j * ld + (<usize>k << 2)));
+    }
+  }
+  for (; r < 16; r++) {
+    const s0 = src + <usize>r * ld;
+    const d0 = dst + (<usize>r << 2);
+    for (let k = 0; k < K; k++) store<f32>(d0 + (<usize>k << 6), r < n ? load<f32>(s0 + (<usize>k << 2)) : 0);
+  }
+}
+
+/** out[i][r] = Σ_k W[r][k]·x[i][k] (+ bias[r]) for i < M with W in row panels; `tile` is 64 bytes of scratch. */
+export function panelGemm(M: i32, N: i32, K: i32, x: usize, wp: usize, out: usize, bias: usize, tile: usize): void {
+  const panels = (N + 15) >> 4;
+  const panelB = <usize>K * 64;
+  // Panel outer, rows inner: a panel (K·64 bytes) stays in cache while every row of x reads it.
+  for (let q = 0; q < panels; q++) {
+    const r0 = q << 4;
+    const full = r0 + 16 <= N;
+    for (let i = 0; i < M; i++) {
+      let w = wp + <usize>q * panelB;
+      const xi = x + (<usize>i * <usize>K << 2);
+      let t0 = f32x4.splat(0), t1 = f32x4.splat(0), t2 = f32x4.splat(0), t3 = f32x4.splat(0);
+      for (let p = 0; p < K; p += KC) {
+        let s0 = f32x4.splat(0), s1 = f32x4.splat(0), s2 = f32x4.splat(0), s3 = f32x4.splat(0);
+        let xp = xi + (<usize>p << 2);
+        const end = w + (<usize>min(KC, K - p) << 6);
+        while (w < end) {
+          const xv = v128.load32_splat(xp);
+          s0 = f32x4.add(s0, f32x4.mul(xv, v128.load(w)));
+          s1 = f32x4.add(s1, f32x4.mul(xv, v128.load(w, 16)));
+          s2 = f32x4.add(s2, f32x4.mul(xv, v128.load(w, 32)));
+          s3 = f32x4.add(s3, f32x4.mul(xv, v128.load(w, 48)));
+          xp += 4;
+          w += 64;
+        }
+        if (p == 0) {
+          t0 = s0; t1 = s1; t2 = s2; t3 = s3;
+        } else {
+          t0 = f32x4.add(t0, s0); t1 = f32x4.add(t1, s1); t2 = f32x4.add(t2, s2); t3 = f32x4.add(t3, s3);
+        }
+      }
+      const oi = out + (<usize>(i * N + r0) << 2);
+      if (full) {
+        if (bias) {
+          const b = bias + (<usize>r0 << 2);
+          t0 = f32x4.add(t0, v128.load(b)); t1 = f32x4.add(t1, v128.load(b, 16));
+          t2 = f32x4.add(t2, v128.load(b, 32)); t3 = f32x4.add(t3, v128.load(b, 48));
+        }
+        v128.store(oi, t0); v128.store(oi, t1, 16); v128.store(oi, t2, 32); v128.store(oi, t3, 48);
+      } else {
+        v128.store(tile, t0); v128.store(tile, t1, 16); v128.store(tile, t2, 32); v128.store(tile, t3, 48);
+        for (let r = 0; r < N - r0; r++) {
+          let v = load<f32>(tile + (<usize>r << 2));
+          if (bias) v = v + load<f32>(bias + (<usize>(r0 + r) << 2));
+          store<f32>(oi + (<usize>r << 2), v);
+        }
+      }
+    }
+  }
+}

@@ -4,6 +4,7 @@ import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { gemmABt as gemmABtTs } from '../src/kernels/gemm.js';
 import { createKernelPool } from '../src/kernels/pool.js';
+import { QuantArena, panelBytes, placePanels } from '../src/kernels/quantWasm.js';
 import { loadWasmKernelsSync } from '../src/kernels/wasm.js';
 
 /**
@@ -112,6 +113,21 @@ function loomWasm(): EngineResult[] {
   ];
 }
 
+/**
+ * gemv with the matrix kept resident as 16-row panels (QuantArena.panelGemm: what DecodeSession runs
+ * after quantizeNetwork(net, 'float32')), the call including the copies of x in and y out.
+ */
+function loomPanels(): EngineResult {
+  const arena = QuantArena.create(panelBytes(gemvN, gemvN), gemvN, gemvN);
+  if (!arena) return { engine: 'loom-wasm panels', error: 'the WebAssembly kernels did not load' };
+  const W = random(gemvN * gemvN, 2);
+  const at = placePanels(arena, W, gemvN, gemvN);
+  const x = random(gemvN, 1);
+  const y = new Float32Array(gemvN);
+  const cases = [measure(`gemv ${gemvN}²`, 1, gemvN, gemvN, () => arena.panelGemm(at, gemvN, gemvN, x, 1, y, null))];
+  return { engine: 'loom-wasm panels', detail: { what: 'assembly/kernels.ts panelGemm: W resident in 16-row k-major panels (inference weights), gemm\'s bits; call incl. copies of x and y' }, cases };
+}
+
 /** The thread pool on the same calls as 'loom-wasm' (copies in and out included), after one warm-up product per shape. */
 async function loomThreads(threads: number): Promise<EngineResult> {
   let pool;
@@ -157,7 +173,7 @@ function tfjs(): EngineResult {
 
 const started = performance.now();
 const loadBefore = loadavg();
-const engines: EngineResult[] = [...loomWasm(), await loomThreads(2), loomTs(), tfjs(), torch(1), torch(2), ort(1), ort(2)];
+const engines: EngineResult[] = [...loomWasm(), loomPanels(), await loomThreads(2), loomTs(), tfjs(), torch(1), torch(2), ort(1), ort(2)];
 const loadAfter = loadavg();
 
 const baseline = engines.find((e) => e.engine === 'loom-wasm kernel');

@@ -4,7 +4,7 @@ import { WASM_KERNELS_URL } from './wasm.js';
 
 /**
  * Packed matrices living in WebAssembly memory for the q4_0 / int8 product kernels
- * (assembly/kernels.ts, "q4_0 / int8-row products"). An arena is one private instance of the kernel
+ * (assembly/kernels.ts, "q4_0 / int8-row products") and float32 matrices in row panels (panelGemm). An arena is one private instance of the kernel
  * module: its memory is sized once, for the matrices plus scratch, and never grows afterwards, so the
  * Uint8Array views the matrices keep stay valid and the packed bytes exist only there (nothing is
  * copied per call but the activations). Products of more than CHUNK rows run CHUNK rows at a time.
@@ -16,6 +16,8 @@ interface QuantExports {
   quantizeRowsQ16(M: number, cols: number, x: number, xq: number, xs: number): void;
   q4_0GemmQ16(M: number, rows: number, cols: number, w: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
   int8RowGemmQ16(M: number, rows: number, cols: number, w: number, scales: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
+  panelGemm(M: number, N: number, K: number, x: number, wp: number, out: number, bias: number, tile: number): void;
+  packPanel(n: number, K: number, src: number, dst: number): void;
 }
 
 const PAGE = 65536;
@@ -123,13 +125,8 @@ export class QuantArena {
 
   /** out[M×rows] = x[M×cols]·Wᵀ (+ bias) for the matrix placed at `p`. */
   gemm(format: 'q4_0' | 'int8', p: ArenaPlacement, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
-    const s = this.scratch;
-    const buf = this.x.memory.buffer;
-    if (bias) new Float32Array(buf, s.bias, rows).set(bias);
-    for (let i0 = 0; i0 < M; i0 += CHUNK) {
-      const m = Math.min(CHUNK, M - i0);
-      new Float32Array(buf, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
-      const b = bias ? s.bias : 0;
+    this.chunked(rows, cols, x, M, out, bias, (m, b) => {
+      const s = this.scratch;
       if (cols % 32 === 0) {
         // Whole 32-value blocks: x rounded to int16 per block, then integer dot products (see the kernels).
         this.x.quantizeRowsQ16(m, cols, s.x, s.xq, s.xs);
@@ -138,7 +135,58 @@ export class QuantArena {
       } else {
         this.x.int8RowGemm(m, rows, cols, p.data, p.scales, s.x, s.out, b, s.tot);
       }
+    });
+  }
+
+  /**
+   * out[M×rows] = x[M×cols]·Wᵀ (+ bias) for a float32 matrix stored in row panels at `at`
+   * (placePanels): the same bits as gemmABt on the unpacked matrix.
+   */
+  panelGemm(at: number, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
+    this.chunked(rows, cols, x, M, out, bias, (m, b) => this.x.panelGemm(m, rows, cols, this.scratch.x, at, this.scratch.out, b, this.scratch.tot));
+  }
+
+  /** Packs up to 16 rows of `cols` values (`rows` row-major) into the panel at `dst` (placePanels), through the scratch rows. */
+  packPanel(rows: Float32Array, cols: number, dst: number): void {
+    const n = rows.length / cols;
+    new Float32Array(this.x.memory.buffer, this.scratch.x, rows.length).set(rows);
+    this.x.packPanel(n, cols, this.scratch.x, dst);
+  }
+
+  /** Runs `product` over CHUNK rows of x at a time, staged in the scratch area; its second argument is the bias offset (0 for none). */
+  private chunked(rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null, product: (m: number, bias: number) => void): void {
+    const s = this.scratch;
+    const buf = this.x.memory.buffer;
+    if (bias) new Float32Array(buf, s.bias, rows).set(bias);
+    for (let i0 = 0; i0 < M; i0 += CHUNK) {
+      const m = Math.min(CHUNK, M - i0);
+      new Float32Array(buf, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
+      product(m, bias ? s.bias : 0);
       out.set(new Float32Array(buf, s.out, m * rows), i0 * rows);
     }
   }
+}
+
+/** Rows per panel of a float32 matrix kept for panelGemm. */
+export const PANEL_ROWS = 16;
+
+/** Bytes a rows×cols float32 matrix takes in row panels. */
+export function panelBytes(rows: number, cols: number): number {
+  return Math.ceil(rows / PANEL_ROWS) * PANEL_ROWS * cols * 4;
+}
+
+/**
+ * Copies the rows×cols row-major matrix `w` into `arena` as row panels (16 rows each, k-major, rows
+ * past the end zero) and returns their offset.
+ */
+export function placePanels(arena: QuantArena, w: Float32Array, rows: number, cols: number): number {
+  const at = arena.alloc(panelBytes(rows, cols));
+  for (let r0 = 0; r0 < rows; r0 += PANEL_ROWS) arena.packPanel(w.subarray(r0 * cols, Math.min(rows, r0 + PANEL_ROWS) * cols), cols, at + r0 * cols * 4);
+  return at;
+}
+
+/** Row `row` of a panel matrix at `at` into out[at..]. */
+export function panelRow(arena: QuantArena, at: number, cols: number, row: number, out: Float32Array, outAt: number): void {
+  const panel = arena.floats(at + Math.floor(row / PANEL_ROWS) * PANEL_ROWS * cols * 4, PANEL_ROWS * cols);
+  for (let k = 0, i = row % PANEL_ROWS; k < cols; k++, i += PANEL_ROWS) out[outAt + k] = panel[i];
 }

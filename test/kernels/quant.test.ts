@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import { Rng } from '../../src/core/rng.js';
 import { gemmABt } from '../../src/kernels/gemm.js';
 import { dequantizeMatrix, placeMatrix, quantBytes, quantGemm, quantizeMatrix } from '../../src/kernels/quant.js';
-import { QuantArena } from '../../src/kernels/quantWasm.js';
+import { gemmABt as kernelGemmABt, setKernelBackend } from '../../src/kernels/backend.js';
+import { QuantArena, panelBytes, panelRow, placePanels } from '../../src/kernels/quantWasm.js';
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   const rng = new Rng(seed);
@@ -110,4 +111,34 @@ test('int8 rows of a width that is not whole 32-value blocks run the float kerne
   const got = new Float32Array(2 * rows);
   quantGemm(placed, x, 2, got);
   for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])));
+});
+
+test('float32 row panels: panelGemm gives gemmABt\'s bits for any rows, columns, batch and bias; rows read back exactly', () => {
+  let seed = 900;
+  for (const [rows, cols] of [[16, 256], [37, 300], [5, 7], [64, 1024], [33, 513]]) {
+    const arena = QuantArena.create(panelBytes(rows, cols), rows, cols)!;
+    assert.ok(arena);
+    const w = random(rows * cols, seed++);
+    const at = placePanels(arena, w, rows, cols);
+    const row = new Float32Array(cols);
+    for (const r of [0, rows - 1, rows >> 1]) {
+      panelRow(arena, at, cols, r, row, 0);
+      assert.deepEqual(row, w.subarray(r * cols, (r + 1) * cols));
+    }
+    for (const M of [1, 3, 17]) {
+      const x = random(M * cols, seed++);
+      for (const bias of [random(rows, seed++), null]) {
+        const got = new Float32Array(M * rows);
+        const want = new Float32Array(M * rows);
+        arena.panelGemm(at, rows, cols, x, M, got, bias);
+        setKernelBackend('wasm');
+        try {
+          kernelGemmABt(x, w, want, M, rows, cols, bias);
+        } finally {
+          setKernelBackend('auto');
+        }
+        assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${rows}×${cols}, M = ${M}${bias ? ' + bias' : ''}`);
+      }
+    }
+  }
 });

@@ -147,3 +147,20 @@ test('a network whose float32 weights were released refuses full forwards and sa
   assert.throws(() => serializeNetwork(model.network), UsageError);
   assert.equal(new DecodeSession(model.network, 8).forward(ids([1, 2])).shape[2], 544);
 });
+
+test('float32 row panels: a packed decode gives the float32 decode\'s bits, with no float32 copy left', () => {
+  const packed = importLlama(`${DIR}qwen2`);
+  const floatBytes = decodeResidentBytes(packed.network);
+  quantizeNetwork(packed.network, 'float32', { release: true });
+  const reference = importLlama(`${DIR}qwen2`);
+  const e = expected('qwen2');
+  const a = new DecodeSession(packed.network, 32);
+  const b = new DecodeSession(reference.network, 32);
+  for (const chunk of [e.prompt, e.prompt.slice(0, 1), e.prompt.slice(1, 3)]) {
+    const got = a.forward(ids(chunk)).data;
+    const want = b.forward(ids(chunk)).data;
+    assert.deepEqual(new Uint32Array(got.buffer, got.byteOffset, got.length), new Uint32Array(want.buffer, want.byteOffset, want.length));
+  }
+  const bytes = decodeResidentBytes(packed.network);
+  assert.ok(bytes >= floatBytes && bytes <= floatBytes * 1.1, `${bytes} of ${floatBytes}`);
+});
