@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { raiseAllocatorThresholds } from './allocator.js';
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,7 @@ import { loadWasmKernelsSync } from '../src/kernels/wasm.js';
  * same run. Prints a table to stderr and one JSON document to stdout.
  * Env: BENCH_SECONDS (per-case budget, default 1), BENCH_SIZES (default 256,1024,2048), BENCH_GEMV (default 4096).
  */
+raiseAllocatorThresholds();
 const PYTHON = '/usr/bin/python3';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PEERS = `${ROOT}bench/peers/`;

@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { raiseAllocatorThresholds } from './allocator.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DType } from '../src/core/dtype.js';
@@ -13,12 +14,11 @@ import { kernelBackend, setThreads } from '../src/kernels/backend.js';
  * measured in the same run; and Dense 1024×1024 forward in float32 against the packed int8 kernel.
  * Prints a table to stderr and one JSON document to stdout. Env: BENCH_SECONDS (per case, default 1).
  */
+raiseAllocatorThresholds();
 const PYTHON = '/usr/bin/python3';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PEERS = `${ROOT}bench/peers/`;
 const budget = Number(process.env.BENCH_SECONDS ?? 1);
-// glibc's dynamic mmap threshold makes torch re-fault every large conv output (3–4× slower); see cpu-anchors.
-const TORCH_ENV = { ...process.env, GLIBC_TUNABLES: 'glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824' };
 
 interface Case {
   case: string;
@@ -114,8 +114,8 @@ function child(engine: string, command: string, args: string[], env?: NodeJS.Pro
 
 const engines: Engine[] = [
   await loom(),
-  child('pytorch 1T', PYTHON, [`${PEERS}torch_layers.py`, '1', String(budget)], TORCH_ENV),
-  child('pytorch 2T', PYTHON, [`${PEERS}torch_layers.py`, '2', String(budget)], TORCH_ENV),
+  child('pytorch 1T', PYTHON, [`${PEERS}torch_layers.py`, '1', String(budget)], process.env),
+  child('pytorch 2T', PYTHON, [`${PEERS}torch_layers.py`, '2', String(budget)], process.env),
   child('tfjs-wasm', process.execPath, [`${PEERS}tfjs_layers.mjs`, String(budget)]),
 ];
 
@@ -139,6 +139,6 @@ lines.push(
   'med = median of the timed samples (one call each), best = the fastest sample: this VM\'s host alternates fast and slow phases for seconds to minutes, ' +
     'so medians of engines measured at different moments can differ by ±30%; best is the phase-robust figure',
 );
-lines.push('× loom = engine ms / loom-ts ms, medians over medians and bests over bests (below 1: the peer is faster); torch runs with GLIBC_TUNABLES mmap/trim thresholds raised');
+lines.push('× loom = engine ms / loom-ts ms, medians over medians and bests over bests (below 1: the peer is faster); every engine runs with GLIBC_TUNABLES mmap/trim thresholds raised (bench/allocator.ts)');
 process.stderr.write(`${lines.join('\n')}\n`);
 process.stdout.write(`${JSON.stringify({ budget_seconds_per_case: budget, timing: 'ms: median of the timed samples (one call each); best_ms: the fastest sample (this VM alternates fast and slow host phases, so medians taken at different moments differ)', engines }, null, 2)}\n`);

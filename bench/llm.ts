@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { raiseAllocatorThresholds } from './allocator.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from '../src/core/tensor.js';
@@ -14,6 +15,7 @@ import { llamaNetworkSpec, type LlamaConfig } from '../src/llm/llama.js';
  * timed in the same run (1 and 2 threads), plus the bytes of weights each dtype keeps resident.
  * LLM_BENCH_SMALL=1 shrinks the model (a smoke run). Prints a table to stderr and JSON to stdout.
  */
+raiseAllocatorThresholds();
 const PYTHON = '/usr/bin/python3';
 const PEER = fileURLToPath(new URL('../../bench/peers/torch_llm.py', import.meta.url));
 const small = process.env.LLM_BENCH_SMALL === '1';

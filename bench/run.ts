@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { raiseAllocatorThresholds } from './allocator.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from '../src/core/tensor.js';
@@ -12,6 +13,7 @@ import { kernelBackend, setThreads } from '../src/kernels/backend.js';
  * `npm run bench`: Loom-TS timings next to peers measured in the same run on the same machine.
  * Prints a table to stderr and one JSON document to stdout.
  */
+raiseAllocatorThresholds();
 const PYTHON = '/usr/bin/python3';
 const PEERS = fileURLToPath(new URL('../../bench/peers/', import.meta.url));
 const budgetSeconds = Number(process.env.BENCH_SECONDS ?? 2);
