@@ -967,11 +967,12 @@ function winograd(
   const T = TY * TX;
   const Hp = 4 * TY + 2, Wp = 4 * TX + 2;
   const u = work;
-  // V as [ξ][c][panel] and M as [ξ][f][panel]: each ξ's product reads and writes contiguous rows.
-  const vXi = <usize>C * WINO_PANEL, mXi = <usize>F4 * WINO_PANEL;
+  // V as [ξ][c][panel]: each ξ's product reads contiguous rows; M as [f][ξ][panel]: each filter's
+  // output transform reads one contiguous run.
+  const vXi = <usize>C * WINO_PANEL, mF = 36 * WINO_PANEL;
   const vp = u + (<usize>(36 * C * F4) << 2);
   const mp = vp + 36 * vXi;
-  const tmp = mp + 36 * mXi;
+  const tmp = mp + <usize>F4 * mF;
   const image = <usize>C * <usize>H * <usize>W;
   const xiBytes = <usize>C * <usize>Hp * <usize>Wp * 16;
   const uXi = <usize>(F4 >> 2) * <usize>C * 16;
@@ -1023,11 +1024,11 @@ function winograd(
       for (let e = 0; e < 36; e++) {
         const pb = vp + <usize>e * vXi;
         let pa = u + <usize>e * uXi;
-        let pc = mp + <usize>e * mXi;
+        let pc = mp + <usize>e * WINO_PANEL;
         for (let fp = 0; fp < F4; fp += 4) {
-          winoMicro(pa, pb, C, pc);
+          winoMicro(pa, pb, C, pc, mF);
           pa += <usize>C << 4;
-          pc += 4 * WINO_PANEL;
+          pc += 4 * mF;
         }
       }
       // Output transform, bias, and the stores to the group's samples.
@@ -1042,11 +1043,11 @@ function winograd(
         let m = mp + (<usize>half << 4);
         for (let f = 0; f < F; f++) {
           const bv = bias ? v128.load32_splat(bias + (<usize>f << 2)) : f32x4.splat(0);
-          winoOutputColumns(m, mXi);
+          winoOutputColumns(m, WINO_PANEL);
           for (let i = 0; i < rows; i++) {
-            const r = m + <usize>(6 * i) * mXi;
-            const m0 = v128.load(r), m1 = v128.load(r + mXi), m2 = v128.load(r + 2 * mXi);
-            const m3 = v128.load(r + 3 * mXi), m4 = v128.load(r + 4 * mXi), m5 = v128.load(r + 5 * mXi);
+            const r = m + <usize>(6 * i) * WINO_PANEL;
+            const m0 = v128.load(r), m1 = v128.load(r, 32), m2 = v128.load(r, 64);
+            const m3 = v128.load(r, 96), m4 = v128.load(r, 128), m5 = v128.load(r, 160);
             const a = f32x4.add(m1, m2), b = f32x4.sub(m1, m2);
             const p = f32x4.add(m3, m4), q = f32x4.sub(m3, m4);
             const y0 = f32x4.add(f32x4.add(f32x4.add(m0, a), p), bv);
@@ -1062,7 +1063,7 @@ function winograd(
               }
             }
           }
-          m += WINO_PANEL;
+          m += mF;
           o += planeB;
         }
       }
@@ -1114,8 +1115,8 @@ function winograd(
   }
 }
 
-// 4×8 product over kc (ascending k from 0): A panel [k][4], B rows of 8 at pb + k·32, C rows at c + r·32.
-@inline function winoMicro(pa: usize, pb: usize, kc: i32, c: usize): void {
+// 4×8 product over kc (ascending k from 0): A panel [k][4], B rows of 8 at pb + k·32, C rows at c + r·ldc.
+@inline function winoMicro(pa: usize, pb: usize, kc: i32, c: usize, ldc: usize): void {
   let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
   let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
   let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
@@ -1139,9 +1140,9 @@ function winograd(
     pb += WINO_PANEL;
   }
   v128.store(c, c00); v128.store(c, c01, 16);
-  v128.store(c, c10, 32); v128.store(c, c11, 48);
-  v128.store(c, c20, 64); v128.store(c, c21, 80);
-  v128.store(c, c30, 96); v128.store(c, c31, 112);
+  v128.store(c + ldc, c10); v128.store(c + ldc, c11, 16);
+  v128.store(c + 2 * ldc, c20); v128.store(c + 2 * ldc, c21, 16);
+  v128.store(c + 3 * ldc, c30); v128.store(c + 3 * ldc, c31, 16);
 }
 
 // ---- Direct convolution over stride phases ----
