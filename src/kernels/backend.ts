@@ -1,5 +1,6 @@
 import { gemmABt as gemmABtTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
+import { reluBackwardInto, reluInto } from './relu.js';
 import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
@@ -161,6 +162,25 @@ export function gemmAtB(
 /** y[N] = W[N×K] · x[K] (+ bias[N]): gemmABt with M = 1. */
 export function gemv(W: Float32Array, x: Float32Array, y: Float32Array, N: number, K: number, bias: Float32Array | null = null): void {
   gemmABt(x, W, y, 1, N, K, bias);
+}
+
+/** Arrays at least this long take the WebAssembly ReLU in 'auto' mode (both paths give the same bits). */
+const WASM_MIN_RELU = 4096;
+
+function reluKernels(n: number): WasmKernels | null {
+  return kernels && mode !== 'ts' && (mode === 'wasm' || n >= WASM_MIN_RELU) ? kernels : null;
+}
+
+/** out[i] = pre[i] > 0 ? pre[i] : 0 (out may be pre); NaN and −0 give +0. */
+export function reluForward(pre: Float32Array, out: Float32Array): void {
+  const done = reluKernels(pre.length)?.relu(pre, null, out) ?? 0;
+  if (done < pre.length) reluInto(pre.subarray(done), out.subarray(done));
+}
+
+/** gradPre[i] = pre[i] > 0 ? gradOut[i] : 0. */
+export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: Float32Array): void {
+  const done = reluKernels(pre.length)?.relu(pre, gradOut, gradPre) ?? 0;
+  if (done < pre.length) reluBackwardInto(gradOut.subarray(done), pre.subarray(done), gradPre.subarray(done));
 }
 
 const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();

@@ -18,6 +18,8 @@ interface KernelExports {
   kBlock(): number;
   gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
   adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
+  reluForward(n: number, pre: number, out: number): void;
+  reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   convPrepare(...geometryThenBuffers: number[]): void;
   convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
@@ -61,6 +63,8 @@ export const WASM_KERNELS_URL = new URL('./loom-kernels.wasm', import.meta.url);
 const PAGE = 65536;
 const MAX_BYTES = 65536 * PAGE;
 const align16 = (n: number): number => (n + 15) & ~15;
+/** Values per staged run of WasmKernels.relu (three 32 KiB buffers). */
+const RELU_CHUNK = 8192;
 /** Bytes of input plus output per run of samples in WasmKernels.conv (about half of a 1 MiB L2). */
 const CONV_CHUNK_BYTES = 512 * 1024;
 
@@ -249,6 +253,32 @@ export class WasmKernels {
     gradW.set(new Float32Array(out, pdw, filters * K));
     if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
     return true;
+  }
+
+  /**
+   * ReLU (gradOut null: out = pre > 0 ? pre : 0) or its gradient (out = pre > 0 ? gradOut : 0) over the
+   * leading multiple of 4 values, RELU_CHUNK at a time so each staged run stays in cache; returns how
+   * many values it wrote (0 when memory cannot hold a chunk). The bits equal src/kernels/relu.ts.
+   */
+  relu(pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): number {
+    const n = pre.length & ~3;
+    const chunk = Math.min(n, RELU_CHUNK);
+    const at = this.place([chunk, chunk, chunk]);
+    if (!at || n === 0) return 0;
+    const [pp, pg, po] = at;
+    const buf = this.x.memory.buffer;
+    for (let i = 0; i < n; i += chunk) {
+      const len = Math.min(chunk, n - i);
+      new Float32Array(buf, pp, len).set(pre.subarray(i, i + len));
+      if (gradOut) {
+        new Float32Array(buf, pg, len).set(gradOut.subarray(i, i + len));
+        this.x.reluBackward(len, pg, pp, po);
+      } else {
+        this.x.reluForward(len, pp, po);
+      }
+      out.set(new Float32Array(buf, po, len), i);
+    }
+    return n;
   }
 
   /** One AdamW update of w, m, v in place from g (float32 per operation); false when memory cannot hold them. */

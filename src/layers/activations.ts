@@ -1,5 +1,5 @@
 import { SpecError } from '../core/errors.js';
-import { reluBackwardInto, reluInto } from '../kernels/relu.js';
+import { reluBackward, reluForward } from '../kernels/backend.js';
 
 /** Activation functions; numeric values are the original engine's enum. */
 export enum Activation {
@@ -61,7 +61,7 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
       if (out !== pre) out.set(pre);
       return;
     case Activation.ReLU:
-      reluInto(pre, out);
+      reluForward(pre, out);
       return;
     case Activation.LeakyReLU:
       for (let i = 0; i < n; i++) out[i] = pre[i] > 0 ? pre[i] : pre[i] * LEAKY_SLOPE;
@@ -95,7 +95,7 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       if (gradPre !== gradOut) gradPre.set(gradOut);
       return;
     case Activation.ReLU:
-      reluBackwardInto(gradOut, pre, gradPre);
+      reluBackward(gradOut, pre, gradPre);
       return;
     case Activation.LeakyReLU:
       for (let i = 0; i < n; i++) gradPre[i] = pre[i] > 0 ? gradOut[i] : gradOut[i] * LEAKY_SLOPE;
