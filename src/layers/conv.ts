@@ -1,3 +1,4 @@
+import { overwrittenFloat32 } from '../core/alloc.js';
 import { ShapeError, SpecError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
@@ -166,7 +167,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const K = patchSize(g);
       const w = weights!;
       const bias = layer.config.useBias ? w.subarray(F * K, F * K + F) : null;
-      const pre = new Float32Array(batch * F * P);
+      const pre = overwrittenFloat32(batch * F * P);
       // The WebAssembly kernels build each sample's columns and multiply in linear memory (same bits).
       if (!convForward(input.data, g, batch, F, w, bias, pre)) {
         // pre as [F][B·P] = W[F][K] · columns[K][B·P] in one GEMM, then back to NCHW with the bias added.
@@ -177,7 +178,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
         rowMajorToBatch(rows, batch, F, P, pre, bias);
       }
       // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
-      const out = layer.activation === Activation.Linear ? pre : new Float32Array(pre.length);
+      const out = layer.activation === Activation.Linear ? pre : overwrittenFloat32(pre.length);
       activateInto(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };

@@ -1,3 +1,4 @@
+import { overwrittenFloat32 } from '../core/alloc.js';
 import { ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { sumRows } from '../kernels/gemm.js';
@@ -38,9 +39,9 @@ export const denseKind: LayerKind = {
     const batch = sequence ? input.size / nIn : batchOf(layer, input, nIn);
     const w = weights!;
     const bias = layer.config.useBias ? w.subarray(nIn * nOut, nIn * nOut + nOut) : null;
-    const pre = new Float32Array(batch * nOut);
+    const pre = overwrittenFloat32(batch * nOut);
     gemmABt(input.data, w, pre, batch, nOut, nIn, bias);
-    const out = new Float32Array(pre.length);
+    const out = overwrittenFloat32(pre.length);
     activateInto(pre, out, layer.activation);
     const shape = sequence ? [input.shape[0], input.shape[1], nOut] : [batch, nOut];
     return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, [batch, nOut]) } };
@@ -79,7 +80,7 @@ export const denseKind: LayerKind = {
     const gradPre = new Float32Array(batch * nOut);
     activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
-    const gradWeights = new Float32Array(nIn * nOut + (useBias ? nOut : 0));
+    const gradWeights = overwrittenFloat32(nIn * nOut + (useBias ? nOut : 0));
     // dW = gPreᵀ·x and dx = gPre·W.
     gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
