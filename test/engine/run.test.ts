@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DType, simulatePrecision } from '../../src/core/dtype.js';
-import { LoomError, ShapeError } from '../../src/core/errors.js';
+import { LoomError, NumericError, ShapeError } from '../../src/core/errors.js';
 import { Tensor } from '../../src/core/tensor.js';
-import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
+import { assertFinite, backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
 import { buildNetwork } from '../../src/grid/spec.js';
 import { gradCheck } from '../gradcheck.js';
 import { mlp, randomArray } from '../helpers.js';
@@ -120,4 +120,17 @@ test('checkFinite names the layer that produced NaN', () => {
   net.getLayer(0, 0, 1, 0)!.weights!.master[0] = NaN;
   net.getLayer(0, 0, 1, 0)!.weights!.markMasterChanged();
   assert.throws(() => forwardNetwork(net, Tensor.from([1, 2], [1, 1]), { checkFinite: true }), /output of Dense at \(0,0,1,0\) \(float32\) is NaN/);
+});
+
+test('assertFinite names the first NaN or infinity at any position, and passes finite data (−0, subnormals, ±max)', () => {
+  const finite = Float32Array.of(0, -0, 1e-45, -1e-45, 3.4028234663852886e38, -3.4028234663852886e38, 1, -1, 2.5);
+  assert.doesNotThrow(() => assertFinite(finite, () => 'x'));
+  for (const bad of [NaN, Infinity, -Infinity]) {
+    for (const at of [0, 3, 4, 7, 8]) {
+      const d = finite.slice();
+      d[at] = bad;
+      if (at + 1 < d.length) d[d.length - 1] = NaN;
+      assert.throws(() => assertFinite(d, () => 'output of L'), (e: unknown) => e instanceof NumericError && e.message === `output of L is ${bad} at element ${at}`);
+    }
+  }
 });
