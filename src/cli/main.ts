@@ -53,7 +53,8 @@ const TRAIN_HELP = `usage: loom train <spec.json> --data <path> [options]
   --plot <loss.svg>      write the loss and accuracy curves as SVG
   --save-optimizer       keep the optimizer state in the saved model, so --resume continues exactly
   --resume               continue from the optimizer state saved in <spec.json>
-  --gpu                  train on the GPU through WebGPU (falls back to the CPU with a message)`;
+  --gpu                  train on the GPU through WebGPU (falls back to the CPU with a message)
+  --threads N            CPU threads for the large products (default 1; the same results, bit for bit)`;
 
 /** Help for one command: train's full option list, or that command's lines of the overview. */
 export function commandHelp(command: string): string | undefined {

@@ -19,6 +19,7 @@ import {
 } from '../train/schedulers.js';
 import { evaluate, train, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
 import { GpuUnavailableError } from '../gpu/context.js';
+import { setThreads } from '../kernels/backend.js';
 import { numberFlag, parseCommandArgs, requireOne, stringFlag } from './args.js';
 
 export interface TrainingState {
@@ -28,7 +29,7 @@ export interface TrainingState {
 
 /**
  * loom train <spec.json> --data <path> [--epochs --batch --lr --optimizer --momentum --weight-decay
- *   --loss --scheduler --clip --seed --validation --out --plot --save-optimizer --resume --gpu]
+ *   --loss --scheduler --clip --seed --validation --out --plot --save-optimizer --resume --gpu --threads]
  */
 export function trainCommand(argv: string[], out: (s: string) => void, err: (s: string) => void): void | Promise<void> {
   const { positionals, values } = parseCommandArgs('train', argv, {
@@ -49,8 +50,10 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
     'save-optimizer': { type: 'boolean' },
     resume: { type: 'boolean' },
     gpu: { type: 'boolean' },
+    threads: { type: 'string' },
   });
   const specPath = requireOne(positionals, 'train', 'spec.json');
+  const threads = numberFlag(values, 'threads', 1, isPositiveInt, 'a positive integer');
   const dataPath = stringFlag(values, 'data');
   if (!dataPath) throw new UsageError('train: missing --data <path> (a CSV, JSON or IDX file, or an MNIST-style directory)');
   const epochs = numberFlag(values, 'epochs', 5, isPositiveInt, 'a positive integer');
@@ -117,6 +120,17 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
       if (!(e instanceof GpuUnavailableError)) throw e;
       err(`loom: --gpu: ${e.message}`);
       finish(train(net, trainSet, trainConfig));
+    });
+  }
+  // More threads split the large products; the results are the same bits as one thread.
+  if (threads > 1) {
+    return setThreads(threads).then((got) => {
+      if (got < threads) err(`loom: --threads ${threads}: running on ${got} thread${got === 1 ? '' : 's'} (no worker threads or WebAssembly kernels here)`);
+      try {
+        finish(train(net, trainSet, trainConfig));
+      } finally {
+        void setThreads(1);
+      }
     });
   }
   finish(train(net, trainSet, trainConfig));

@@ -91,3 +91,29 @@ test('bad data files and bad flags end with one clear line and a non-zero exit',
   }
   assert.ok(!existsSync(join(dir, 'model-bad.json')));
 });
+
+test('--threads 2 trains to the same bytes as one thread (products large enough for the pool)', () => {
+  const wide = join(dir, 'wide.json');
+  writeFileSync(
+    wide,
+    JSON.stringify({
+      depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
+      layers: [
+        { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'ReLU', input_height: 64, output_height: 512, use_bias: true },
+        { z: 0, y: 0, x: 1, l: 0, type: 'Dense', input_height: 512, output_height: 4, use_bias: true },
+      ],
+    }),
+  );
+  const wideCsv = join(dir, 'wide.csv');
+  const lines = [Array.from({ length: 64 }, (_, j) => `f${j}`).join(',') + ',label'];
+  for (let i = 0; i < 256; i++) lines.push(Array.from({ length: 64 }, (_, j) => (Math.sin(i * 0.37 + j * 1.3) * 2).toFixed(3)).join(',') + `,${i % 4}`);
+  writeFileSync(wideCsv, lines.join('\n') + '\n');
+  const outs = ['1', '2'].map((t) => {
+    const out = join(dir, `wide-${t}.json`);
+    const r = loom('train', wide, '--data', wideCsv, '--epochs', '2', '--batch', '64', '--threads', t, '--out', out);
+    assert.equal(r.code, 0, r.stderr);
+    return readFileSync(out, 'utf8');
+  });
+  assert.equal(outs[1], outs[0]);
+  assert.match(loom('train', wide, '--data', wideCsv, '--threads', '0').stderr, /--threads: expected a positive integer, got "0"/);
+});
