@@ -1780,7 +1780,9 @@ export function convBackwardFilter(
   const K8 = (K + 7) & ~7;
   const accBytes = <usize>F4 * <usize>K8 * 4;
   const colTBytes = <usize>(P + 3) * <usize>K8 * 4;
-  if (accBytes + (<usize>K << 2) + 64 <= workBytes && planesBytes + colTBytes + 64 <= convBackwardColFloats(K, P, F) * 4) {
+  // The path is chosen for all F filters, so a thread's share [f0, f1) takes the one every split takes.
+  const accAll = <usize>((F + 3) & ~3) * <usize>K8 * 4;
+  if (accAll + (<usize>K << 2) + 64 <= workBytes && planesBytes + colTBytes + 64 <= convBackwardColFloats(K, P, F) * 4) {
     // Per sample the patches as rows colT[p][q] (pitch K8), then dW tiles of 4 filters × 8 taps summed
     // over p in ascending order, carried across samples in `acc` (columns past K are dropped).
     const acc = work;

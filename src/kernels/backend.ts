@@ -272,5 +272,7 @@ export function convBackward(input: Float32Array, g: ConvShape, batch: number, f
   const K = g.channels * g.kD * g.kH * g.kW;
   const P = g.outD * g.outH * g.outW;
   const k = pick(batch * P, K);
-  return !!k && k.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn);
+  if (!k) return false;
+  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn)) return true;
+  return k.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn);
 }

@@ -1,7 +1,7 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, type PoolInit } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, type PoolInit } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
-import { convArgs, type ConvShape, type GemmLayout } from './wasm.js';
+import { backwardDataPlan, convArgs, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
@@ -19,6 +19,10 @@ interface SharedExports {
   workBytes(): number;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
   convForward(b0: number, b1: number, ...rest: number[]): void;
+  convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
+  convBackwardData(b0: number, b1: number, ...rest: number[]): void;
+  convBackwardColFloats(K: number, P: number, F: number): number;
+  convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
 }
 
 /** The shared-memory build of the kernels (npm run build:wasm), next to this module. */
@@ -190,6 +194,59 @@ export class KernelPool {
     this.x.convForward(0, cut(1), ...shape, px, pw, bias ? pb : 0, pout, this.work0, pcol);
     this.waitDone(helpers);
     out.set(new Float32Array(this.memory.buffer, pout, batch * filters * P));
+    return true;
+  }
+
+  /**
+   * Convolution backward like WasmKernels.convBackward: dW split over filters (runs of 4; each filter's
+   * sum over the batch is computed whole by one thread) and the input gradient over samples, so the
+   * bits do not depend on the split. False when the operands do not fit the shared memory.
+   */
+  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+    if (this.closed) throw new UsageError('KernelPool.convBackward: the pool is closed');
+    const C = g.channels;
+    const K = C * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = C * g.inD * g.inH * g.inW;
+    const { flip, back } = backwardDataPlan(g, filters);
+    const colBytes = align16(4 * Math.max(this.x.convBackwardColFloats(K, P, filters), flip ? filters * g.kD * g.kH * g.kW * image / C : 0));
+    const px = this.heap;
+    const pg = align16(px + batch * image * 4);
+    const pw = align16(pg + batch * filters * P * 4);
+    const pflip = align16(pw + filters * K * 4);
+    const pdw = align16(pflip + filters * K * 4);
+    const pdx = align16(pdw + filters * K * 4);
+    const pcol = align16(pdx + (gradIn ? batch * image * 4 : 0));
+    if (!this.reserve(pcol + this.threads * colBytes)) return false;
+    const buf = this.memory.buffer;
+    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
+    new Float32Array(buf, pg, batch * filters * P).set(gradPre.subarray(0, batch * filters * P));
+    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
+    const useFlip = gradIn !== null && flip;
+    if (useFlip) this.x.convFlipWeights(C, filters, g.kD, g.kH, g.kW, pw, pflip);
+    const ctl = this.ctl;
+    ctl.set(convArgs(g, filters), CTL.convShape);
+    ctl.set(convArgs(back, C), CTL.convBackShape);
+    ctl[CTL.convX] = px;
+    ctl[CTL.convW] = pw;
+    ctl[CTL.convG] = pg;
+    ctl[CTL.convDW] = pdw;
+    ctl[CTL.convFlip] = useFlip ? pflip : 0;
+    ctl[CTL.convBatch] = batch;
+    ctl[CTL.convDX] = gradIn ? pdx : 0;
+    ctl[CTL.col] = pcol;
+    ctl[CTL.colBytes] = colBytes;
+    ctl[CTL.op] = 2;
+    const groups = Math.ceil(filters / 4);
+    const fCut = (t: number) => Math.min(filters, 4 * Math.floor((groups * t) / this.threads));
+    const bCut = (t: number) => Math.floor((batch * t) / this.threads);
+    for (let t = 1; t < this.threads; t++) ctl.set([fCut(t), fCut(t + 1), bCut(t), bCut(t + 1)], CTL.ranges + 4 * t);
+    const helpers = this.release();
+    convBackwardShare(this.x, ctl, 0, fCut(1), 0, bCut(1), this.work0, pcol);
+    this.waitDone(helpers);
+    const out = this.memory.buffer;
+    gradW.set(new Float32Array(out, pdw, filters * K));
+    if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
     return true;
   }
 

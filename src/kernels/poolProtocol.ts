@@ -12,9 +12,9 @@ export interface PoolInit {
 
 /**
  * Int32 indices into the control words: a job counter, a done counter, the job (op 0: gemm with its
- * operands; op 1: convolution forward with its 15 shape words and buffers; each thread's scratch for
- * the patch columns at col + index·colBytes), then 4 range words per thread (rows and columns of C,
- * or samples in the first two).
+ * operands; op 1: convolution forward with its 15 shape words and buffers; op 2: convolution backward;
+ * each thread's scratch for the patch columns at col + index·colBytes), then 4 range words per thread
+ * (rows and columns of C; samples in the first two for op 1; filters, then samples, for op 2).
  */
 export const CTL = {
   generation: 0,
@@ -39,6 +39,13 @@ export const CTL = {
   convW: 33,
   convBias: 34,
   convOut: 35,
+  /** Convolution backward (op 2): output gradient, dW, flipped weights (0: convBackwardData), batch, dX (0: none), then the flipped problem's 15 shape words. */
+  convG: 36,
+  convDW: 37,
+  convFlip: 38,
+  convBatch: 39,
+  convDX: 40,
+  convBackShape: 41,
   ranges: 64,
 } as const;
 
@@ -46,3 +53,23 @@ export const MAX_THREADS = 64;
 /** Polls of a control word before a thread sleeps on it (a few tens of microseconds). */
 export const SPIN = 20000;
 export const CONTROL_BYTES = (CTL.ranges + 4 * MAX_THREADS) * 4;
+
+/** The kernels a share of a convolution backward calls. */
+export interface ConvBackwardExports {
+  convForward(b0: number, b1: number, ...rest: number[]): void;
+  convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
+  convBackwardData(b0: number, b1: number, ...rest: number[]): void;
+}
+
+/** One thread's share of a convolution backward (KernelPool.convBackward): filters [f0, f1) of dW, samples [b0, b1) of dX. */
+export function convBackwardShare(x: ConvBackwardExports, ctl: Int32Array, f0: number, f1: number, b0: number, b1: number, work: number, col: number): void {
+  const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
+  if (f1 > f0) x.convBackwardFilter(f0, f1, ctl[CTL.convBatch], ...shape, ctl[CTL.convX], ctl[CTL.convG], ctl[CTL.convDW], work, col);
+  if (b1 <= b0 || !ctl[CTL.convDX]) return;
+  if (ctl[CTL.convFlip]) {
+    const back = Array.from(ctl.subarray(CTL.convBackShape, CTL.convBackShape + 15));
+    x.convForward(b0, b1, ...back, ctl[CTL.convG], ctl[CTL.convFlip], 0, ctl[CTL.convDX], work, col);
+  } else {
+    x.convBackwardData(b0, b1, ...shape, ctl[CTL.convG], ctl[CTL.convW], ctl[CTL.convDX], work, col);
+  }
+}

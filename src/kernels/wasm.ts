@@ -40,6 +40,20 @@ export function convArgs(g: ConvShape, filters: number): number[] {
   return [g.channels, g.inD, g.inH, g.inW, g.outD, g.outH, g.outW, g.kD, g.kH, g.kW, g.stride, g.padD, g.padH, g.padW, filters];
 }
 
+/**
+ * How a convolution's input gradient is computed: at stride 1 (padding below the kernel size) as the
+ * forward convolution `back` of the output gradient with the flipped weights (F channels of the output
+ * grid in, C filters out; flip true), else by convBackwardData.
+ */
+export function backwardDataPlan(g: ConvShape, filters: number): { flip: boolean; back: ConvShape } {
+  const flip = g.stride === 1 && g.padD < g.kD && g.padH < g.kH && g.padW < g.kW;
+  const back: ConvShape = {
+    channels: filters, inD: g.outD, inH: g.outH, inW: g.outW, outD: g.inD, outH: g.inH, outW: g.inW,
+    kD: g.kD, kH: g.kH, kW: g.kW, stride: 1, padD: g.kD - 1 - g.padD, padH: g.kH - 1 - g.padH, padW: g.kW - 1 - g.padW,
+  };
+  return { flip, back };
+}
+
 /** AdamW constants, each already a float32 value (see adamwStep in backend.ts). */
 export interface AdamWConstants {
   decay: number;
@@ -223,12 +237,7 @@ export class WasmKernels {
     const K = C * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = C * g.inD * g.inH * g.inW;
-    const flip = g.stride === 1 && g.padD < g.kD && g.padH < g.kH && g.padW < g.kW;
-    // The input gradient as a forward convolution: F channels of the output grid in, C filters out.
-    const back: ConvShape = {
-      channels: filters, inD: g.outD, inH: g.outH, inW: g.outW, outD: g.inD, outH: g.inH, outW: g.inW,
-      kD: g.kD, kH: g.kH, kW: g.kW, stride: 1, padD: g.kD - 1 - g.padD, padH: g.kH - 1 - g.padH, padW: g.kW - 1 - g.padW,
-    };
+    const { flip, back } = backwardDataPlan(g, filters);
     const colFloats = Math.max(this.x.convBackwardColFloats(K, P, filters), flip ? filters * g.kD * g.kH * g.kW * image / C : 0);
     const at = this.place([batch * image, batch * filters * P, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats]);
     if (!at) return false;

@@ -193,3 +193,30 @@ test('convolution backward kernels (weight and input gradients) match a float64 
     sameBits(onlyW, gradW, `${name} dW without dX`);
   }
 });
+
+test('convolution backward on 2 and 3 threads gives the single-thread bits (dW split over filters, dX over samples)', async () => {
+  const byThreads = await Promise.all([2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  let seed = 700;
+  for (const [name, g, batch, F] of BACKWARD_CONVS) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const image = g.channels * g.inD * g.inH * g.inW;
+    const input = randomArray(batch * image, seed++);
+    const w = randomArray(F * K, seed++);
+    const gy = randomArray(batch * F * P, seed++);
+    const wantW = new Float32Array(F * K);
+    const wantIn = new Float32Array(batch * image);
+    assert.ok(single.convBackward(input, g, batch, F, w, gy, wantW, wantIn));
+    for (const p of byThreads) {
+      const gotW = new Float32Array(F * K).fill(Number.NaN);
+      const gotIn = new Float32Array(batch * image).fill(Number.NaN);
+      assert.ok(p.convBackward(input, g, batch, F, w, gy, gotW, gotIn));
+      sameBits(gotW, wantW, `${name} dW, ${p.threads} threads`);
+      sameBits(gotIn, wantIn, `${name} dX, ${p.threads} threads`);
+      const onlyW = new Float32Array(F * K).fill(Number.NaN);
+      assert.ok(p.convBackward(input, g, batch, F, w, gy, onlyW, null));
+      sameBits(onlyW, wantW, `${name} dW alone, ${p.threads} threads`);
+    }
+  }
+});
