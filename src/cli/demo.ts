@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DType, dtypeName } from '../core/dtype.js';
@@ -8,6 +9,7 @@ import { loadMnistDirectory } from '../data/idx.js';
 import { makeSpirals } from '../data/synthetic.js';
 import { splitDataset } from '../data/dataset.js';
 import { buildNetwork, parseJson } from '../grid/spec.js';
+import { setThreads } from '../kernels/backend.js';
 import { loadNetworkFile, readTextFile, saveNetworkFile } from '../io/modelFiles.js';
 import { AdamW } from '../train/optimizers.js';
 import { cosineAnnealingLR } from '../train/schedulers.js';
@@ -35,14 +37,25 @@ interface DemoTask {
  * evaluate on held-out data, save, reload and check the outputs are bit-identical, then morph to
  * int8 and int4 and report test accuracy and file size for each.
  */
-export function demoCommand(argv: string[], out: (s: string) => void): void {
-  const { values } = parseCommandArgs('demo', argv, { epochs: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' } });
+export function demoCommand(argv: string[], out: (s: string) => void): Promise<void> {
+  const { values } = parseCommandArgs('demo', argv, { epochs: { type: 'string' }, out: { type: 'string' }, data: { type: 'string' }, threads: { type: 'string' } });
   const outDir = stringFlag(values, 'out') ?? 'out';
   const task = pickTask(stringFlag(values, 'data'));
   task.epochs = numberFlag(values, 'epochs', task.epochs, (v) => Number.isInteger(v) && v > 0, 'a positive integer');
+  // Every core by default: the thread count never changes a bit of the results.
+  const threads = numberFlag(values, 'threads', Math.min(8, availableParallelism()), (v) => Number.isInteger(v) && v > 0, 'a positive integer');
   mkdirSync(outDir, { recursive: true });
+  return setThreads(threads).then((running) => {
+    try {
+      runDemo(task, outDir, running, out);
+    } finally {
+      void setThreads(1);
+    }
+  });
+}
 
-  out(`Loom-TS demo: ${task.name}`);
+function runDemo(task: DemoTask, outDir: string, threads: number, out: (s: string) => void): void {
+  out(`Loom-TS demo: ${task.name} (${threads} thread${threads === 1 ? '' : 's'}; the results are the same bits on any number)`);
   out(`network ${task.spec}, ${task.train.count} training / ${task.test.count} test samples, ${task.epochs} epochs, batch ${task.batch}, AdamW lr ${task.lr} with cosine decay`);
   const net = buildNetwork(parseJson(readTextFile(join(EXAMPLES, task.spec)), task.spec), { seed: 7 });
   const stepsPerEpoch = Math.ceil(task.train.count / task.batch);

@@ -14,7 +14,8 @@ import { trainCommand } from './trainCommand.js';
 const USAGE = `usage: loom <command> [options]
 
 commands:
-  demo                                   train, evaluate, save, reload and quantize a model on built-in data
+  demo [--epochs N --threads N --out DIR] train, evaluate, save, reload and quantize a model on built-in data
+                                         (--threads: default every core, at most 8; same results on any)
   train <spec.json> --data <path>        train a network (loom train --help lists the options)
   run <model.json> --input <in.json>     run a saved model on {"shape":[...],"data":[...]} and print the output
   info <model.json> [--json]             layers, coordinates, dtypes, parameters and bytes
@@ -128,7 +129,7 @@ export function main(argv: string[]): number {
         break;
       }
       case 'demo':
-        demoCommand(rest, out);
+        runAsyncCommand(demoCommand(rest, out), err);
         break;
       case 'live':
         liveCommand(rest, { out, tty: isatty(1), write });
