@@ -8,17 +8,22 @@ import { ROOT } from '../helpers.js';
 
 const CLI = join(ROOT, 'dist/src/cli/main.js');
 const dir = mkdtempSync(join(tmpdir(), 'loom-train-cli-'));
-const spec = join(dir, 'spec.json');
-writeFileSync(
-  spec,
-  JSON.stringify({
-    depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
-    layers: [
-      { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'Tanh', input_height: 2, output_height: 16, use_bias: true },
-      { z: 0, y: 0, x: 1, l: 0, type: 'Dense', input_height: 16, output_height: 3, use_bias: true },
-    ],
-  }),
-);
+/** A spec file of two Dense layers in a row: in → hidden (activation) → out. */
+function twoDense(name: string, inputs: number, hidden: number, outputs: number, activation: string): string {
+  const path = join(dir, name);
+  writeFileSync(
+    path,
+    JSON.stringify({
+      depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
+      layers: [
+        { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation, input_height: inputs, output_height: hidden, use_bias: true },
+        { z: 0, y: 0, x: 1, l: 0, type: 'Dense', input_height: hidden, output_height: outputs, use_bias: true },
+      ],
+    }),
+  );
+  return path;
+}
+const spec = twoDense('spec.json', 2, 16, 3, 'Tanh');
 const csv = join(dir, 'data.csv');
 const rows = ['x1,x2,label'];
 for (let i = 0; i < 150; i++) {
@@ -93,17 +98,7 @@ test('bad data files and bad flags end with one clear line and a non-zero exit',
 });
 
 test('--threads 2 trains to the same bytes as one thread (products large enough for the pool)', () => {
-  const wide = join(dir, 'wide.json');
-  writeFileSync(
-    wide,
-    JSON.stringify({
-      depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
-      layers: [
-        { z: 0, y: 0, x: 0, l: 0, type: 'Dense', activation: 'ReLU', input_height: 64, output_height: 512, use_bias: true },
-        { z: 0, y: 0, x: 1, l: 0, type: 'Dense', input_height: 512, output_height: 4, use_bias: true },
-      ],
-    }),
-  );
+  const wide = twoDense('wide.json', 64, 512, 4, 'ReLU');
   const wideCsv = join(dir, 'wide.csv');
   const lines = [Array.from({ length: 64 }, (_, j) => `f${j}`).join(',') + ',label'];
   for (let i = 0; i < 256; i++) lines.push(Array.from({ length: 64 }, (_, j) => (Math.sin(i * 0.37 + j * 1.3) * 2).toFixed(3)).join(',') + `,${i % 4}`);

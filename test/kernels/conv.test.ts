@@ -173,15 +173,18 @@ function assertWithin(got: Float32Array, want: Float64Array, scale: Float64Array
 // Besides CONVS: weight gradients too large for the lane sums in the scratch (the per-sample gemm path).
 const BACKWARD_CONVS: [string, ConvGeometry, number, number][] = [...CONVS, ['gemm path 320→200 3×3', geometry(320, [1, 3, 4], [1, 3, 3], 1, [0, 1, 1]), 2, 200]];
 
+/** Random operands of a convolution backward: input, weights, output gradient, and the sizes of dW and dX. */
+function backwardOperands(g: ConvGeometry, batch: number, F: number, seed: number) {
+  const K = g.channels * g.kD * g.kH * g.kW;
+  const image = g.channels * g.inD * g.inH * g.inW;
+  const gy = randomArray(batch * F * g.outD * g.outH * g.outW, seed + 2);
+  return { input: randomArray(batch * image, seed), w: randomArray(F * K, seed + 1), gy, K, image };
+}
+
 test('convolution backward kernels (weight and input gradients) match a float64 reference', () => {
   let seed = 500;
   for (const [name, g, batch, F] of BACKWARD_CONVS) {
-    const K = g.channels * g.kD * g.kH * g.kW;
-    const P = g.outD * g.outH * g.outW;
-    const image = g.channels * g.inD * g.inH * g.inW;
-    const input = randomArray(batch * image, seed++);
-    const w = randomArray(F * K, seed++);
-    const gy = randomArray(batch * F * P, seed++);
+    const { input, w, gy, K, image } = backwardOperands(g, batch, F, (seed += 3));
     const gradW = new Float32Array(F * K).fill(Number.NaN);
     const gradIn = new Float32Array(batch * image).fill(Number.NaN);
     assert.ok(single.convBackward(input, g, batch, F, w, gy, gradW, gradIn));
@@ -199,12 +202,7 @@ test('convolution backward on 2 and 3 threads gives the single-thread bits (dW s
   pools.push(...byThreads);
   let seed = 700;
   for (const [name, g, batch, F] of BACKWARD_CONVS) {
-    const K = g.channels * g.kD * g.kH * g.kW;
-    const P = g.outD * g.outH * g.outW;
-    const image = g.channels * g.inD * g.inH * g.inW;
-    const input = randomArray(batch * image, seed++);
-    const w = randomArray(F * K, seed++);
-    const gy = randomArray(batch * F * P, seed++);
+    const { input, w, gy, K, image } = backwardOperands(g, batch, F, (seed += 3));
     const wantW = new Float32Array(F * K);
     const wantIn = new Float32Array(batch * image);
     assert.ok(single.convBackward(input, g, batch, F, w, gy, wantW, wantIn));
