@@ -1,7 +1,7 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, type PoolInit } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, type PoolInit } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
-import { backwardDataPlan, convArgs, type ConvShape, type GemmLayout } from './wasm.js';
+import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
@@ -19,6 +19,7 @@ interface SharedExports {
   workBytes(): number;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
   convForward(b0: number, b1: number, ...rest: number[]): void;
+  convRun(b0: number, b1: number, ...rest: number[]): void;
   convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
   convBackwardData(b0: number, b1: number, ...rest: number[]): void;
   convBackwardColFloats(K: number, P: number, F: number): number;
@@ -159,28 +160,28 @@ export class KernelPool {
   }
 
   /**
-   * Convolution forward like WasmKernels.conv, the batch split into contiguous runs of samples (each
-   * sample's output is computed whole by one thread, so the bits do not depend on the split).
+   * Convolution forward like WasmKernels.conv: the batch in runs of about half an L2 per thread (so the
+   * copies in and out stay in cache), each run split into contiguous samples per thread. Each sample's
+   * output is computed whole by one thread, so the bits do not depend on the split.
    */
   conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
     if (this.closed) throw new UsageError('KernelPool.conv: the pool is closed');
     const K = g.channels * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = g.channels * g.inD * g.inH * g.inW;
+    const chunk = convChunk(batch, image, filters * P, this.threads);
     const px = this.heap;
-    const pw = align16(px + batch * image * 4);
+    const pw = align16(px + chunk * image * 4);
     const pb = align16(pw + filters * K * 4);
     const pout = align16(pb + filters * 4);
     const colBytes = align16(K * P * 4);
-    const pcol = align16(pout + batch * filters * P * 4);
+    const pcol = align16(pout + chunk * filters * P * 4);
     if (!this.reserve(pcol + this.threads * colBytes)) return false;
     const buf = this.memory.buffer;
-    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
     const ctl = this.ctl;
-    const shape = convArgs(g, filters);
-    ctl.set(shape, CTL.convShape);
+    ctl.set(convArgs(g, filters), CTL.convShape);
     ctl[CTL.convX] = px;
     ctl[CTL.convW] = pw;
     ctl[CTL.convBias] = bias ? pb : 0;
@@ -188,12 +189,19 @@ export class KernelPool {
     ctl[CTL.col] = pcol;
     ctl[CTL.colBytes] = colBytes;
     ctl[CTL.op] = 1;
-    const cut = (t: number) => Math.floor((batch * t) / this.threads);
-    for (let t = 1; t < this.threads; t++) ctl.set([cut(t), cut(t + 1), 0, 0], CTL.ranges + 4 * t);
-    const helpers = this.release();
-    this.x.convForward(0, cut(1), ...shape, px, pw, bias ? pb : 0, pout, this.work0, pcol);
-    this.waitDone(helpers);
-    out.set(new Float32Array(this.memory.buffer, pout, batch * filters * P));
+    const xin = new Float32Array(buf, px, chunk * image);
+    const xout = new Float32Array(buf, pout, chunk * filters * P);
+    for (let s0 = 0; s0 < batch; s0 += chunk) {
+      const n = Math.min(chunk, batch - s0);
+      xin.set(input.subarray(s0 * image, (s0 + n) * image));
+      ctl[CTL.convFirst] = s0 === 0 ? 1 : 0;
+      const cut = (t: number) => Math.floor((n * t) / this.threads);
+      for (let t = 1; t < this.threads; t++) ctl.set([cut(t), cut(t + 1), 0, 0], CTL.ranges + 4 * t);
+      const helpers = this.release();
+      convForwardShare(this.x, ctl, 0, cut(1), this.work0, pcol);
+      this.waitDone(helpers);
+      out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), s0 * filters * P);
+    }
     return true;
   }
 

@@ -46,6 +46,8 @@ export const CTL = {
   convBatch: 39,
   convDX: 40,
   convBackShape: 41,
+  /** Convolution forward (op 1): 1 on a call's first run of samples (prepare the weights), 0 after (reuse them and the zero borders). */
+  convFirst: 56,
   ranges: 64,
 } as const;
 
@@ -57,6 +59,7 @@ export const CONTROL_BYTES = (CTL.ranges + 4 * MAX_THREADS) * 4;
 /** The kernels a share of a convolution backward calls. */
 export interface ConvBackwardExports {
   convForward(b0: number, b1: number, ...rest: number[]): void;
+  convRun(b0: number, b1: number, ...rest: number[]): void;
   convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
   convBackwardData(b0: number, b1: number, ...rest: number[]): void;
 }
@@ -72,4 +75,13 @@ export function convBackwardShare(x: ConvBackwardExports, ctl: Int32Array, f0: n
   } else {
     x.convBackwardData(b0, b1, ...shape, ctl[CTL.convG], ctl[CTL.convW], ctl[CTL.convDX], work, col);
   }
+}
+
+/** One thread's share of a run of samples of a convolution forward (KernelPool.conv): samples [b0, b1). */
+export function convForwardShare(x: ConvBackwardExports, ctl: Int32Array, b0: number, b1: number, work: number, col: number): void {
+  if (b1 <= b0) return;
+  const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
+  const buffers = [ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], work, col];
+  if (ctl[CTL.convFirst]) x.convForward(b0, b1, ...shape, ...buffers);
+  else x.convRun(b0, b1, ...shape, ...buffers, 0);
 }

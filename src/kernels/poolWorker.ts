@@ -3,11 +3,10 @@
  * module on the pool's memory, reports 'ready', then sleeps on the control word and runs its share
  * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
  */
-import { CTL, SPIN, convBackwardShare, type ConvBackwardExports, type PoolInit } from './poolProtocol.js';
+import { CTL, SPIN, convBackwardShare, convForwardShare, type ConvBackwardExports, type PoolInit } from './poolProtocol.js';
 import { poolThreadPort, type PoolThreadPort } from './poolThreads.js';
 
 interface RangeExports extends ConvBackwardExports {
-  convForward(b0: number, b1: number, ...rest: number[]): void;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 
@@ -37,10 +36,7 @@ function run(x: RangeExports, ctl: Int32Array, r: number, init: PoolInit): void 
   if (ctl[CTL.op] === 2) {
     convBackwardShare(x, ctl, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
   } else if (ctl[CTL.op] === 1) {
-    if (ctl[r + 1] > ctl[r]) {
-      const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
-      x.convForward(ctl[r], ctl[r + 1], ...shape, ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
-    }
+    convForwardShare(x, ctl, ctl[r], ctl[r + 1], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
   } else if (ctl[r + 1] > ctl[r]) {
     x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], init.work, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3]);
   }

@@ -82,6 +82,12 @@ const RELU_CHUNK = 8192;
 /** Bytes of input plus output per run of samples in WasmKernels.conv (about half of a 1 MiB L2). */
 const CONV_CHUNK_BYTES = 512 * 1024;
 
+/** Samples per run of a convolution forward on `threads` threads: about CONV_CHUNK_BYTES a thread, whole groups of 4 samples each. */
+export function convChunk(batch: number, image: number, outputs: number, threads = 1): number {
+  const perThread = Math.max(4, Math.floor(CONV_CHUNK_BYTES / ((image + outputs) * 4)) & ~3);
+  return Math.min(batch, perThread * threads);
+}
+
 /** One instantiated kernel module and its memory. */
 export class WasmKernels {
   private readonly x: KernelExports;
@@ -204,7 +210,7 @@ export class WasmKernels {
     const P = g.outD * g.outH * g.outW;
     const image = g.channels * g.inD * g.inH * g.inW;
     // Runs of samples small enough that their input and output stay in cache between the copies and the kernel.
-    const chunk = Math.min(batch, Math.max(4, Math.floor(CONV_CHUNK_BYTES / ((image + filters * P) * 4)) & ~3));
+    const chunk = convChunk(batch, image, filters * P);
     const at = this.layoutFor(chunk * image, filters * K + filters, chunk * filters * P, K * P);
     if (!at) return false;
     const [px, pw, pout, pcol] = at;

@@ -218,3 +218,27 @@ test('convolution backward on 2 and 3 threads gives the single-thread bits (dW s
     }
   }
 });
+
+test('convolution forward on the pool in several runs of samples (a short last run) gives the single-thread bits', async () => {
+  const byThreads = await Promise.all([2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  let seed = 900;
+  for (const [name, g, batch, F] of [
+    ['winograd 16→32 28×28', geometry(16, [1, 28, 28], [1, 3, 3], 1, [0, 1, 1]), 19, 32],
+    ['direct 1→16 28×28', geometry(1, [1, 28, 28], [1, 3, 3], 1, [0, 1, 1]), 150, 16],
+    ['direct 16→32 stride 2', geometry(16, [1, 14, 14], [1, 3, 3], 2, [0, 1, 1]), 70, 32],
+  ] as const) {
+    const K = g.channels * g.kD * g.kH * g.kW;
+    const P = g.outD * g.outH * g.outW;
+    const input = randomArray(batch * g.channels * g.inD * g.inH * g.inW, seed++);
+    const w = randomArray(F * K, seed++);
+    const bias = randomArray(F, seed++);
+    const want = new Float32Array(batch * F * P);
+    assert.ok(single.conv(input, g, batch, F, w, bias, want));
+    for (const p of byThreads) {
+      const got = new Float32Array(want.length).fill(Number.NaN);
+      assert.ok(p.conv(input, g, batch, F, w, bias, got));
+      sameBits(got, want, `${name}, ${p.threads} threads`);
+    }
+  }
+});
