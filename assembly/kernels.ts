@@ -638,6 +638,18 @@ export function reluBackward(n: i32, gradOut: usize, pre: usize, gradPre: usize)
   }
 }
 
+/** 1 when every one of the n float32 values (n a multiple of 4) is finite (exponent bits not all ones), else 0. */
+export function allFinite(n: i32, x: usize): i32 {
+  const exp = i32x4.splat(0x7f800000);
+  let bad = i32x4.splat(0);
+  const end = x + (<usize>n << 2);
+  while (x < end) {
+    bad = v128.or(bad, i32x4.eq(v128.and(v128.load(x), exp), exp));
+    x += 16;
+  }
+  return v128.any_true(bad) ? 0 : 1;
+}
+
 // ---- Loom-TS CPU kernels (issue 6): Dense forward on packed weights ----
 //
 // Weights stay in their packed bytes (src/core/dtype.ts layout: row-major W[N×K], sub-byte types

@@ -183,6 +183,28 @@ export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: 
   if (done < pre.length) reluBackwardInto(gradOut.subarray(done), pre.subarray(done), gradPre.subarray(done));
 }
 
+/**
+ * Whether every value of `data` is finite: the WebAssembly kernels check the bulk (exponent bits,
+ * four lanes at a time), this loop the rest (v·0 is 0 for finite v, NaN otherwise).
+ */
+export function allFinite(data: Float32Array): boolean {
+  const k = reluKernels(data.length);
+  let from = 0;
+  if (k) {
+    const bulk = k.allFinite(data);
+    if (bulk === false) return false;
+    if (bulk) from = data.length & ~3;
+  }
+  let a0 = 0, a1 = 0;
+  let i = from;
+  for (; i + 2 <= data.length; i += 2) {
+    a0 += data[i] * 0;
+    a1 += data[i + 1] * 0;
+  }
+  if (i < data.length) a0 += data[i] * 0;
+  return a0 + a1 === 0;
+}
+
 const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();
 
 /**

@@ -20,6 +20,7 @@ interface KernelExports {
   adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
+  allFinite(n: number, x: number): number;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   convPrepare(...geometryThenBuffers: number[]): void;
   convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
@@ -294,6 +295,24 @@ export class WasmKernels {
       out.set(new Float32Array(buf, po, len), i);
     }
     return n;
+  }
+
+  /**
+   * Whether the leading multiple of 4 values of `data` are all finite, checked RELU_CHUNK at a time;
+   * null when memory cannot hold a chunk.
+   */
+  allFinite(data: Float32Array): boolean | null {
+    const n = data.length & ~3;
+    const chunk = Math.min(n, RELU_CHUNK);
+    const at = this.place([chunk]);
+    if (!at) return null;
+    const view = new Float32Array(this.x.memory.buffer, at[0], chunk);
+    for (let i = 0; i < n; i += chunk) {
+      const len = Math.min(chunk, n - i);
+      view.set(data.subarray(i, i + len));
+      if (!this.x.allFinite(len, at[0])) return false;
+    }
+    return true;
   }
 
   /** One AdamW update of w, m, v in place from g (float32 per operation); false when memory cannot hold them. */

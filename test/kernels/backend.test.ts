@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   WASM_MIN_NK,
+  allFinite,
   gemmAB,
   gemmABt,
   gemmAtB,
@@ -127,4 +128,26 @@ test('LOOM_KERNELS=ts in the environment selects the reference at import', () =>
   });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), { backend: 'ts', mode: 'ts', same: true });
+});
+
+test('allFinite finds a NaN or infinity anywhere (bulk on the WebAssembly kernels, tail in TypeScript) and passes finite data', () => {
+  for (const mode of ['wasm', 'ts'] as const) {
+    setKernelBackend(mode);
+    try {
+      for (const n of [1, 5, 8192, 20003]) {
+        const d = Float32Array.from({ length: n }, (_, i) => Math.sin(i) * 3.4e38);
+        d[0] = -0;
+        assert.equal(allFinite(d), true, `${mode}, ${n} finite values`);
+        for (const bad of [NaN, Infinity, -Infinity]) {
+          for (const at of [0, n - 1, n >> 1]) {
+            const e = d.slice();
+            e[at] = bad;
+            assert.equal(allFinite(e), false, `${mode}, ${bad} at ${at} of ${n}`);
+          }
+        }
+      }
+    } finally {
+      setKernelBackend('auto');
+    }
+  }
 });
