@@ -108,7 +108,7 @@ function loomWasm(): EngineResult[] {
     const staged = k.stage(A, B, M, N, K, { a: 'mk', b: 'nk' }, null);
     if (staged) kernel.push(measure(label, M, N, K, () => staged.run()));
   }
-  const what = 'assembly/kernels.ts, WebAssembly SIMD128 4×8 tile, float32 accumulation, 1 thread';
+  const what = 'assembly/kernels.ts, WebAssembly SIMD128 2×16 tile, float32 accumulation, 1 thread';
   return [
     { engine: 'loom-wasm', detail: { what: `${what}; A·Bᵀ call incl. copies into and out of linear memory` }, cases: full },
     { engine: 'loom-wasm kernel', detail: { what: `${what}; operands already in linear memory` }, cases: kernel },
