@@ -232,56 +232,55 @@ function packAKM(a: usize, M: i32, pc: i32, kc: i32, ic: i32, mc: i32, dst: usiz
   }
 }
 
-// B [N×K] → NR-column panels, k-major, zero-padded columns.
-function packBNK(b: usize, K: i32, pc: i32, kc: i32, jc: i32, nc: i32, dst: usize): void {
+// B [N×K] → panels of w columns (NR for gemm, 8 for gemmPanels), k-major, zero-padded columns.
+function packBNK(b: usize, K: i32, pc: i32, kc: i32, jc: i32, nc: i32, dst: usize, w: i32 = NR): void {
   const ld = <usize>K << 2;
-  for (let j = 0; j < nc; j += NR) {
-    const cols = min(NR, nc - j);
+  const rowB = <usize>w << 2;
+  for (let j = 0; j < nc; j += w) {
+    const cols = min(w, nc - j);
     const panel = dst + (<usize>(j * kc) << 2);
     const src = addr(b, (jc + j) * K + pc);
-    if (cols == NR) {
+    if (cols == w) {
       let k = 0;
       for (; k + 4 <= kc; k += 4) {
-        const d = panel + (<usize>k << 6);
-        for (let q: usize = 0; q < 4; q++) {
-          const s = src + (<usize>k << 2) + 4 * q * ld;
-          transposeStore(v128.load(s), v128.load(s + ld), v128.load(s + 2 * ld), v128.load(s + 3 * ld), d + 16 * q, 64);
+        const d = panel + <usize>k * rowB;
+        for (let q = 0; q < w; q += 4) {
+          const s = src + (<usize>k << 2) + <usize>q * ld;
+          transposeStore(v128.load(s), v128.load(s + ld), v128.load(s + 2 * ld), v128.load(s + 3 * ld), d + (<usize>q << 2), rowB);
         }
       }
       for (; k < kc; k++) {
-        for (let l = 0; l < NR; l++) store<f32>(panel + (<usize>(k * NR + l) << 2), load<f32>(src + <usize>l * ld + (<usize>k << 2)));
+        for (let l = 0; l < w; l++) store<f32>(panel + (<usize>(k * w + l) << 2), load<f32>(src + <usize>l * ld + (<usize>k << 2)));
       }
     } else {
       for (let k = 0; k < kc; k++) {
-        for (let l = 0; l < NR; l++) {
+        for (let l = 0; l < w; l++) {
           const v: f32 = l < cols ? load<f32>(src + <usize>l * ld + (<usize>k << 2)) : 0;
-          store<f32>(panel + (<usize>(k * NR + l) << 2), v);
+          store<f32>(panel + (<usize>(k * w + l) << 2), v);
         }
       }
     }
   }
 }
 
-// B [K×N] → NR-column panels: each k is 16 contiguous values.
-function packBKN(b: usize, N: i32, pc: i32, kc: i32, jc: i32, nc: i32, dst: usize): void {
+// B [K×N] → panels of w columns (NR for gemm, 8 for gemmPanels): each k is w contiguous values.
+function packBKN(b: usize, N: i32, pc: i32, kc: i32, jc: i32, nc: i32, dst: usize, w: i32 = NR): void {
   const ld = <usize>N << 2;
-  for (let j = 0; j < nc; j += NR) {
-    const cols = min(NR, nc - j);
+  const rowB = <usize>w << 2;
+  for (let j = 0; j < nc; j += w) {
+    const cols = min(w, nc - j);
     let p = dst + (<usize>(j * kc) << 2);
     let s = addr(b, pc * N + jc + j);
-    if (cols == NR) {
+    if (cols == w) {
       for (let k = 0; k < kc; k++) {
-        v128.store(p, v128.load(s));
-        v128.store(p, v128.load(s, 16), 16);
-        v128.store(p, v128.load(s, 32), 32);
-        v128.store(p, v128.load(s, 48), 48);
-        p += 64;
+        for (let q: usize = 0; q < rowB; q += 16) v128.store(p + q, v128.load(s + q));
+        p += rowB;
         s += ld;
       }
     } else {
       for (let k = 0; k < kc; k++) {
-        for (let l = 0; l < NR; l++) store<f32>(p + (<usize>l << 2), l < cols ? load<f32>(s + (<usize>l << 2)) : <f32>0);
-        p += 64;
+        for (let l = 0; l < w; l++) store<f32>(p + (<usize>l << 2), l < cols ? load<f32>(s + (<usize>l << 2)) : <f32>0);
+        p += rowB;
         s += ld;
       }
     }
@@ -1641,7 +1640,7 @@ export function lstmForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usi
   const rows = S * B;
   gemm(rows, G, nIn, x, 0, wih, 0, gates, bias, work);
   const packed = scratch;
-  packBNK(whh, H, 0, H, 0, G, packed);
+  packBNK(whh, H, 0, H, 0, G, packed, 8);
   const tile = packed + (<usize>((G + 7) & ~7) * <usize>H << 2);
   const ldg = <usize>G << 2;
   const ldh = <usize>H << 2;
@@ -1699,7 +1698,7 @@ export function lstmBackward(S: i32, B: i32, H: i32, gates: usize, c: usize, gOu
   const G = 4 * H;
   const H8 = (H + 7) & ~7;
   const packed = scratch;
-  packBKN(whh, H, 0, G, 0, H, packed);
+  packBKN(whh, H, 0, G, 0, H, packed, 8);
   const dh = packed + (<usize>H8 * <usize>G << 2);
   const dc = dh + (<usize>(B * H) << 2);
   const tile = dc + (<usize>(B * H) << 2);
