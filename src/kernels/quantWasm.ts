@@ -4,7 +4,8 @@ import { WASM_KERNELS_URL } from './wasm.js';
 
 /**
  * Packed matrices living in WebAssembly memory for the q4_0 / int8 product kernels
- * (assembly/kernels.ts, "q4_0 / int8-row products") and float32 matrices in row panels (panelGemm). An arena is one private instance of the kernel
+ * (assembly/kernels.ts, "q4_0 / int8-row products") and float32 matrices in row panels (panelGemm).
+ * An arena is one private instance of the kernel
  * module: its memory is sized once, for the matrices plus scratch, and never grows afterwards, so the
  * Uint8Array views the matrices keep stay valid and the packed bytes exist only there (nothing is
  * copied per call but the activations). Products of more than CHUNK rows run CHUNK rows at a time.
@@ -185,7 +186,7 @@ export function placePanels(arena: QuantArena, w: Float32Array, rows: number, co
   return at;
 }
 
-/** Row `row` of a panel matrix at `at` into out[at..]. */
+/** Row `row` of the panel matrix at `at` into out[outAt…outAt + cols). */
 export function panelRow(arena: QuantArena, at: number, cols: number, row: number, out: Float32Array, outAt: number): void {
   const panel = arena.floats(at + Math.floor(row / PANEL_ROWS) * PANEL_ROWS * cols * 4, PANEL_ROWS * cols);
   for (let k = 0, i = row % PANEL_ROWS; k < cols; k++, i += PANEL_ROWS) out[outAt + k] = panel[i];
