@@ -640,6 +640,29 @@ export function reluBackward(n: i32, gradOut: usize, pre: usize, gradPre: usize)
   }
 }
 
+/**
+ * out[c] = Σ_r x[r][c] for x [rows×cols] float32: each column summed in float64 from 0 in ascending r,
+ * then rounded once (the TypeScript reference's order, so the same bits). Two columns per f64x2; `acc`
+ * holds cols float64 running sums.
+ */
+export function sumRowsF64(rows: i32, cols: i32, x: usize, acc: usize, out: usize): void {
+  const pairs = cols & ~1;
+  memory.fill(acc, 0, <usize>cols << 3);
+  for (let r = 0; r < rows; r++) {
+    const row = x + (<usize>(r * cols) << 2);
+    let c = 0;
+    for (; c < pairs; c += 2) {
+      const a = acc + (<usize>c << 3);
+      v128.store(a, f64x2.add(v128.load(a), f64x2.promote_low_f32x4(v128.load64_zero(row + (<usize>c << 2)))));
+    }
+    if (c < cols) {
+      const a = acc + (<usize>c << 3);
+      store<f64>(a, load<f64>(a) + <f64>load<f32>(row + (<usize>c << 2)));
+    }
+  }
+  for (let c = 0; c < cols; c++) store<f32>(out + (<usize>c << 2), <f32>load<f64>(acc + (<usize>c << 3)));
+}
+
 /** 1 when every one of the n float32 values (n a multiple of 4) is finite (exponent bits not all ones), else 0. */
 export function allFinite(n: i32, x: usize): i32 {
   const exp = i32x4.splat(0x7f800000);

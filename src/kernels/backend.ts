@@ -1,4 +1,4 @@
-import { gemmABt as gemmABtTs, transpose } from './gemm.js';
+import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
 import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
@@ -203,6 +203,13 @@ export function allFinite(data: Float32Array): boolean {
   }
   if (i < data.length) a0 += data[i] * 0;
   return a0 + a1 === 0;
+}
+
+/** Column sums of input [rows×cols] (a bias gradient): float64 per column in ascending rows, the same bits on either path. */
+export function sumRows(input: Float32Array, rows: number, cols: number, out = new Float32Array(cols)): Float32Array {
+  const k = reluKernels(rows * cols);
+  if (!k || !k.sumRows(input, rows, cols, out)) sumRowsTs(input, rows, cols, out);
+  return out;
 }
 
 const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();

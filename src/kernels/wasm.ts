@@ -21,6 +21,7 @@ interface KernelExports {
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
   allFinite(n: number, x: number): number;
+  sumRowsF64(rows: number, cols: number, x: number, acc: number, out: number): void;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   convPrepare(...geometryThenBuffers: number[]): void;
   convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
@@ -295,6 +296,17 @@ export class WasmKernels {
       out.set(new Float32Array(buf, po, len), i);
     }
     return n;
+  }
+
+  /** out[c] = Σ_r input[r][c] (float64 sums in ascending r, rounded once: gemm.ts sumRows's bits); false when memory cannot hold them. */
+  sumRows(input: Float32Array, rows: number, cols: number, out: Float32Array): boolean {
+    const at = this.place([rows * cols, 2 * cols, cols]);
+    if (!at) return false;
+    const [px, pacc, pout] = at;
+    new Float32Array(this.x.memory.buffer, px, rows * cols).set(input.subarray(0, rows * cols));
+    this.x.sumRowsF64(rows, cols, px, pacc, pout);
+    out.set(new Float32Array(this.x.memory.buffer, pout, cols));
+    return true;
   }
 
   /**

@@ -1,7 +1,7 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { sumRows, transpose } from '../kernels/gemm.js';
-import { gemmABt } from '../kernels/backend.js';
+import { transpose } from '../kernels/gemm.js';
+import { gemmABt, sumRows } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';

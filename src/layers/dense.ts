@@ -1,8 +1,7 @@
 import { overwrittenFloat32 } from '../core/alloc.js';
 import { ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { sumRows } from '../kernels/gemm.js';
-import { gemmAB, gemmABt, gemmAtB } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
 import { PackedDense } from '../kernels/quantDense.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { coordText, type Layer, type LayerKind } from './layer.js';

@@ -1,8 +1,7 @@
 import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
-import { sumRows } from '../kernels/gemm.js';
-import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward, sumRows } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
   WASM_MIN_NK,
+  sumRows,
   allFinite,
   gemmAB,
   gemmABt,
@@ -14,7 +15,7 @@ import {
   kernelMode,
   setKernelBackend,
 } from '../../src/kernels/backend.js';
-import { gemmABt as reference, transpose } from '../../src/kernels/gemm.js';
+import { gemmABt as reference, sumRows as referenceSumRows, transpose } from '../../src/kernels/gemm.js';
 import { loadWasmKernelsSync } from '../../src/kernels/wasm.js';
 import { randomArray } from '../helpers.js';
 
@@ -146,6 +147,21 @@ test('allFinite finds a NaN or infinity anywhere (bulk on the WebAssembly kernel
           }
         }
       }
+    } finally {
+      setKernelBackend('auto');
+    }
+  }
+});
+
+test('sumRows on the WebAssembly kernels gives the float64 reference bits (odd widths, one row, one column)', () => {
+  let seed = 61;
+  for (const [rows, cols] of [[1, 1], [3, 5], [64, 256], [7, 1001], [500, 3], [2, 4096]]) {
+    const x = randomArray(rows * cols, seed++).map((v, i) => (i % 97 === 5 ? v * 1e30 : v));
+    const want = referenceSumRows(x, rows, cols);
+    setKernelBackend('wasm');
+    try {
+      const got = sumRows(x, rows, cols);
+      assert.deepEqual(new Uint32Array(got.buffer), new Uint32Array(want.buffer), `${rows}×${cols}`);
     } finally {
       setKernelBackend('auto');
     }
