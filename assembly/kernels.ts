@@ -1109,7 +1109,7 @@ function winograd(
         let m = mp + (<usize>half << 4);
         for (let f = 0; f < F; f++) {
           const bv = bias ? v128.load32_splat(bias + (<usize>f << 2)) : f32x4.splat(0);
-          winoOutputColumns(m, WINO_PANEL);
+          winoOutputColumns(m);
           for (let i = 0; i < rows; i++) {
             const r = m + <usize>(6 * i) * WINO_PANEL;
             const m0 = v128.load(r), m1 = v128.load(r, 32), m2 = v128.load(r, 64);
@@ -1165,11 +1165,11 @@ function winograd(
 }
 
 // First half of Y = Aᵀ·M·A: Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1] applied
-// down each of M's six columns (M[ξ] at m + ξ·xs); rows 0…3 of the result replace M's rows 0…3 in place.
-@inline function winoOutputColumns(m: usize, xs: usize): void {
-  const row: usize = 6 * xs;
+// down each of M's six columns (M[ξ] at m + ξ·32); rows 0…3 of the result replace M's rows 0…3 in place.
+@inline function winoOutputColumns(m: usize): void {
+  const row: usize = 6 * WINO_PANEL;
   for (let j: usize = 0; j < 6; j++) {
-    const c = m + j * xs;
+    const c = m + j * WINO_PANEL;
     const m0 = v128.load(c), m1 = v128.load(c + row), m2 = v128.load(c + 2 * row);
     const m3 = v128.load(c + 3 * row), m4 = v128.load(c + 4 * row), m5 = v128.load(c + 5 * row);
     const a = f32x4.add(m1, m2), b = f32x4.sub(m1, m2);

@@ -9,7 +9,7 @@ import { loadMnistDirectory } from '../data/idx.js';
 import { makeSpirals } from '../data/synthetic.js';
 import { splitDataset } from '../data/dataset.js';
 import { buildNetwork, parseJson } from '../grid/spec.js';
-import { setThreads } from '../kernels/backend.js';
+import { withThreads } from '../kernels/backend.js';
 import { loadNetworkFile, readTextFile, saveNetworkFile } from '../io/modelFiles.js';
 import { AdamW } from '../train/optimizers.js';
 import { cosineAnnealingLR } from '../train/schedulers.js';
@@ -45,13 +45,7 @@ export function demoCommand(argv: string[], out: (s: string) => void): Promise<v
   // Every core by default: the thread count never changes a bit of the results.
   const threads = numberFlag(values, 'threads', Math.min(8, availableParallelism()), (v) => Number.isInteger(v) && v > 0, 'a positive integer');
   mkdirSync(outDir, { recursive: true });
-  return setThreads(threads).then((running) => {
-    try {
-      runDemo(task, outDir, running, out);
-    } finally {
-      void setThreads(1);
-    }
-  });
+  return withThreads(threads, (running) => runDemo(task, outDir, running, out));
 }
 
 function runDemo(task: DemoTask, outDir: string, threads: number, out: (s: string) => void): void {

@@ -19,7 +19,7 @@ import {
 } from '../train/schedulers.js';
 import { evaluate, train, type EpochStats, type TrainConfig, type TrainResult } from '../train/train.js';
 import { GpuUnavailableError } from '../gpu/context.js';
-import { setThreads } from '../kernels/backend.js';
+import { withThreads } from '../kernels/backend.js';
 import { numberFlag, parseCommandArgs, requireOne, stringFlag } from './args.js';
 
 export interface TrainingState {
@@ -124,13 +124,9 @@ export function trainCommand(argv: string[], out: (s: string) => void, err: (s: 
   }
   // More threads split the large products; the results are the same bits as one thread.
   if (threads > 1) {
-    return setThreads(threads).then((got) => {
+    return withThreads(threads, (got) => {
       if (got < threads) err(`loom: --threads ${threads}: running on ${got} thread${got === 1 ? '' : 's'} (no worker threads or WebAssembly kernels here)`);
-      try {
-        finish(train(net, trainSet, trainConfig));
-      } finally {
-        void setThreads(1);
-      }
+      finish(train(net, trainSet, trainConfig));
     });
   }
   finish(train(net, trainSet, trainConfig));

@@ -1,7 +1,7 @@
 import { DType, dtypeName } from '../core/dtype.js';
 import { NumericError } from '../core/errors.js';
-import { allFinite } from '../kernels/backend.js';
 import { Tensor } from '../core/tensor.js';
+import { allFinite } from '../kernels/backend.js';
 import { requireFloatWeights } from './decode.js';
 import type { PlanStep, VolumetricNetwork } from '../grid/network.js';
 import { coordText, type Layer, type LayerCache } from '../layers/layer.js';

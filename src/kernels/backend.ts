@@ -94,6 +94,19 @@ export async function setThreads(threads: number): Promise<number> {
   return kernelThreads();
 }
 
+/**
+ * Runs `work` with the kernels on `threads` threads (it receives the count actually running) and
+ * stops the pool afterwards, whether `work` returns or throws.
+ */
+export async function withThreads<T>(threads: number, work: (running: number) => T): Promise<T> {
+  const running = await setThreads(threads);
+  try {
+    return work(running);
+  } finally {
+    void setThreads(1);
+  }
+}
+
 /** Threads the WebAssembly products run on (1 unless setThreads started a pool). */
 export function kernelThreads(): number {
   return pool ? pool.threads : 1;
@@ -164,22 +177,22 @@ export function gemv(W: Float32Array, x: Float32Array, y: Float32Array, N: numbe
   gemmABt(x, W, y, 1, N, K, bias);
 }
 
-/** Arrays at least this long take the WebAssembly ReLU in 'auto' mode (both paths give the same bits). */
-const WASM_MIN_RELU = 4096;
+/** Arrays at least this long take the WebAssembly elementwise kernels (ReLU, finite checks, column sums) in 'auto' mode; both paths give the same bits. */
+const WASM_MIN_ELEMENTWISE = 4096;
 
-function reluKernels(n: number): WasmKernels | null {
-  return kernels && mode !== 'ts' && (mode === 'wasm' || n >= WASM_MIN_RELU) ? kernels : null;
+function elementwiseKernels(n: number): WasmKernels | null {
+  return kernels && mode !== 'ts' && (mode === 'wasm' || n >= WASM_MIN_ELEMENTWISE) ? kernels : null;
 }
 
 /** out[i] = pre[i] > 0 ? pre[i] : 0 (out may be pre); NaN and −0 give +0. */
 export function reluForward(pre: Float32Array, out: Float32Array): void {
-  const done = reluKernels(pre.length)?.relu(pre, null, out) ?? 0;
+  const done = elementwiseKernels(pre.length)?.relu(pre, null, out) ?? 0;
   if (done < pre.length) reluInto(pre.subarray(done), out.subarray(done));
 }
 
 /** gradPre[i] = pre[i] > 0 ? gradOut[i] : 0. */
 export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: Float32Array): void {
-  const done = reluKernels(pre.length)?.relu(pre, gradOut, gradPre) ?? 0;
+  const done = elementwiseKernels(pre.length)?.relu(pre, gradOut, gradPre) ?? 0;
   if (done < pre.length) reluBackwardInto(gradOut.subarray(done), pre.subarray(done), gradPre.subarray(done));
 }
 
@@ -188,7 +201,7 @@ export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: 
  * four lanes at a time), this loop the rest (v·0 is 0 for finite v, NaN otherwise).
  */
 export function allFinite(data: Float32Array): boolean {
-  const k = reluKernels(data.length);
+  const k = elementwiseKernels(data.length);
   let from = 0;
   if (k) {
     const bulk = k.allFinite(data);
@@ -207,7 +220,7 @@ export function allFinite(data: Float32Array): boolean {
 
 /** Column sums of input [rows×cols] (a bias gradient): float64 per column in ascending rows, the same bits on either path. */
 export function sumRows(input: Float32Array, rows: number, cols: number, out = new Float32Array(cols)): Float32Array {
-  const k = reluKernels(rows * cols);
+  const k = elementwiseKernels(rows * cols);
   if (!k || !k.sumRows(input, rows, cols, out)) sumRowsTs(input, rows, cols, out);
   return out;
 }

@@ -1,5 +1,5 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, type PoolInit } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, type ConvShareExports, type PoolInit } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
 import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
 
@@ -14,14 +14,10 @@ import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout 
  * a Node process alive.
  */
 
-interface SharedExports {
+interface SharedExports extends ConvShareExports {
   heapBase(): number;
   workBytes(): number;
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
-  convForward(b0: number, b1: number, ...rest: number[]): void;
-  convRun(b0: number, b1: number, ...rest: number[]): void;
-  convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
-  convBackwardData(b0: number, b1: number, ...rest: number[]): void;
   convBackwardColFloats(K: number, P: number, F: number): number;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
 }
@@ -216,8 +212,8 @@ export class KernelPool {
     const K = C * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = C * g.inD * g.inH * g.inW;
-    const { flip, back } = backwardDataPlan(g, filters);
-    const colBytes = align16(4 * Math.max(this.x.convBackwardColFloats(K, P, filters), flip ? filters * g.kD * g.kH * g.kW * image / C : 0));
+    const { flip, back, colFloats } = backwardDataPlan(g, filters, this.x.convBackwardColFloats);
+    const colBytes = align16(4 * colFloats);
     const px = this.heap;
     const pg = align16(px + batch * image * 4);
     const pw = align16(pg + batch * filters * P * 4);

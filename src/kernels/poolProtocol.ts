@@ -56,8 +56,8 @@ export const MAX_THREADS = 64;
 export const SPIN = 20000;
 export const CONTROL_BYTES = (CTL.ranges + 4 * MAX_THREADS) * 4;
 
-/** The kernels a share of a convolution backward calls. */
-export interface ConvBackwardExports {
+/** The kernels a thread's share of a convolution (forward or backward) calls. */
+export interface ConvShareExports {
   convForward(b0: number, b1: number, ...rest: number[]): void;
   convRun(b0: number, b1: number, ...rest: number[]): void;
   convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
@@ -65,7 +65,7 @@ export interface ConvBackwardExports {
 }
 
 /** One thread's share of a convolution backward (KernelPool.convBackward): filters [f0, f1) of dW, samples [b0, b1) of dX. */
-export function convBackwardShare(x: ConvBackwardExports, ctl: Int32Array, f0: number, f1: number, b0: number, b1: number, work: number, col: number): void {
+export function convBackwardShare(x: ConvShareExports, ctl: Int32Array, f0: number, f1: number, b0: number, b1: number, work: number, col: number): void {
   const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
   if (f1 > f0) x.convBackwardFilter(f0, f1, ctl[CTL.convBatch], ...shape, ctl[CTL.convX], ctl[CTL.convG], ctl[CTL.convDW], work, col);
   if (b1 <= b0 || !ctl[CTL.convDX]) return;
@@ -78,7 +78,7 @@ export function convBackwardShare(x: ConvBackwardExports, ctl: Int32Array, f0: n
 }
 
 /** One thread's share of a run of samples of a convolution forward (KernelPool.conv): samples [b0, b1). */
-export function convForwardShare(x: ConvBackwardExports, ctl: Int32Array, b0: number, b1: number, work: number, col: number): void {
+export function convForwardShare(x: ConvShareExports, ctl: Int32Array, b0: number, b1: number, work: number, col: number): void {
   if (b1 <= b0) return;
   const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
   const buffers = [ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], work, col];

@@ -3,10 +3,10 @@
  * module on the pool's memory, reports 'ready', then sleeps on the control word and runs its share
  * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
  */
-import { CTL, SPIN, convBackwardShare, convForwardShare, type ConvBackwardExports, type PoolInit } from './poolProtocol.js';
+import { CTL, SPIN, convBackwardShare, convForwardShare, type ConvShareExports, type PoolInit } from './poolProtocol.js';
 import { poolThreadPort, type PoolThreadPort } from './poolThreads.js';
 
-interface RangeExports extends ConvBackwardExports {
+interface RangeExports extends ConvShareExports {
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 

@@ -45,15 +45,20 @@ export function convArgs(g: ConvShape, filters: number): number[] {
 /**
  * How a convolution's input gradient is computed: at stride 1 (padding below the kernel size) as the
  * forward convolution `back` of the output gradient with the flipped weights (F channels of the output
- * grid in, C filters out; flip true), else by convBackwardData.
+ * grid in, C filters out; flip true), else by convBackwardData. `colFloats`: per-thread scratch the
+ * backward needs, from the kernels' convBackwardColFloats.
  */
-export function backwardDataPlan(g: ConvShape, filters: number): { flip: boolean; back: ConvShape } {
+export function backwardDataPlan(g: ConvShape, filters: number, backwardColFloats: (K: number, P: number, F: number) => number): { flip: boolean; back: ConvShape; colFloats: number } {
   const flip = g.stride === 1 && g.padD < g.kD && g.padH < g.kH && g.padW < g.kW;
   const back: ConvShape = {
     channels: filters, inD: g.outD, inH: g.outH, inW: g.outW, outD: g.inD, outH: g.inH, outW: g.inW,
     kD: g.kD, kH: g.kH, kW: g.kW, stride: 1, padD: g.kD - 1 - g.padD, padH: g.kH - 1 - g.padH, padW: g.kW - 1 - g.padW,
   };
-  return { flip, back };
+  const taps = g.kD * g.kH * g.kW;
+  const own = backwardColFloats(g.channels * taps, g.outD * g.outH * g.outW, filters);
+  // The flipped forward's patch columns: K = F·taps values at each of the input's positions.
+  const colFloats = Math.max(own, flip ? filters * taps * g.inD * g.inH * g.inW : 0);
+  return { flip, back, colFloats };
 }
 
 /** AdamW constants, each already a float32 value (see adamwStep in backend.ts). */
@@ -245,8 +250,7 @@ export class WasmKernels {
     const K = C * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = C * g.inD * g.inH * g.inW;
-    const { flip, back } = backwardDataPlan(g, filters);
-    const colFloats = Math.max(this.x.convBackwardColFloats(K, P, filters), flip ? filters * g.kD * g.kH * g.kW * image / C : 0);
+    const { flip, back, colFloats } = backwardDataPlan(g, filters, this.x.convBackwardColFloats);
     const at = this.place([batch * image, batch * filters * P, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats]);
     if (!at) return false;
     const [px, pg, pw, pflip, pdw, pdx, pcol] = at;
@@ -391,8 +395,9 @@ export class WasmKernels {
 
 /**
  * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
- * valid): the moment buffers m and v are never copied; each step passes w and g through a small
- * staging area ADAMW_CHUNK values at a time, so the copies in and out stay in cache.
+ * valid): the moment buffers m and v are never copied; each step passes w and g through a staging
+ * area of ADAMW_CHUNK values (as fast as staging them whole, measured, and the state holds no
+ * full-length copies of w and g).
  */
 export class WasmAdamWState {
   private readonly x: KernelExports;
@@ -432,7 +437,7 @@ export class WasmAdamWState {
   }
 }
 
-/** Values of w and g staged per AdamW kernel call (16 KiB each: both stay in L1 between copy and update). */
+/** Values of w and g staged per AdamW kernel call (16 KiB each). */
 const ADAMW_CHUNK = 4096;
 
 /** A product whose operands already sit in the module's memory. */
