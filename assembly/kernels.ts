@@ -48,7 +48,7 @@ export function gemm(M: i32, N: i32, K: i32, a: usize, aKM: i32, b: usize, bKN: 
 /**
  * Rows [i0, i1) and columns [j0, j1) of gemm's C, everything else untouched (the thread pool's share
  * of a product). Paths are chosen from the whole M, N, K, so every element gets the bits gemm gives it.
- * Callers split rows at multiples of 4 and columns at multiples of 8 (any split gives the same bits; whole tiles only save edge work).
+ * Callers split rows at multiples of 4 and columns at multiples of 16 (any split gives the same bits; whole tiles only save edge work).
  */
 export function gemmRange(M: i32, N: i32, K: i32, a: usize, aKM: i32, b: usize, bKN: i32, c: usize, bias: usize, work: usize, i0: i32, i1: i32, j0: i32, j1: i32): void {
   if (M <= 0 || N <= 0 || K <= 0 || i1 <= i0 || j1 <= j0) return;

@@ -1,5 +1,5 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, type ConvShareExports, type PoolInit } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, gemmTiles, type GemmShareExports, type PoolInit } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
 import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
 
@@ -7,17 +7,16 @@ import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout 
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
  * Workers in cross-origin isolated pages (poolThreads.ts starts either), each running poolWorker.js
  * (a module file; nothing is evaluated from strings).
- * A product is split into contiguous output tiles (column blocks of 8, or row blocks of 4), one per
- * thread, the calling thread taking the first. Each element is still computed by the one kernel in
- * its fixed order (assembly/kernels.ts gemmRange), so C is bit-identical for 1, 2 or N threads and to
- * the single-threaded WasmKernels. Idle workers sleep in Atomics.wait and are unref'd: they never keep
+ * A product is cut into contiguous output tiles (column blocks of 16, or row blocks of 4), a few per
+ * thread, which the threads (the caller among them) take in turn from a shared counter. Each element is
+ * still computed by the one kernel in its fixed order (assembly/kernels.ts gemmRange), whichever thread
+ * takes its tile, so C is bit-identical for 1, 2 or N threads and to the single-threaded WasmKernels. Idle workers sleep in Atomics.wait and are unref'd: they never keep
  * a Node process alive.
  */
 
-interface SharedExports extends ConvShareExports {
+interface SharedExports extends GemmShareExports {
   heapBase(): number;
   workBytes(): number;
-  gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
   convBackwardColFloats(K: number, P: number, F: number): number;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
 }
@@ -43,22 +42,37 @@ async function loadModule(url: URL): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await response.arrayBuffer());
 }
 
-/** A partition of C: [i0, i1, j0, j1] per thread, contiguous, rows at multiples of 4 or columns at multiples of 8. */
-export function splitProduct(M: number, N: number, threads: number): [number, number, number, number][] {
-  const colUnits = Math.ceil(N / 8);
+/** A partition of C into `parts` contiguous tiles [i0, i1, j0, j1]: column blocks at multiples of 16 (the micro-kernel's width) or row blocks at multiples of 4, along the longer side. */
+export function splitProduct(M: number, N: number, parts: number): [number, number, number, number][] {
+  const colUnits = Math.ceil(N / 16);
   const rowUnits = Math.ceil(M / 4);
   const byCols = M === 1 || colUnits >= rowUnits;
   const units = byCols ? colUnits : rowUnits;
-  const step = byCols ? 8 : 4;
+  const step = byCols ? 16 : 4;
   const extent = byCols ? N : M;
-  const parts: [number, number, number, number][] = [];
-  for (let t = 0; t < threads; t++) {
-    const lo = Math.min(extent, Math.floor((units * t) / threads) * step);
-    const hi = Math.min(extent, Math.floor((units * (t + 1)) / threads) * step);
-    parts.push(byCols ? [0, M, lo, hi] : [lo, hi, 0, N]);
+  const tiles: [number, number, number, number][] = [];
+  for (let t = 0; t < parts; t++) {
+    const lo = Math.min(extent, Math.floor((units * t) / parts) * step);
+    const hi = Math.min(extent, Math.floor((units * (t + 1)) / parts) * step);
+    tiles.push(byCols ? [0, M, lo, hi] : [lo, hi, 0, N]);
   }
-  return parts;
+  return tiles;
 }
+
+/**
+ * Tiles a pooled product is cut into: several per thread, taken in turn from a shared counter, so a
+ * thread slowed by anything else on its core (a background compile, another process) takes fewer
+ * and the others finish the rest; about 2^21 multiply-adds at least per tile, as each tile packs its
+ * own share of A or B again.
+ */
+export function productTiles(M: number, N: number, K: number, threads: number): number {
+  const units = Math.max(Math.ceil(N / 16), Math.ceil(M / 4));
+  const bySize = Math.floor((M * N * K) / TILE_MIN_MACS);
+  return Math.max(1, Math.min(units, MAX_THREADS, threads * TILES_PER_THREAD, Math.max(threads, bySize)));
+}
+
+const TILES_PER_THREAD = 4;
+const TILE_MIN_MACS = 1 << 21;
 
 export class KernelPool {
   private readonly ctl: Int32Array;
@@ -132,7 +146,7 @@ export class KernelPool {
     const aKM = layout.a === 'km' ? 1 : 0;
     const bKN = layout.b === 'kn' ? 1 : 0;
     const bp = bias ? pbias : 0;
-    const parts = splitProduct(M, N, this.threads);
+    const parts = splitProduct(M, N, productTiles(M, N, K, this.threads));
     const ctl = this.ctl;
     ctl[CTL.M] = M;
     ctl[CTL.N] = N;
@@ -144,10 +158,11 @@ export class KernelPool {
     ctl[CTL.c] = pc;
     ctl[CTL.bias] = bp;
     ctl[CTL.op] = 0;
-    for (let t = 1; t < this.threads; t++) ctl.set(parts[t], CTL.ranges + 4 * t);
+    parts.forEach((tile, t) => ctl.set(tile, CTL.ranges + 4 * t));
+    ctl[CTL.tiles] = parts.length;
+    Atomics.store(ctl, CTL.nextTile, 0);
     const helpers = this.release();
-    const [i0, i1, j0, j1] = parts[0];
-    this.x.gemmRange(M, N, K, pa, aKM, pb, bKN, pc, bp, this.work0, i0, i1, j0, j1);
+    gemmTiles(this.x, ctl, this.work0);
     this.waitDone(helpers);
     const out = new Float32Array(this.memory.buffer, pc, M * N);
     if (!accumulate) C.set(out);

@@ -48,6 +48,9 @@ export const CTL = {
   convBackShape: 41,
   /** Convolution forward (op 1): 1 on a call's first run of samples (prepare the weights), 0 after (reuse them and the zero borders). */
   convFirst: 56,
+  /** Products (op 0): the next tile to take (each thread adds 1 and runs the tile it got) and how many there are; the tiles are in the range words, 4 per tile. */
+  nextTile: 57,
+  tiles: 58,
   ranges: 64,
 } as const;
 
@@ -62,6 +65,22 @@ export interface ConvShareExports {
   convRun(b0: number, b1: number, ...rest: number[]): void;
   convBackwardFilter(f0: number, f1: number, B: number, ...rest: number[]): void;
   convBackwardData(b0: number, b1: number, ...rest: number[]): void;
+}
+
+/** The kernel a thread runs its tiles of a product with. */
+export interface GemmShareExports extends ConvShareExports {
+  gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
+}
+
+/** Takes tiles of the product in the control words until none is left (every thread, the caller included, runs this). */
+export function gemmTiles(x: GemmShareExports, ctl: Int32Array, work: number): void {
+  const tiles = ctl[CTL.tiles];
+  for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < tiles; t = Atomics.add(ctl, CTL.nextTile, 1)) {
+    const r = CTL.ranges + 4 * t;
+    if (ctl[r + 1] > ctl[r] && ctl[r + 3] > ctl[r + 2]) {
+      x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], work, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3]);
+    }
+  }
 }
 
 /** One thread's share of a convolution backward (KernelPool.convBackward): filters [f0, f1) of dW, samples [b0, b1) of dX. */

@@ -3,16 +3,12 @@
  * module on the pool's memory, reports 'ready', then sleeps on the control word and runs its share
  * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
  */
-import { CTL, SPIN, convBackwardShare, convForwardShare, type ConvShareExports, type PoolInit } from './poolProtocol.js';
+import { CTL, SPIN, convBackwardShare, convForwardShare, gemmTiles, type GemmShareExports, type PoolInit } from './poolProtocol.js';
 import { poolThreadPort, type PoolThreadPort } from './poolThreads.js';
-
-interface RangeExports extends ConvShareExports {
-  gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
-}
 
 function serve(init: PoolInit, port: PoolThreadPort): void {
   const ctl = new Int32Array(init.control);
-  const x = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as RangeExports;
+  const x = new WebAssembly.Instance(init.module, { env: { memory: init.memory, abort: () => { throw new Error('loom kernels: abort'); } } }).exports as unknown as GemmShareExports;
   let seen = Atomics.load(ctl, CTL.generation);
   port.post('ready');
   for (;;) {
@@ -32,13 +28,13 @@ function serve(init: PoolInit, port: PoolThreadPort): void {
   }
 }
 
-function run(x: RangeExports, ctl: Int32Array, r: number, init: PoolInit): void {
+function run(x: GemmShareExports, ctl: Int32Array, r: number, init: PoolInit): void {
   if (ctl[CTL.op] === 2) {
     convBackwardShare(x, ctl, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
   } else if (ctl[CTL.op] === 1) {
     convForwardShare(x, ctl, ctl[r], ctl[r + 1], init.work, ctl[CTL.col] + init.index * ctl[CTL.colBytes]);
-  } else if (ctl[r + 1] > ctl[r]) {
-    x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], init.work, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3]);
+  } else {
+    gemmTiles(x, ctl, init.work);
   }
 }
 

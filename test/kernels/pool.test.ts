@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { gemmABt, kernelThreads, setThreads } from '../../src/kernels/backend.js';
-import { createKernelPool, splitProduct, type KernelPool } from '../../src/kernels/pool.js';
+import { createKernelPool, productTiles, splitProduct, type KernelPool } from '../../src/kernels/pool.js';
 import { loadWasmKernelsSync, type GemmLayout } from '../../src/kernels/wasm.js';
 import { randomArray } from '../helpers.js';
 
@@ -36,6 +36,7 @@ const SHAPES: [number, number, number][] = [
   [130, 9, 513],
   [64, 200, 64],
   [9, 300, 260],
+  [200, 300, 260],
 ];
 
 test('kernel pool: 1, 2 and 3 threads give the same bits as the single-threaded kernels', async () => {
@@ -70,17 +71,25 @@ test('kernel pool: 1, 2 and 3 threads give the same bits as the single-threaded 
   sameBits(got, want, 'accumulate');
 });
 
-test('splitProduct: contiguous tiles covering C, split at multiples of 8 columns or 4 rows', () => {
+test('splitProduct: contiguous tiles covering C, split at multiples of 16 columns or 4 rows', () => {
   for (const [M, N, t] of [[1, 4096, 3], [64, 784, 2], [1000, 16, 3], [5, 5, 4]] as const) {
     const parts = splitProduct(M, N, t);
     assert.equal(parts.length, t);
     let covered = 0;
     for (const [i0, i1, j0, j1] of parts) {
       covered += Math.max(0, i1 - i0) * Math.max(0, j1 - j0);
-      assert.ok((i0 % 4 === 0 || i0 === M) && (j0 % 8 === 0 || j0 === N));
+      assert.ok((i0 % 4 === 0 || i0 === M) && (j0 % 16 === 0 || j0 === N));
     }
     assert.equal(covered, M * N);
   }
+});
+
+test('productTiles: a few tiles per thread for large products, one per thread for small ones', () => {
+  assert.equal(productTiles(200, 300, 260, 2), 7);
+  assert.equal(productTiles(1024, 1024, 1024, 2), 8);
+  assert.equal(productTiles(64, 256, 784, 2), 6);
+  assert.equal(productTiles(37, 19, 70, 3), 3);
+  assert.equal(productTiles(4, 16, 64, 3), 1);
 });
 
 test('setThreads routes large products to the pool with unchanged results', async () => {
