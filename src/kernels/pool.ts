@@ -1,5 +1,5 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, convBackwardShare, convForwardShare, gemmTiles, type GemmShareExports, type PoolInit } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
 import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
 
@@ -80,6 +80,7 @@ export class KernelPool {
   private readonly heap: number;
   private readonly work0: number;
   private closed = false;
+  private readonly state: ThreadState = { preparedCall: -1 };
 
   private constructor(
     readonly threads: number,
@@ -162,7 +163,7 @@ export class KernelPool {
     ctl[CTL.tiles] = parts.length;
     Atomics.store(ctl, CTL.nextTile, 0);
     const helpers = this.release();
-    gemmTiles(this.x, ctl, this.work0);
+    runShare(this.x, ctl, 0, this.work0, 0, this.state);
     this.waitDone(helpers);
     const out = new Float32Array(this.memory.buffer, pc, M * N);
     if (!accumulate) C.set(out);
@@ -172,8 +173,8 @@ export class KernelPool {
 
   /**
    * Convolution forward like WasmKernels.conv: the batch in runs of about half an L2 per thread (so the
-   * copies in and out stay in cache), each run split into contiguous samples per thread. Each sample's
-   * output is computed whole by one thread, so the bits do not depend on the split.
+   * copies in and out stay in cache), each run cut into tiles of samples that the threads take in turn.
+   * Each sample's output is computed whole by one thread, so the bits do not depend on the split.
    */
   conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
     if (this.closed) throw new UsageError('KernelPool.conv: the pool is closed');
@@ -200,16 +201,15 @@ export class KernelPool {
     ctl[CTL.col] = pcol;
     ctl[CTL.colBytes] = colBytes;
     ctl[CTL.op] = 1;
+    ctl[CTL.convCall] = (ctl[CTL.convCall] + 1) | 0;
     const xin = new Float32Array(buf, px, chunk * image);
     const xout = new Float32Array(buf, pout, chunk * filters * P);
     for (let s0 = 0; s0 < batch; s0 += chunk) {
       const n = Math.min(chunk, batch - s0);
       xin.set(input.subarray(s0 * image, (s0 + n) * image));
-      ctl[CTL.convFirst] = s0 === 0 ? 1 : 0;
-      const cut = (t: number) => Math.floor((n * t) / this.threads);
-      for (let t = 1; t < this.threads; t++) ctl.set([cut(t), cut(t + 1), 0, 0], CTL.ranges + 4 * t);
+      setSampleTiles(ctl, n, this.threads);
       const helpers = this.release();
-      convForwardShare(this.x, ctl, 0, cut(1), this.work0, pcol);
+      runShare(this.x, ctl, 0, this.work0, pcol, this.state);
       this.waitDone(helpers);
       out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), s0 * filters * P);
     }
@@ -218,8 +218,8 @@ export class KernelPool {
 
   /**
    * Convolution backward like WasmKernels.convBackward: dW split over filters (runs of 4; each filter's
-   * sum over the batch is computed whole by one thread) and the input gradient over samples, so the
-   * bits do not depend on the split. False when the operands do not fit the shared memory.
+   * sum over the batch is computed whole by one thread), then the input gradient in tiles of samples
+   * that the threads take in turn, so the bits do not depend on the split. False when the operands do not fit the shared memory.
    */
   convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
     if (this.closed) throw new UsageError('KernelPool.convBackward: the pool is closed');
@@ -258,10 +258,10 @@ export class KernelPool {
     ctl[CTL.op] = 2;
     const groups = Math.ceil(filters / 4);
     const fCut = (t: number) => Math.min(filters, 4 * Math.floor((groups * t) / this.threads));
-    const bCut = (t: number) => Math.floor((batch * t) / this.threads);
-    for (let t = 1; t < this.threads; t++) ctl.set([fCut(t), fCut(t + 1), bCut(t), bCut(t + 1)], CTL.ranges + 4 * t);
+    for (let t = 0; t < this.threads; t++) ctl.set([fCut(t), fCut(t + 1)], CTL.ranges + 4 * t + 2);
+    setSampleTiles(ctl, batch, this.threads);
     const helpers = this.release();
-    convBackwardShare(this.x, ctl, 0, fCut(1), 0, bCut(1), this.work0, pcol);
+    runShare(this.x, ctl, 0, this.work0, pcol, this.state);
     this.waitDone(helpers);
     const out = this.memory.buffer;
     gradW.set(new Float32Array(out, pdw, filters * K));

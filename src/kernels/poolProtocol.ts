@@ -13,8 +13,9 @@ export interface PoolInit {
 /**
  * Int32 indices into the control words: a job counter, a done counter, the job (op 0: gemm with its
  * operands; op 1: convolution forward with its 15 shape words and buffers; op 2: convolution backward;
- * each thread's scratch for the patch columns at col + index·colBytes), then 4 range words per thread
- * (rows and columns of C; samples in the first two for op 1; filters, then samples, for op 2).
+ * each thread's scratch for the patch columns at col + index·colBytes), then 4 range words per tile
+ * (rows and columns of C; samples in the first two for ops 1 and 2) — for op 2 the last two of slot t
+ * also hold thread t's filters.
  */
 export const CTL = {
   generation: 0,
@@ -46,9 +47,9 @@ export const CTL = {
   convBatch: 39,
   convDX: 40,
   convBackShape: 41,
-  /** Convolution forward (op 1): 1 on a call's first run of samples (prepare the weights), 0 after (reuse them and the zero borders). */
-  convFirst: 56,
-  /** Products (op 0): the next tile to take (each thread adds 1 and runs the tile it got) and how many there are; the tiles are in the range words, 4 per tile. */
+  /** Convolution forward (op 1): a number that changes with every call (a thread's first tile of a call prepares the weights in its scratch; later runs of samples reuse them and the zero borders). */
+  convCall: 56,
+  /** The next tile to take (each thread adds 1 and runs the tile it got) and how many there are; tiles sit in the range words, 4 per tile. */
   nextTile: 57,
   tiles: 58,
   ranges: 64,
@@ -72,35 +73,63 @@ export interface GemmShareExports extends ConvShareExports {
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 
-/** Takes tiles of the product in the control words until none is left (every thread, the caller included, runs this). */
-export function gemmTiles(x: GemmShareExports, ctl: Int32Array, work: number): void {
+/** A thread's memory between jobs: the convolution call whose weights its scratch holds (forward runs of one call share them). */
+export interface ThreadState {
+  preparedCall: number;
+}
+
+/**
+ * Runs one thread's part of the job in the control words (every thread, the caller included, runs
+ * this): tiles taken in turn from the shared counter until none is left, so a thread slowed by
+ * anything else on its core takes fewer. `thread` is the thread's slot, `work` and `col` its scratch.
+ */
+export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, work: number, col: number, state: ThreadState): void {
+  const op = ctl[CTL.op];
+  const shape = op === 0 ? [] : Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
+  if (op === 2) {
+    // dW over this thread's fixed run of filters (each run re-reads every sample's patches, so one run per thread).
+    const r = CTL.ranges + 4 * thread;
+    if (ctl[r + 3] > ctl[r + 2]) x.convBackwardFilter(ctl[r + 2], ctl[r + 3], ctl[CTL.convBatch], ...shape, ctl[CTL.convX], ctl[CTL.convG], ctl[CTL.convDW], work, col);
+    if (!ctl[CTL.convDX]) return;
+  }
+  const back = op === 2 && ctl[CTL.convFlip] ? Array.from(ctl.subarray(CTL.convBackShape, CTL.convBackShape + 15)) : null;
+  let flipPrepared = false;
   const tiles = ctl[CTL.tiles];
   for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < tiles; t = Atomics.add(ctl, CTL.nextTile, 1)) {
     const r = CTL.ranges + 4 * t;
-    if (ctl[r + 1] > ctl[r] && ctl[r + 3] > ctl[r + 2]) {
-      x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], work, ctl[r], ctl[r + 1], ctl[r + 2], ctl[r + 3]);
+    const [lo, hi] = [ctl[r], ctl[r + 1]];
+    if (hi <= lo) continue;
+    if (op === 0) {
+      if (ctl[r + 3] > ctl[r + 2]) x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], work, lo, hi, ctl[r + 2], ctl[r + 3]);
+    } else if (op === 1) {
+      // The first tile a thread takes in a call prepares the weights (and the zero borders) in its scratch.
+      const buffers = [ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], work, col];
+      if (state.preparedCall === ctl[CTL.convCall]) x.convRun(lo, hi, ...shape, ...buffers, 0);
+      else x.convForward(lo, hi, ...shape, ...buffers);
+      state.preparedCall = ctl[CTL.convCall];
+    } else if (back) {
+      const buffers = [ctl[CTL.convG], ctl[CTL.convFlip], 0, ctl[CTL.convDX], work, col];
+      if (flipPrepared) x.convRun(lo, hi, ...back, ...buffers, 0);
+      else x.convForward(lo, hi, ...back, ...buffers);
+      flipPrepared = true;
+    } else {
+      x.convBackwardData(lo, hi, ...shape, ctl[CTL.convG], ctl[CTL.convW], ctl[CTL.convDX], work, col);
     }
   }
 }
 
-/** One thread's share of a convolution backward (KernelPool.convBackward): filters [f0, f1) of dW, samples [b0, b1) of dX. */
-export function convBackwardShare(x: ConvShareExports, ctl: Int32Array, f0: number, f1: number, b0: number, b1: number, work: number, col: number): void {
-  const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
-  if (f1 > f0) x.convBackwardFilter(f0, f1, ctl[CTL.convBatch], ...shape, ctl[CTL.convX], ctl[CTL.convG], ctl[CTL.convDW], work, col);
-  if (b1 <= b0 || !ctl[CTL.convDX]) return;
-  if (ctl[CTL.convFlip]) {
-    const back = Array.from(ctl.subarray(CTL.convBackShape, CTL.convBackShape + 15));
-    x.convForward(b0, b1, ...back, ctl[CTL.convG], ctl[CTL.convFlip], 0, ctl[CTL.convDX], work, col);
-  } else {
-    x.convBackwardData(b0, b1, ...shape, ctl[CTL.convG], ctl[CTL.convW], ctl[CTL.convDX], work, col);
+/** Tiles of samples [0, n) in the range words (first two of each 4), at multiples of 4 samples (Winograd's vector), a few per thread; returns how many. */
+export function setSampleTiles(ctl: Int32Array, n: number, threads: number): number {
+  const units = Math.ceil(n / 4);
+  const tiles = Math.max(1, Math.min(units, MAX_THREADS, threads * SAMPLE_TILES_PER_THREAD));
+  for (let t = 0; t < tiles; t++) {
+    const r = CTL.ranges + 4 * t;
+    ctl[r] = Math.min(n, Math.floor((units * t) / tiles) * 4);
+    ctl[r + 1] = Math.min(n, Math.floor((units * (t + 1)) / tiles) * 4);
   }
+  ctl[CTL.tiles] = tiles;
+  Atomics.store(ctl, CTL.nextTile, 0);
+  return tiles;
 }
 
-/** One thread's share of a run of samples of a convolution forward (KernelPool.conv): samples [b0, b1). */
-export function convForwardShare(x: ConvShareExports, ctl: Int32Array, b0: number, b1: number, work: number, col: number): void {
-  if (b1 <= b0) return;
-  const shape = Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
-  const buffers = [ctl[CTL.convX], ctl[CTL.convW], ctl[CTL.convBias], ctl[CTL.convOut], work, col];
-  if (ctl[CTL.convFirst]) x.convForward(b0, b1, ...shape, ...buffers);
-  else x.convRun(b0, b1, ...shape, ...buffers, 0);
-}
+const SAMPLE_TILES_PER_THREAD = 3;
