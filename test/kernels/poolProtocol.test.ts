@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { CONTROL_BYTES, CTL, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
+
+/** Kernel exports that record which entry point ran on which range instead of computing. */
+function recorder(): { x: GemmShareExports; calls: string[] } {
+  const calls: string[] = [];
+  const x: GemmShareExports = {
+    gemmRange: (_M, _N, _K, _a, _aKM, _b, _bKN, _c, _bias, _work, i0, i1, j0, j1) => void calls.push(`gemm ${i0}-${i1}×${j0}-${j1}`),
+    convForward: (b0, b1) => void calls.push(`prepare+run ${b0}-${b1}`),
+    convRun: (b0, b1) => void calls.push(`run ${b0}-${b1}`),
+    convBackwardFilter: (f0, f1) => void calls.push(`dW ${f0}-${f1}`),
+    convBackwardData: (b0, b1) => void calls.push(`dX ${b0}-${b1}`),
+  };
+  return { x, calls };
+}
+
+const control = () => new Int32Array(new SharedArrayBuffer(CONTROL_BYTES));
+
+test('setSampleTiles: tiles at multiples of 4 samples covering the batch, the counter reset', () => {
+  const ctl = control();
+  for (const [n, threads] of [[64, 2], [10, 3], [3, 2], [1000, 8]]) {
+    ctl[CTL.nextTile] = 99;
+    const tiles = setSampleTiles(ctl, n, threads);
+    assert.equal(ctl[CTL.tiles], tiles);
+    assert.equal(ctl[CTL.nextTile], 0);
+    let next = 0;
+    for (let t = 0; t < tiles; t++) {
+      const [lo, hi] = [ctl[CTL.ranges + 4 * t], ctl[CTL.ranges + 4 * t + 1]];
+      assert.equal(lo, next, `n=${n} tile ${t} starts where the last ended`);
+      assert.ok(lo % 4 === 0 && (hi % 4 === 0 || hi === n) && hi >= lo);
+      next = hi;
+    }
+    assert.equal(next, n);
+  }
+});
+
+test('runShare: a thread prepares the weights on the first tile it takes in a call, whichever run of samples that is', () => {
+  const ctl = control();
+  const { x, calls } = recorder();
+  const state: ThreadState = { preparedCall: -1 };
+  ctl[CTL.op] = 1;
+  ctl[CTL.convCall] = 7;
+  // First run of samples: the other threads took every tile; this one ran nothing and prepared nothing.
+  ctl[CTL.nextTile] = setSampleTiles(ctl, 16, 2);
+  runShare(x, ctl, 1, 0, 0, state);
+  assert.deepEqual(calls, []);
+  // Second run: its first tile prepares, the next reuses.
+  setSampleTiles(ctl, 16, 2);
+  runShare(x, ctl, 1, 0, 0, state);
+  assert.deepEqual(calls.splice(0), ['prepare+run 0-4', 'run 4-8', 'run 8-12', 'run 12-16']);
+  // A new call prepares again.
+  ctl[CTL.convCall] = 8;
+  setSampleTiles(ctl, 8, 1);
+  runShare(x, ctl, 1, 0, 0, state);
+  assert.deepEqual(calls.splice(0), ['prepare+run 0-4', 'run 4-8']);
+});
+
+test('runShare: convolution backward runs the thread\'s own filters, then input-gradient tiles (the flipped path prepares once)', () => {
+  const ctl = control();
+  const { x, calls } = recorder();
+  ctl[CTL.op] = 2;
+  ctl[CTL.convDX] = 1;
+  ctl.set([4, 12], CTL.ranges + 4 * 1 + 2);
+  setSampleTiles(ctl, 8, 1);
+  runShare(x, ctl, 1, 0, 0, { preparedCall: -1 });
+  assert.deepEqual(calls.splice(0), ['dW 4-12', 'dX 0-4', 'dX 4-8']);
+  ctl[CTL.convFlip] = 64;
+  setSampleTiles(ctl, 12, 3);
+  runShare(x, ctl, 1, 0, 0, { preparedCall: -1 });
+  assert.deepEqual(calls.splice(0), ['dW 4-12', 'prepare+run 0-4', 'run 4-8', 'run 8-12']);
+  ctl[CTL.convDX] = 0;
+  setSampleTiles(ctl, 12, 3);
+  runShare(x, ctl, 1, 0, 0, { preparedCall: -1 });
+  assert.deepEqual(calls.splice(0), ['dW 4-12']);
+});
+
+test('runShare: product tiles in the order the counter hands them out', () => {
+  const ctl = control();
+  const { x, calls } = recorder();
+  ctl[CTL.op] = 0;
+  ctl.set([0, 8, 0, 16, 0, 8, 16, 20, 0, 0, 0, 0], CTL.ranges);
+  ctl[CTL.tiles] = 3;
+  ctl[CTL.nextTile] = 1;
+  runShare(x, ctl, 0, 0, 0, { preparedCall: -1 });
+  assert.deepEqual(calls, ['gemm 0-8×16-20']);
+  assert.ok(ctl[CTL.nextTile] >= 3);
+});
