@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { raiseAllocatorThresholds } from './allocator.js';
+import { ONE_CALL_LEGEND } from './phases.js';
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -209,10 +210,7 @@ for (const [label] of shapes) {
 for (const e of engines) if (e.error) lines.push(`${e.engine}: ${e.error}`);
 const torchBlas = engines.find((e) => e.engine.startsWith('pytorch') && e.detail)?.detail?.blas as Record<string, unknown> | undefined;
 if (torchBlas) lines.push(`pytorch BLAS: ${String(torchBlas.openblas_config ?? torchBlas.build_blas_info)} (${((torchBlas.loaded_blas_libraries as string[]) ?? []).join(', ')})`);
-lines.push(
-  'med = median of the timed samples (one call each), best = the fastest sample: this VM\'s host alternates fast and slow phases for seconds to minutes, ' +
-    'so medians of engines measured at different moments can differ by ±30%; best is the phase-robust figure',
-);
+lines.push(ONE_CALL_LEGEND);
 lines.push(`× wasm = GFLOP/s relative to the Loom WebAssembly kernel on staged operands (median columns: medians; best columns: bests); load average ${loadBefore[0].toFixed(2)} → ${loadAfter[0].toFixed(2)}; ${((performance.now() - started) / 1000).toFixed(1)} s`);
 process.stderr.write(`${lines.join('\n')}\n`);
 

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { raiseAllocatorThresholds } from './allocator.js';
+import { ONE_CALL_LEGEND } from './phases.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { DType } from '../src/core/dtype.js';
@@ -135,10 +136,7 @@ for (const label of labels) {
   }
 }
 for (const e of engines) if (e.error) lines.push(`${e.engine}: ${e.error}`);
-lines.push(
-  'med = median of the timed samples (one call each), best = the fastest sample: this VM\'s host alternates fast and slow phases for seconds to minutes, ' +
-    'so medians of engines measured at different moments can differ by ±30%; best is the phase-robust figure',
-);
+lines.push(ONE_CALL_LEGEND);
 lines.push('× loom = engine ms / loom-ts ms, medians over medians and bests over bests (below 1: the peer is faster); every engine runs with GLIBC_TUNABLES mmap/trim thresholds raised (bench/allocator.ts)');
 process.stderr.write(`${lines.join('\n')}\n`);
 process.stdout.write(`${JSON.stringify({ budget_seconds_per_case: budget, timing: 'ms: median of the timed samples (one call each); best_ms: the fastest sample (this VM alternates fast and slow host phases, so medians taken at different moments differ)', engines }, null, 2)}\n`);

@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { raiseAllocatorThresholds } from './allocator.js';
+import { HOST_PHASES } from './phases.js';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Tensor } from '../src/core/tensor.js';
@@ -137,9 +138,8 @@ else results.layers = { error: `bench/layers exited with ${layerBench.status}` }
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 process.stderr.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n') + '\n');
 process.stderr.write(
-  "med = median sample, best = fastest sample; a sample is one group of steps (5 for loom-ts, 10 for the peers) as its per-step average. " +
-    "This VM's host alternates fast and slow phases for seconds to minutes, so medians of engines measured at different moments can differ by ±30%; " +
-    'best is the phase-robust figure. ratio vs loom-ts: from medians; best ratio: from bests (loom-ts 1T ms / engine ms)\n',
+  `med = median sample, best = fastest sample; a sample is one group of steps (5 for loom-ts, 10 for the peers) as its per-step average; ${HOST_PHASES}. ` +
+    'ratio vs loom-ts: from medians; best ratio: from bests (loom-ts 1T ms / engine ms)\n',
 );
 results.goals = goals();
 for (const g of results.goals as Goal[]) {

@@ -1,5 +1,5 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, evenCut, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
 import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
 
@@ -42,21 +42,21 @@ async function loadModule(url: URL): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await response.arrayBuffer());
 }
 
-/** A partition of C into `parts` contiguous tiles [i0, i1, j0, j1]: column blocks at multiples of 16 (the micro-kernel's width) or row blocks at multiples of 4, along the longer side. */
-export function splitProduct(M: number, N: number, parts: number): [number, number, number, number][] {
+/** The side of C a product is cut along: column blocks at multiples of 16 (the micro-kernel's width) or row blocks at multiples of 4, whichever gives more blocks. */
+function productAxis(M: number, N: number): { byCols: boolean; units: number; step: number; extent: number } {
   const colUnits = Math.ceil(N / 16);
   const rowUnits = Math.ceil(M / 4);
   const byCols = M === 1 || colUnits >= rowUnits;
-  const units = byCols ? colUnits : rowUnits;
-  const step = byCols ? 16 : 4;
-  const extent = byCols ? N : M;
-  const tiles: [number, number, number, number][] = [];
-  for (let t = 0; t < parts; t++) {
-    const lo = Math.min(extent, Math.floor((units * t) / parts) * step);
-    const hi = Math.min(extent, Math.floor((units * (t + 1)) / parts) * step);
-    tiles.push(byCols ? [0, M, lo, hi] : [lo, hi, 0, N]);
-  }
-  return tiles;
+  return byCols ? { byCols, units: colUnits, step: 16, extent: N } : { byCols, units: rowUnits, step: 4, extent: M };
+}
+
+/** A partition of C into `parts` contiguous tiles [i0, i1, j0, j1] along productAxis. */
+export function splitProduct(M: number, N: number, parts: number): [number, number, number, number][] {
+  const { byCols, units, step, extent } = productAxis(M, N);
+  return Array.from({ length: parts }, (_, t) => {
+    const [lo, hi] = evenCut(units, step, extent, parts, t);
+    return byCols ? [0, M, lo, hi] : [lo, hi, 0, N];
+  });
 }
 
 /**
@@ -66,7 +66,7 @@ export function splitProduct(M: number, N: number, parts: number): [number, numb
  * own share of A or B again.
  */
 export function productTiles(M: number, N: number, K: number, threads: number): number {
-  const units = Math.max(Math.ceil(N / 16), Math.ceil(M / 4));
+  const { units } = productAxis(M, N);
   const bySize = Math.floor((M * N * K) / TILE_MIN_MACS);
   return Math.max(1, Math.min(units, MAX_THREADS, threads * TILES_PER_THREAD, Math.max(threads, bySize)));
 }
@@ -256,9 +256,7 @@ export class KernelPool {
     ctl[CTL.col] = pcol;
     ctl[CTL.colBytes] = colBytes;
     ctl[CTL.op] = 2;
-    const groups = Math.ceil(filters / 4);
-    const fCut = (t: number) => Math.min(filters, 4 * Math.floor((groups * t) / this.threads));
-    for (let t = 0; t < this.threads; t++) ctl.set([fCut(t), fCut(t + 1)], CTL.ranges + 4 * t + 2);
+    for (let t = 0; t < this.threads; t++) ctl.set(evenCut(Math.ceil(filters / 4), 4, filters, this.threads, t), CTL.ranges + 4 * t + 2);
     setSampleTiles(ctl, batch, this.threads);
     const helpers = this.release();
     runShare(this.x, ctl, 0, this.work0, pcol, this.state);

@@ -122,14 +122,15 @@ export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, w
 export function setSampleTiles(ctl: Int32Array, n: number, threads: number): number {
   const units = Math.ceil(n / 4);
   const tiles = Math.max(1, Math.min(units, MAX_THREADS, threads * SAMPLE_TILES_PER_THREAD));
-  for (let t = 0; t < tiles; t++) {
-    const r = CTL.ranges + 4 * t;
-    ctl[r] = Math.min(n, Math.floor((units * t) / tiles) * 4);
-    ctl[r + 1] = Math.min(n, Math.floor((units * (t + 1)) / tiles) * 4);
-  }
+  for (let t = 0; t < tiles; t++) ctl.set(evenCut(units, 4, n, tiles, t), CTL.ranges + 4 * t);
   ctl[CTL.tiles] = tiles;
   Atomics.store(ctl, CTL.nextTile, 0);
   return tiles;
 }
 
 const SAMPLE_TILES_PER_THREAD = 3;
+
+/** Tile t of `tiles` when `units` blocks of `step` (the last one cut at `extent`) are shared out evenly: [start, end). */
+export function evenCut(units: number, step: number, extent: number, tiles: number, t: number): [number, number] {
+  return [Math.min(extent, Math.floor((units * t) / tiles) * step), Math.min(extent, Math.floor((units * (t + 1)) / tiles) * step)];
+}
