@@ -663,6 +663,32 @@ export function sumRowsF64(rows: i32, cols: i32, x: usize, acc: usize, out: usiz
   for (let c = 0; c < cols; c++) store<f32>(out + (<usize>c << 2), <f32>load<f64>(acc + (<usize>c << 3)));
 }
 
+/**
+ * This core's float32x4 multiply and add throughput, for benchmarks (seed 1): `iterations` rounds of seven units
+ * q = q·m, a = a + q (56 flops a round, as many multiplies as adds, like the GEMM tile). Each chain
+ * waits one operation's latency a round while the seven units need 3.5 cycles of the two mul and two
+ * add pipes, so the pipes bound the loop. Returns a lane of the sum so the work cannot be dropped.
+ */
+export function simdPeak(iterations: i32, seed: f32): f32 {
+  // Read from memory each round, as the GEMM tile reads B: V8 would rebuild a splat constant inside the loop.
+  const mp = memory.data(16, 16);
+  v128.store(mp, f32x4.splat(1 + seed * 1e-7));
+  let q0 = f32x4.splat(seed), q1 = f32x4.splat(seed + 1), q2 = f32x4.splat(seed + 2), q3 = f32x4.splat(seed + 3);
+  let q4 = f32x4.splat(seed + 4), q5 = f32x4.splat(seed + 5), q6 = f32x4.splat(seed + 6);
+  let a0 = q0, a1 = q1, a2 = q2, a3 = q3, a4 = q4, a5 = q5, a6 = q6;
+  for (let i = 0; i < iterations; i++) {
+    q0 = f32x4.mul(q0, v128.load(mp)); a0 = f32x4.add(a0, q0);
+    q1 = f32x4.mul(q1, v128.load(mp)); a1 = f32x4.add(a1, q1);
+    q2 = f32x4.mul(q2, v128.load(mp)); a2 = f32x4.add(a2, q2);
+    q3 = f32x4.mul(q3, v128.load(mp)); a3 = f32x4.add(a3, q3);
+    q4 = f32x4.mul(q4, v128.load(mp)); a4 = f32x4.add(a4, q4);
+    q5 = f32x4.mul(q5, v128.load(mp)); a5 = f32x4.add(a5, q5);
+    q6 = f32x4.mul(q6, v128.load(mp)); a6 = f32x4.add(a6, q6);
+  }
+  const s = f32x4.add(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)), f32x4.add(f32x4.add(a4, a5), a6));
+  return f32x4.extract_lane(s, 0);
+}
+
 /** 1 when every one of the n float32 values (n a multiple of 4) is finite (exponent bits not all ones), else 0. */
 export function allFinite(n: i32, x: usize): i32 {
   const exp = i32x4.splat(0x7f800000);

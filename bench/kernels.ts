@@ -174,8 +174,25 @@ function tfjs(): EngineResult {
   return child('tfjs-wasm', process.execPath, [`${PEERS}tfjs_kernels.mjs`, String(budget), sizes.join(','), String(gemvN)], timeout);
 }
 
+/**
+ * This core's WebAssembly SIMD128 multiply+add throughput (assembly/kernels.ts simdPeak: as many f32x4
+ * multiplies as adds, no memory traffic): the ceiling any WebAssembly GEMM kernel here can approach
+ * without FMA (relaxed SIMD would give up identical results across CPUs).
+ */
+function simd128Peak(): { gflops: number; best_gflops: number } | null {
+  const k = loadWasmKernelsSync();
+  if (!k) return null;
+  const { simdPeak } = new WebAssembly.Instance(k.module, {}).exports as { simdPeak(iterations: number, seed: number): number };
+  const rounds = 1 << 22;
+  const [ms, best] = timed(() => simdPeak(rounds, 1));
+  // 7 multiplies and 7 adds of 4 lanes a round.
+  const flop = rounds * 56;
+  return { gflops: flop / (ms * 1e6), best_gflops: flop / (best * 1e6) };
+}
+
 const started = performance.now();
 const loadBefore = loadavg();
+const peak = simd128Peak();
 const engines: EngineResult[] = [...loomWasm(), loomPanels(), await loomThreads(2), loomTs(), tfjs(), torch(1), torch(2), ort(1), ort(2)];
 const loadAfter = loadavg();
 
@@ -210,6 +227,14 @@ for (const [label] of shapes) {
 for (const e of engines) if (e.error) lines.push(`${e.engine}: ${e.error}`);
 const torchBlas = engines.find((e) => e.engine.startsWith('pytorch') && e.detail)?.detail?.blas as Record<string, unknown> | undefined;
 if (torchBlas) lines.push(`pytorch BLAS: ${String(torchBlas.openblas_config ?? torchBlas.build_blas_info)} (${((torchBlas.loaded_blas_libraries as string[]) ?? []).join(', ')})`);
+const kernel1024 = baseline?.cases?.find((c) => c.case === 'sgemm 1024³');
+if (peak) {
+  const share = (g: number | undefined, p: number) => (typeof g === 'number' ? `${((100 * g) / p).toFixed(0)} %` : '–');
+  lines.push(
+    `this core's SIMD128 mul+add peak (WebAssembly loop, this run): ${peak.gflops.toFixed(1)} GFLOP/s median, ${peak.best_gflops.toFixed(1)} best; ` +
+      `the sgemm 1024³ kernel reaches ${share(kernel1024?.gflops, peak.gflops)} of it (medians), ${share(kernel1024?.best_gflops, peak.best_gflops)} (bests)`,
+  );
+}
 lines.push(ONE_CALL_LEGEND);
 lines.push(`× wasm = GFLOP/s relative to the Loom WebAssembly kernel on staged operands (median columns: medians; best columns: bests); load average ${loadBefore[0].toFixed(2)} → ${loadAfter[0].toFixed(2)}; ${((performance.now() - started) / 1000).toFixed(1)} s`);
 process.stderr.write(`${lines.join('\n')}\n`);
@@ -222,7 +247,7 @@ for (const e of engines)
 process.stdout.write(
   `${JSON.stringify(
     {
-      machine: { node: process.version, platform: `${process.platform}-${process.arch}`, cpu: cpus()[0]?.model, cores: cpus().length, load_average_before: loadBefore, load_average_after: loadAfter },
+      machine: { node: process.version, platform: `${process.platform}-${process.arch}`, cpu: cpus()[0]?.model, cores: cpus().length, load_average_before: loadBefore, load_average_after: loadAfter, simd128_mul_add_peak: peak },
       budget_seconds_per_case: budget,
       timing: 'ms/gflops: median of the timed samples (one call each); best_ms/best_gflops: the fastest sample (this VM alternates fast and slow host phases, so medians taken at different moments differ)',
       layouts: 'loom: C = A·Bᵀ (A[M×K], B[N×K]); peers: plain C = A·B (their fastest path); gemv: y = W·x (loom, torch.mv), x·W (tfjs)',

@@ -145,6 +145,15 @@ results.goals = goals();
 for (const g of results.goals as Goal[]) {
   process.stderr.write(`goal ${g.goal}: median ${fix(g.median, 2)}, best ${fix(g.best, 2)} ${g.unit} → ${g.met_by_best ? 'met' : 'NOT met'} (best)${g.met_by_median ? ', met by the median too' : ''}\n`);
 }
+const peak = (results.kernels as { machine?: { simd128_mul_add_peak?: { gflops: number; best_gflops: number } | null } }).machine?.simd128_mul_add_peak;
+if (peak) {
+  // The goals' figures were measured on a core whose SIMD128 mul+add peak is 59–60 GFLOP/s (cpu-anchors.md).
+  results.goals_context = { simd128_peak_gflops_here: peak, simd128_peak_gflops_where_goals_were_set: 59.5 };
+  process.stderr.write(
+    `goal context: this core's SIMD128 mul+add peak in this run is ${fix(peak.gflops, 1)} GFLOP/s (best ${fix(peak.best_gflops, 1)}); ` +
+      'the goals were set from measurements on a core with a 59–60 GFLOP/s peak (../shared/research/cpu-anchors.md)\n',
+  );
+}
 process.stdout.write(JSON.stringify(results, null, 2) + '\n');
 
 interface Goal {

@@ -243,7 +243,7 @@ export function adamwBuffers(length: number): { m: Float32Array; v: Float32Array
 }
 
 /** Parameters at or above this length take the WebAssembly AdamW update in 'auto' mode (both paths give the same bits). */
-const WASM_MIN_ADAMW = 4096;
+const WASM_MIN_ADAMW = 1024;
 
 /**
  * One AdamW update of w, m and v in place from the gradient g, in float32 with one rounding per

@@ -179,3 +179,21 @@ test('the browser path: loadWasmKernels fetches the module over HTTP (loopback s
     server.close();
   }
 });
+
+test('simdPeak (the benchmarks\' throughput probe) computes what its float32 chains say, lane for lane', () => {
+  const { simdPeak } = new WebAssembly.Instance(wasm.module, {}).exports as { simdPeak(iterations: number, seed: number): number };
+  const f = Math.fround;
+  const rounds = 1000;
+  const seed = 1;
+  const m = f(1 + f(seed * f(1e-7)));
+  const q = Array.from({ length: 7 }, (_, i) => f(seed + i));
+  const a = [...q];
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < 7; i++) {
+      q[i] = f(q[i] * m);
+      a[i] = f(a[i] + q[i]);
+    }
+  }
+  const sum = f(f(f(f(a[0] + a[1]) + f(a[2] + a[3])) + f(f(a[4] + a[5]) + a[6])));
+  assert.equal(simdPeak(rounds, seed), sum);
+});
