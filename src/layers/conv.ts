@@ -122,7 +122,25 @@ export function checkInput(layer: Layer, input: Tensor, perSample: number, dims:
 
 /** out[c] = Σ_{b,i} data[b][c][i], summed in float64 in ascending b then i. */
 export function channelSums(data: Float32Array, batch: number, channels: number, size: number, out: Float32Array): void {
-  for (let c = 0; c < channels; c++) {
+  let first = 0;
+  // Four channels at a time: one float64 chain is bound by the add latency, four independent chains are
+  // not, and each still adds its own channel's values in the order above (the same bits).
+  for (; first + 4 <= channels; first += 4) {
+    let a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    for (let b = 0; b < batch; b++) {
+      for (let i = (b * channels + first) * size, end = i + size; i < end; i++) {
+        a0 += data[i];
+        a1 += data[i + size];
+        a2 += data[i + 2 * size];
+        a3 += data[i + 3 * size];
+      }
+    }
+    out[first] = a0;
+    out[first + 1] = a1;
+    out[first + 2] = a2;
+    out[first + 3] = a3;
+  }
+  for (let c = first; c < channels; c++) {
     let acc = 0;
     for (let b = 0; b < batch; b++) {
       for (let i = (b * channels + c) * size, end = i + size; i < end; i++) acc += data[i];
@@ -191,11 +209,12 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const P = positions(g);
       const K = patchSize(g);
       const w = weights!;
-      const gradPre = new Float32Array(batch * F * P);
+      const gradPre = overwrittenFloat32(batch * F * P);
       activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
       const gradWeights = new Float32Array(F * K + (layer.config.useBias ? F : 0));
-      const gradIn = new Float32Array(cache.input.size);
+      // Zeros when not wanted (backward's contract); otherwise every value is written below.
+      const gradIn = inputGradient ? overwrittenFloat32(cache.input.size) : new Float32Array(cache.input.size);
       if (layer.config.useBias) channelSums(gradPre, batch, F, P, gradWeights.subarray(F * K));
       // The WebAssembly kernels: dW and the input gradient straight from the images (float32).
       if (convBackward(cache.input.data, g, batch, F, w, gradPre, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null)) {

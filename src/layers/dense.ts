@@ -76,14 +76,15 @@ export const denseKind: LayerKind = {
   backward(layer, gradOutput, cache, weights, inputGradient = true) {
     const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
     const batch = cache.pre!.shape[0];
-    const gradPre = new Float32Array(batch * nOut);
+    const gradPre = overwrittenFloat32(batch * nOut);
     activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
     const gradWeights = overwrittenFloat32(nIn * nOut + (useBias ? nOut : 0));
     // dW = gPreᵀ·x and dx = gPre·W.
     gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
-    const gradIn = new Float32Array(batch * nIn);
+    // Zeros when not wanted (backward's contract); otherwise the product writes every value.
+    const gradIn = inputGradient ? overwrittenFloat32(batch * nIn) : new Float32Array(batch * nIn);
     if (inputGradient) gemmAB(gradPre, weights!.subarray(0, nIn * nOut), gradIn, batch, nIn, nOut);
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
   },

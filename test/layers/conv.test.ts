@@ -8,6 +8,7 @@ import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
 import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence.js';
 import { buildNetwork } from '../../src/grid/spec.js';
 import { kernelBackend, kernelMode, setKernelBackend, type KernelBackend } from '../../src/kernels/backend.js';
+import { channelSums } from '../../src/layers/conv.js';
 import '../../src/layers/conv.js';
 import { gradCheck } from '../gradcheck.js';
 import { assertClose, fixture, randomArray, ROOT } from '../helpers.js';
@@ -238,4 +239,19 @@ test('examples/fashion-cnn.json builds and maps a batch of 28×28 images to 10 l
   const out = forwardNetwork(net, Tensor.from([3, 784], randomArray(3 * 784, 2, 0.5).map(Math.abs))).output;
   assert.deepEqual(out.shape, [3, 10]);
   assert.ok(out.data.every(Number.isFinite));
+});
+
+test('channelSums: four channels at a time give the bits of one float64 chain per channel (ascending b, then i)', () => {
+  for (const [batch, channels, size] of [[3, 1, 5], [2, 4, 7], [5, 7, 9], [4, 9, 196]]) {
+    const data = Float32Array.from({ length: batch * channels * size }, (_, i) => Math.fround(Math.sin(i * 1.7) * 10 ** ((i % 7) - 3)));
+    const got = new Float32Array(channels);
+    channelSums(data, batch, channels, size, got);
+    const want = new Float32Array(channels);
+    for (let c = 0; c < channels; c++) {
+      let acc = 0;
+      for (let b = 0; b < batch; b++) for (let i = 0; i < size; i++) acc += data[(b * channels + c) * size + i];
+      want[c] = acc;
+    }
+    assert.deepEqual(got, want, `batch ${batch}, channels ${channels}, size ${size}`);
+  }
 });
