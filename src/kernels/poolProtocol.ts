@@ -118,17 +118,37 @@ export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, w
   }
 }
 
-/** Tiles of samples [0, n) in the range words (first two of each 4), at multiples of 4 samples (Winograd's vector), a few per thread; returns how many. */
+/**
+ * Tiles of samples [0, n) in the range words (first two of each 4), at multiples of 4 samples
+ * (Winograd's vector), guided: each tile takes 1/(2·threads) of the samples left, so the last tiles,
+ * which the threads that finish first may wait on, are the smallest; returns how many.
+ */
 export function setSampleTiles(ctl: Int32Array, n: number, threads: number): number {
-  const units = Math.ceil(n / 4);
-  const tiles = Math.max(1, Math.min(units, MAX_THREADS, threads * SAMPLE_TILES_PER_THREAD));
-  for (let t = 0; t < tiles; t++) ctl.set(evenCut(units, 4, n, tiles, t), CTL.ranges + 4 * t);
-  ctl[CTL.tiles] = tiles;
+  const sizes = guidedUnits(Math.ceil(n / 4), threads);
+  let start = 0;
+  sizes.forEach((size, t) => {
+    ctl.set([Math.min(n, start * 4), Math.min(n, (start + size) * 4)], CTL.ranges + 4 * t);
+    start += size;
+  });
+  ctl[CTL.tiles] = sizes.length;
   Atomics.store(ctl, CTL.nextTile, 0);
-  return tiles;
+  return sizes.length;
 }
 
-const SAMPLE_TILES_PER_THREAD = 3;
+/**
+ * Guided self-scheduling of `units`: tile sizes max(least, ⌈left / (2·threads)⌉), where least is 1 for
+ * up to MAX_THREADS / 2 units and grows with larger counts, so the tiles always fit the control words.
+ */
+export function guidedUnits(units: number, threads: number): number[] {
+  const least = Math.max(1, Math.ceil(units / (MAX_THREADS / 2)));
+  const sizes: number[] = [];
+  for (let left = units; left > 0; ) {
+    const size = Math.min(left, Math.max(least, Math.ceil(left / (2 * threads))));
+    sizes.push(size);
+    left -= size;
+  }
+  return sizes.length ? sizes : [0];
+}
 
 /** Tile t of `tiles` when `units` blocks of `step` (the last one cut at `extent`) are shared out evenly: [start, end). */
 export function evenCut(units: number, step: number, extent: number, tiles: number, t: number): [number, number] {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONTROL_BYTES, CTL, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, guidedUnits, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
 
 /** Kernel exports that record which entry point ran on which range instead of computing. */
 function recorder(): { x: GemmShareExports; calls: string[] } {
@@ -33,6 +33,20 @@ test('setSampleTiles: tiles at multiples of 4 samples covering the batch, the co
     }
     assert.equal(next, n);
   }
+});
+
+test('guidedUnits: tiles shrink as the work left shrinks, end small, cover everything, fit the control words', () => {
+  assert.deepEqual(guidedUnits(16, 2), [4, 3, 3, 2, 1, 1, 1, 1]);
+  assert.deepEqual(guidedUnits(3, 3), [1, 1, 1]);
+  for (const [units, threads] of [[1, 1], [7, 2], [16, 2], [250, 8], [2500, 8], [4000, 2], [4000, 64]]) {
+    const sizes = guidedUnits(units, threads);
+    const least = Math.max(1, Math.ceil(units / (MAX_THREADS / 2)));
+    assert.equal(sizes.reduce((a, b) => a + b, 0), units);
+    assert.ok(sizes.length <= MAX_THREADS, `${units} units on ${threads} threads: ${sizes.length} tiles`);
+    for (let t = 1; t < sizes.length; t++) assert.ok(sizes[t] <= sizes[t - 1] && sizes[t] >= 1);
+    assert.ok(sizes[sizes.length - 1] <= least);
+  }
+  assert.deepEqual(guidedUnits(0, 2), [0]);
 });
 
 test('runShare: a thread prepares the weights on the first tile it takes in a call, whichever run of samples that is', () => {
