@@ -1540,20 +1540,49 @@ function convIm2col(
 // σ(x) = 1 / (1 + exp(−x)); tanh(x) = ±(1 − e)/(1 + e) with e = exp(−2|x|). Lanes never mix, so a value
 // gets the same bits in any lane of a vector and in the scalar tail.
 
+// The vector constants of expV, sigmoidV and tanhV, each splat to 4 lanes in static memory. V8 rebuilds
+// a v128 constant inside every loop that uses it (a move to a general register, one to a vector
+// register, a shuffle) and then runs out of registers; a load from memory is one cheap operation.
+const VC = memory.data<f32>([
+  -87.5, -87.5, -87.5, -87.5,
+  88.5, 88.5, 88.5, 88.5,
+  1.44269504088896341, 1.44269504088896341, 1.44269504088896341, 1.44269504088896341,
+  0.693359375, 0.693359375, 0.693359375, 0.693359375,
+  2.12194440e-4, 2.12194440e-4, 2.12194440e-4, 2.12194440e-4,
+  1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4, 1.9875691500e-4,
+  1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3, 1.3981999507e-3,
+  8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3, 8.3334519073e-3,
+  4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2, 4.1665795894e-2,
+  1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1, 1.6666665459e-1,
+  5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1,
+  1, 1, 1, 1,
+  -2, -2, -2, -2,
+  // 1.5·2²³: n + this holds the integer n in its low mantissa bits (|n| < 2²²).
+  12582912, 12582912, 12582912, 12582912,
+], 16);
+const VC_LO = 0, VC_HI = 16, VC_LOG2E = 32, VC_LN2_HI = 48, VC_LN2_LO = 64, VC_P0 = 80, VC_P1 = 96, VC_P2 = 112;
+const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_MAGIC = 208;
+
+@inline function vc(offset: usize): v128 {
+  return v128.load(VC + offset);
+}
+
 @inline function expV(x: v128): v128 {
-  const v = f32x4.min(f32x4.max(x, f32x4.splat(-87.5)), f32x4.splat(88.5));
-  const n = f32x4.nearest(f32x4.mul(v, f32x4.splat(1.44269504088896341)));
-  let r = f32x4.sub(v, f32x4.mul(n, f32x4.splat(0.693359375)));
-  r = f32x4.add(r, f32x4.mul(n, f32x4.splat(2.12194440e-4)));
+  const v = f32x4.min(f32x4.max(x, vc(VC_LO)), vc(VC_HI));
+  const n = f32x4.nearest(f32x4.mul(v, vc(VC_LOG2E)));
+  let r = f32x4.sub(v, f32x4.mul(n, vc(VC_LN2_HI)));
+  r = f32x4.add(r, f32x4.mul(n, vc(VC_LN2_LO)));
   const r2 = f32x4.mul(r, r);
-  let p = f32x4.add(f32x4.mul(f32x4.splat(1.9875691500e-4), r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  p = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), f32x4.splat(1));
-  // 2ⁿ as float bits; n ∈ [−127, 128]: split the scale in two so that neither factor overflows.
-  const ni = i32x4.trunc_sat_f32x4_s(n);
+  let p = f32x4.add(f32x4.mul(vc(VC_P0), r), vc(VC_P1));
+  p = f32x4.add(f32x4.mul(p, r), vc(VC_P2));
+  p = f32x4.add(f32x4.mul(p, r), vc(VC_P3));
+  p = f32x4.add(f32x4.mul(p, r), vc(VC_P4));
+  p = f32x4.add(f32x4.mul(p, r), vc(VC_P5));
+  p = f32x4.add(f32x4.add(f32x4.mul(p, r2), r), vc(VC_ONE));
+  // 2ⁿ as float bits; n ∈ [−127, 128] is integral, so n + 1.5·2²³ is exact and its bits minus the
+  // constant's are n (what a saturating conversion gives, in two operations instead of five).
+  const magic = vc(VC_MAGIC);
+  const ni = i32x4.sub(f32x4.add(n, magic), magic);
   const h = i32x4.shr_s(ni, 1);
   const s1 = i32x4.shl(i32x4.add(h, i32x4.splat(127)), 23);
   const s2 = i32x4.shl(i32x4.add(i32x4.sub(ni, h), i32x4.splat(127)), 23);
@@ -1578,7 +1607,8 @@ function convIm2col(
 }
 
 @inline function sigmoidV(x: v128): v128 {
-  return f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), expV(f32x4.neg(x))));
+  const one = vc(VC_ONE);
+  return f32x4.div(one, f32x4.add(one, expV(f32x4.neg(x))));
 }
 
 @inline function sigmoidS(x: f32): f32 {
@@ -1586,8 +1616,9 @@ function convIm2col(
 }
 
 @inline function tanhV(x: v128): v128 {
-  const e = expV(f32x4.mul(f32x4.abs(x), f32x4.splat(-2)));
-  const t = f32x4.div(f32x4.sub(f32x4.splat(1), e), f32x4.add(f32x4.splat(1), e));
+  const e = expV(f32x4.mul(f32x4.abs(x), vc(VC_MINUS2)));
+  const one = vc(VC_ONE);
+  const t = f32x4.div(f32x4.sub(one, e), f32x4.add(one, e));
   // The sign of x onto t (t ≥ 0).
   return v128.or(t, v128.and(x, i32x4.splat(0x80000000)));
 }

@@ -197,3 +197,25 @@ test('simdPeak (the benchmarks\' throughput probe) computes what its float32 cha
   const sum = f(f(f(f(a[0] + a[1]) + f(a[2] + a[3])) + f(f(a[4] + a[5]) + a[6])));
   assert.equal(simdPeak(rounds, seed), sum);
 });
+
+test('sigmoid and tanh lanes give the scalar kernel\'s bits (2ⁿ built from float bits in lanes, by conversion in scalars)', () => {
+  const { activateF32, memory, heapBase } = new WebAssembly.Instance(wasm.module, {}).exports as {
+    activateF32(kind: number, n: number, x: number, out: number): void;
+    memory: WebAssembly.Memory;
+    heapBase(): number;
+  };
+  const n = 4096;
+  const at = (heapBase() + 15) & ~15;
+  if (memory.buffer.byteLength < at + 3 * n * 4) memory.grow(Math.ceil((at + 3 * n * 4 - memory.buffer.byteLength) / 65536));
+  const x = new Float32Array(memory.buffer, at, n);
+  for (let i = 0; i < n; i++) x[i] = (i - n / 2) * (200 / n) + Math.sin(i) * 1e-3;
+  x.set([0, -0, 1e-30, -1e-30, 88.7, -87.6, 1e9, -1e9, Infinity, -Infinity], 0);
+  for (const kind of [0, 1]) {
+    const lanes = new Float32Array(memory.buffer, at + n * 4, n);
+    activateF32(kind, n, at, at + n * 4);
+    const scalar = new Float32Array(memory.buffer, at + 2 * n * 4, n);
+    // n = 1 runs only the scalar tail.
+    for (let i = 0; i < n; i++) activateF32(kind, 1, at + i * 4, at + 2 * n * 4 + i * 4);
+    assert.deepEqual(lanes, scalar, kind === 0 ? 'sigmoid' : 'tanh');
+  }
+});
