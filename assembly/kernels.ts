@@ -1848,7 +1848,7 @@ function dataGroup(K: i32, P: i32, F: i32): i32 {
 
 /** Float32 values of `col` scratch convBackwardFilter and convBackwardData need (phase planes, patch rows, gemm operands). */
 export function convBackwardColFloats(K: i32, P: i32, F: i32): usize {
-  const filter = <usize>2 * <usize>((K + 7) & ~7) * <usize>(P + 3) + <usize>F * <usize>K;
+  const filter = <usize>2 * <usize>((K + 7) & ~7) * <usize>(P + 3) + <usize>F * <usize>K + <usize>((F + 3) & ~3) * <usize>P + 4;
   const data = <usize>dataGroup(K, P, F) * <usize>(K + F) * <usize>P;
   return max(filter, data) + 64;
 }
@@ -1879,25 +1879,31 @@ export function convBackwardFilter(
   const colTBytes = <usize>(P + 3) * <usize>K8 * 4;
   // The path is chosen for all F filters, so a thread's share [f0, f1) takes the one every split takes.
   const accAll = <usize>((F + 3) & ~3) * <usize>K8 * 4;
-  if (accAll + (<usize>K << 2) + 64 <= workBytes && planesBytes + colTBytes + 64 <= convBackwardColFloats(K, P, F) * 4) {
-    // Per sample the patches as rows colT[p][q] (pitch K8), then dW tiles of 4 filters × 8 taps summed
-    // over p in ascending order, carried across samples in `acc` (columns past K are dropped).
+  const gTBytes = <usize>F4 * <usize>P * 4;
+  if (accAll + (<usize>K << 2) + 64 <= workBytes && planesBytes + colTBytes + gTBytes + 80 <= convBackwardColFloats(K, P, F) * 4) {
+    // Per sample the patches in blocks of 8 taps, colT[q/8][p][q%8] (a block holds P + 3 positions), and
+    // the output gradient in blocks of 4 filters, gT[f/4][p][f%4]; then dW tiles of 4 filters × 8 taps
+    // summed over p in ascending order, carried across samples in `acc` (columns past K and filters past
+    // f1 are dropped). Both operands of a tile stream contiguously, from one pointer each.
     const acc = work;
     const offs = acc + accBytes;
     const colT = col + ((planesBytes + 15) & ~15);
+    const blockBytes = <usize>(P + 3) * 32;
+    const gT = (colT + colTBytes + 15) & ~15;
     memory.fill(acc, 0, accBytes);
+    if (nf & 3) memory.fill(gT, 0, gTBytes);
     directWeightsOffsets(C, kD, kH, kW, s, outD, outH, outW, offs);
     for (let b = 0; b < B; b++) {
       fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col);
       // Four taps × four positions per 4×4 transpose. Taps past K repeat the last one and positions past a
-      // row spill into the next row's entries, which that row then overwrites (colT has 3 spare rows).
-      const ldT = <usize>K8 << 2;
+      // row spill into the next row's entries, which that row then overwrites (each block has 3 spare positions).
+      const ldT: usize = 32;
       for (let q = 0; q < K8; q += 4) {
         const o0 = col + <usize>load<i32>(offs + (<usize>min(q, K - 1) << 2));
         const o1 = col + <usize>load<i32>(offs + (<usize>min(q + 1, K - 1) << 2));
         const o2 = col + <usize>load<i32>(offs + (<usize>min(q + 2, K - 1) << 2));
         const o3 = col + <usize>load<i32>(offs + (<usize>min(q + 3, K - 1) << 2));
-        let dst = colT + (<usize>q << 2);
+        let dst = colT + <usize>(q >> 3) * blockBytes + (<usize>(q & 4) << 2);
         for (let od = 0; od < outD; od++) {
           for (let oh = 0; oh < outH; oh++) {
             const row = <usize>((od * Hq + oh) * Wq) << 2;
@@ -1909,19 +1915,13 @@ export function convBackwardFilter(
           }
         }
       }
-      const gb = g + (<usize>(b * F) * <usize>P << 2);
-      let a = acc;
-      for (let fb = f0; fb < f1; fb += 4) {
-        // Missing filters re-read the block's first row; their sums are dropped.
-        const r0 = gb + (<usize>fb * <usize>P << 2);
-        const o1: usize = fb + 1 < f1 ? <usize>P << 2 : 0;
-        const o2: usize = fb + 2 < f1 ? <usize>(2 * P) << 2 : 0;
-        const o3: usize = fb + 3 < f1 ? <usize>(3 * P) << 2 : 0;
-        for (let qb = 0; qb < K8; qb += 8) {
-          filterTile(a, r0, o1, o2, o3, colT + (<usize>qb << 2), <usize>K8 << 2, P, <usize>K8 << 2);
-          a += 32;
+      interleaveFilters(g + (<usize>(b * F) * <usize>P << 2), f0, f1, P, gT);
+      const gBlockBytes = <usize>P << 4;
+      for (let qb = 0; qb < K8; qb += 8) {
+        const block = colT + <usize>(qb >> 3) * blockBytes;
+        for (let fb = f0; fb < f1; fb += 4) {
+          filterTile(acc + (<usize>((fb - f0) * K8 + qb) << 2), gT + <usize>((fb - f0) >> 2) * gBlockBytes, block, P, <usize>K8 << 2);
         }
-        a += <usize>(3 * K8) << 2;
       }
     }
     for (let f = f0; f < f1; f++) memory.copy(dw + (<usize>(f * K) << 2), acc + (<usize>((f - f0) * K8) << 2), <usize>K << 2);
@@ -1960,31 +1960,56 @@ function directWeightsOffsets(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i
   }
 }
 
-// acc rows r (4 filters, pitch accRow) × 8 taps += Σ_p g_r[p]·colT[p][taps], p ascending.
-@inline function filterTile(a: usize, r0: usize, o1: usize, o2: usize, o3: usize, bt: usize, ld: usize, P: i32, accRow: usize): void {
+// gT[j][p][i] = g[f0 + 4j + i][p] for the filters of [f0, f1) (rows past f1 stay as they are: zero).
+function interleaveFilters(g: usize, f0: i32, f1: i32, P: i32, gT: usize): void {
+  const P4 = P & ~3;
+  const row = <usize>P << 2;
+  for (let fb = f0; fb < f1; fb += 4) {
+    const dst = gT + <usize>((fb - f0) >> 2) * (<usize>P << 4);
+    const rows = min(4, f1 - fb);
+    const r0 = g + <usize>fb * row;
+    if (rows == 4) {
+      for (let p = 0; p < P4; p += 4) {
+        const at = <usize>p << 2;
+        transposeStore(v128.load(r0 + at), v128.load(r0 + row + at), v128.load(r0 + 2 * row + at), v128.load(r0 + 3 * row + at), dst + (<usize>p << 4), 16);
+      }
+      for (let p = P4; p < P; p++) {
+        for (let i = 0; i < 4; i++) store<f32>(dst + (<usize>p << 4) + (<usize>i << 2), load<f32>(r0 + <usize>i * row + (<usize>p << 2)));
+      }
+    } else {
+      for (let p = 0; p < P; p++) {
+        for (let i = 0; i < rows; i++) store<f32>(dst + (<usize>p << 4) + (<usize>i << 2), load<f32>(r0 + <usize>i * row + (<usize>p << 2)));
+      }
+    }
+  }
+}
+
+// acc rows r (4 filters, pitch accRow) × 8 taps += Σ_p gT[p][r]·colT[p][taps], p ascending.
+@inline function filterTile(a: usize, gt: usize, bt: usize, P: i32, accRow: usize): void {
   let c00 = v128.load(a), c01 = v128.load(a, 16);
   let c10 = v128.load(a + accRow), c11 = v128.load(a + accRow, 16);
   let c20 = v128.load(a + 2 * accRow), c21 = v128.load(a + 2 * accRow, 16);
   let c30 = v128.load(a + 3 * accRow), c31 = v128.load(a + 3 * accRow, 16);
-  let x = r0;
+  let x = gt;
   let p = bt;
-  for (let k = 0; k < P; k++) {
+  const end = bt + (<usize>P << 5);
+  while (p < end) {
     const b0 = v128.load(p);
     const b1 = v128.load(p, 16);
     let v = v128.load32_splat(x);
     c00 = f32x4.add(c00, f32x4.mul(v, b0));
     c01 = f32x4.add(c01, f32x4.mul(v, b1));
-    v = v128.load32_splat(x + o1);
+    v = v128.load32_splat(x, 4);
     c10 = f32x4.add(c10, f32x4.mul(v, b0));
     c11 = f32x4.add(c11, f32x4.mul(v, b1));
-    v = v128.load32_splat(x + o2);
+    v = v128.load32_splat(x, 8);
     c20 = f32x4.add(c20, f32x4.mul(v, b0));
     c21 = f32x4.add(c21, f32x4.mul(v, b1));
-    v = v128.load32_splat(x + o3);
+    v = v128.load32_splat(x, 12);
     c30 = f32x4.add(c30, f32x4.mul(v, b0));
     c31 = f32x4.add(c31, f32x4.mul(v, b1));
-    x += 4;
-    p += ld;
+    x += 16;
+    p += 32;
   }
   v128.store(a, c00); v128.store(a, c01, 16);
   v128.store(a + accRow, c10); v128.store(a + accRow, c11, 16);
