@@ -278,15 +278,16 @@ export function wasmKernelModule(): WebAssembly.Module | null {
 /**
  * Convolution forward on the WebAssembly kernels: out[B][F][P] = W·im2col(input) (+ bias[f]) in float32
  * (WasmKernels.conv), split over samples when a pool runs; a sample's bits never depend on the batch or
- * the split. False when the reference would run that product (kernels off or 'auto' below WASM_MIN_NK):
- * the caller then builds the columns itself.
+ * the split. With `relu`, also writes relu(out) there (reluForward's bits) while each run of samples is
+ * in linear memory. False when the reference would run that product (kernels off or 'auto' below
+ * WASM_MIN_NK): the caller then builds the columns itself.
  */
-export function convForward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+export function convForward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array, relu: Float32Array | null = null): boolean {
   const K = g.channels * g.kD * g.kH * g.kW;
   const P = g.outD * g.outH * g.outW;
   if (!pick(batch * P, K)) return false;
-  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.conv(input, g, batch, filters, w, bias, out)) return true;
-  return kernels!.conv(input, g, batch, filters, w, bias, out);
+  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.conv(input, g, batch, filters, w, bias, out, relu)) return true;
+  return kernels!.conv(input, g, batch, filters, w, bias, out, relu);
 }
 
 /**

@@ -1,7 +1,7 @@
 import { LoomError, UsageError } from '../core/errors.js';
 import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, evenCut, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
-import { backwardDataPlan, convArgs, convChunk, type ConvShape, type GemmLayout } from './wasm.js';
+import { backwardDataPlan, convArgs, convChunk, reluOut, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
@@ -19,6 +19,7 @@ interface SharedExports extends GemmShareExports {
   workBytes(): number;
   convBackwardColFloats(K: number, P: number, F: number): number;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
+  reluForward(n: number, pre: number, out: number): void;
 }
 
 /** The shared-memory build of the kernels (npm run build:wasm), next to this module. */
@@ -175,8 +176,9 @@ export class KernelPool {
    * Convolution forward like WasmKernels.conv: the batch in runs of about half an L2 per thread (so the
    * copies in and out stay in cache), each run cut into tiles of samples that the threads take in turn.
    * Each sample's output is computed whole by one thread, so the bits do not depend on the split.
+   * With `relu`, also writes relu(out) there (WasmKernels.conv's bits).
    */
-  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array, relu: Float32Array | null = null): boolean {
     if (this.closed) throw new UsageError('KernelPool.conv: the pool is closed');
     const K = g.channels * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
@@ -188,7 +190,8 @@ export class KernelPool {
     const pout = align16(pb + filters * 4);
     const colBytes = align16(K * P * 4);
     const pcol = align16(pout + chunk * filters * P * 4);
-    if (!this.reserve(pcol + this.threads * colBytes)) return false;
+    const pact = align16(pcol + this.threads * colBytes);
+    if (!this.reserve(pact + (relu ? chunk * filters * P * 4 : 0))) return false;
     const buf = this.memory.buffer;
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
@@ -212,6 +215,7 @@ export class KernelPool {
       runShare(this.x, ctl, 0, this.work0, pcol, this.state);
       this.waitDone(helpers);
       out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), s0 * filters * P);
+      if (relu) reluOut(this.x, this.memory, pout, pact, n * filters * P, relu, s0 * filters * P);
     }
     return true;
   }

@@ -10,6 +10,7 @@
  */
 
 import type { ConvGeometry } from './im2col.js';
+import { reluInto } from './relu.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -209,18 +210,19 @@ export class WasmKernels {
    * Convolution forward of `batch` images [B][C][D][H][W] with weights [F][C·kD·kH·kW] (+ bias[F]) into
    * out [B][F][P], float32: Winograd F(4×4, 3×3) for 2D 3×3 stride-1 convolutions of 8 or more
    * channels, else a direct sum over the patch (assembly/kernels.ts convForward). Each sample's bits
-   * depend only on the shapes and its own values, never on the batch or the thread split.
+   * depend only on the shapes and its own values, never on the batch or the thread split. With `relu`,
+   * also writes relu(out) there, computed while each run's output is still in linear memory.
    * False when linear memory cannot hold the operands.
    */
-  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array): boolean {
+  conv(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, bias: Float32Array | null, out: Float32Array, relu: Float32Array | null = null): boolean {
     const K = g.channels * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = g.channels * g.inD * g.inH * g.inW;
     // Runs of samples small enough that their input and output stay in cache between the copies and the kernel.
     const chunk = convChunk(batch, image, filters * P);
-    const at = this.layoutFor(chunk * image, filters * K + filters, chunk * filters * P, K * P);
+    const at = this.place([chunk * image, filters * K + filters, chunk * filters * P, K * P, relu ? chunk * filters * P : 0]);
     if (!at) return false;
-    const [px, pw, pout, pcol] = at;
+    const [px, pw, pout, pcol, pact] = at;
     const buf = this.x.memory.buffer;
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const pb = pw + filters * K * 4;
@@ -234,9 +236,11 @@ export class WasmKernels {
       xin.set(input.subarray(b0 * image, (b0 + n) * image));
       this.x.convRun(0, n, ...shape, px, pw, bias ? pb : 0, pout, this.work, pcol, b0 === 0 ? 1 : 0);
       out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), b0 * filters * P);
+      if (relu) reluOut(this.x, this.x.memory, pout, pact, n * filters * P, relu, b0 * filters * P);
     }
     return true;
   }
+
 
   /**
    * Convolution backward (assembly/kernels.ts convBackwardFilter / convBackwardData, float32): from the
@@ -480,3 +484,15 @@ export async function loadWasmKernels(url: string | URL = WASM_KERNELS_URL): Pro
   if (!response.ok) throw new Error(`loom kernels: ${u.href}: HTTP ${response.status}`);
   return new WasmKernels(await WebAssembly.compile(await response.arrayBuffer()));
 }
+
+/**
+ * relu[at + i] = max(v, 0) for the n float32 values v at byte `from` of `memory` (the bits of
+ * src/kernels/relu.ts), the leading multiple of 4 by the kernel through scratch at byte `to`.
+ */
+export function reluOut(x: { reluForward(n: number, pre: number, out: number): void }, memory: WebAssembly.Memory, from: number, to: number, n: number, relu: Float32Array, at: number): void {
+  const n4 = n & ~3;
+  x.reluForward(n4, from, to);
+  relu.set(new Float32Array(memory.buffer, to, n4), at);
+  if (n4 < n) reluInto(new Float32Array(memory.buffer, from + n4 * 4, n - n4), relu.subarray(at + n4, at + n));
+}
+

@@ -186,8 +186,13 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const w = weights!;
       const bias = layer.config.useBias ? w.subarray(F * K, F * K + F) : null;
       const pre = overwrittenFloat32(batch * F * P);
+      // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
+      const out = layer.activation === Activation.Linear ? pre : overwrittenFloat32(pre.length);
+      // ReLU is applied in linear memory too, while each run of samples is there.
+      const fusedRelu = layer.activation === Activation.ReLU ? out : null;
       // The WebAssembly kernels build each sample's columns and multiply in linear memory (same bits).
-      if (!convForward(input.data, g, batch, F, w, bias, pre)) {
+      const onKernels = convForward(input.data, g, batch, F, w, bias, pre, fusedRelu);
+      if (!onKernels) {
         // pre as [F][B·P] = W[F][K] · columns[K][B·P] in one GEMM, then back to NCHW with the bias added.
         const colT = new Float32Array(K * batch * P);
         im2col(input.data, g, batch, colT);
@@ -195,9 +200,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
         gemmAB(w, colT, rows, F, batch * P, K);
         rowMajorToBatch(rows, batch, F, P, pre, bias);
       }
-      // A linear layer's output is its pre-activation: one buffer (backward reads only its length).
-      const out = layer.activation === Activation.Linear ? pre : overwrittenFloat32(pre.length);
-      activateInto(pre, out, layer.activation);
+      if (!onKernels || !fusedRelu) activateInto(pre, out, layer.activation);
       const shape = [batch, F, ...spatialSizes(layer.config, axes, 'output')];
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };
     },

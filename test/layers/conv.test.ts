@@ -255,3 +255,33 @@ test('channelSums: four channels at a time give the bits of one float64 chain pe
     assert.deepEqual(got, want, `batch ${batch}, channels ${channels}, size ${size}`);
   }
 });
+
+test('conv forward with ReLU on the kernels: the output is relu(pre) bit for bit (applied in linear memory), on 1 and 2 threads', async () => {
+  const { kernelPoolJobs, withThreads } = await import('../../src/kernels/backend.js');
+  const { reluInto } = await import('../../src/kernels/relu.js');
+  // 5 filters × 11×10 outputs × 7 samples: not a multiple of 4 values; the second layer (1.1M multiply-adds) runs on the pool.
+  const net = buildNetwork({
+    depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
+    layers: [
+      { z: 0, y: 0, x: 0, l: 0, type: 'CNN2', activation: 'ReLU', input_channels: 2, filters: 5, kernel_size: 3, stride: 2, padding: 1, input_height: 22, input_width: 20, use_bias: true },
+      { z: 0, y: 0, x: 1, l: 0, type: 'CNN2', activation: 'ReLU', input_channels: 5, filters: 32, kernel_size: 3, stride: 1, padding: 1, input_height: 11, input_width: 10, use_bias: true },
+    ],
+  });
+  const x = Tensor.from([7, 880], randomArray(7 * 880, 11).map((v) => v - 0.5));
+  const outputs: Float32Array[] = [];
+  for (const threads of [1, 2]) {
+    await withThreads(threads, () => {
+      const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
+      trace!.caches.forEach((cache, k) => {
+        const pre = cache.pre!.data;
+        const want = new Float32Array(pre.length);
+        reluInto(pre, want);
+        assert.deepEqual(trace!.values[k + 1].data, want);
+      });
+      assert.equal(trace!.caches.length, 2);
+      if (threads === 2) assert.ok(kernelPoolJobs() > 0, 'the pool ran the second layer');
+      outputs.push(output.data);
+    });
+  }
+  assert.deepEqual(outputs[0], outputs[1]);
+});
