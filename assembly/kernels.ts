@@ -689,6 +689,46 @@ export function simdPeak(iterations: i32, seed: f32): f32 {
   return f32x4.extract_lane(s, 0);
 }
 
+/**
+ * out[c] = Σ_{b,i} g[b][c][i] for g [B×F×P] (a convolution's bias gradient): float64 sums from 0 in
+ * ascending b then i, rounded once (src/layers/conv.ts channelSums's bits). Four channels at a time, as
+ * four independent chains.
+ */
+export function channelSumsF64(B: i32, F: i32, P: i32, g: usize, out: usize): void {
+  const row = <usize>P << 2;
+  let c = 0;
+  for (; c + 4 <= F; c += 4) {
+    let a0: f64 = 0, a1: f64 = 0, a2: f64 = 0, a3: f64 = 0;
+    for (let b = 0; b < B; b++) {
+      let p = g + <usize>(b * F + c) * row;
+      const end = p + row;
+      while (p < end) {
+        a0 += <f64>load<f32>(p);
+        a1 += <f64>load<f32>(p + row);
+        a2 += <f64>load<f32>(p + 2 * row);
+        a3 += <f64>load<f32>(p + 3 * row);
+        p += 4;
+      }
+    }
+    store<f32>(out + (<usize>c << 2), <f32>a0);
+    store<f32>(out + (<usize>c << 2), <f32>a1, 4);
+    store<f32>(out + (<usize>c << 2), <f32>a2, 8);
+    store<f32>(out + (<usize>c << 2), <f32>a3, 12);
+  }
+  for (; c < F; c++) {
+    let a: f64 = 0;
+    for (let b = 0; b < B; b++) {
+      let p = g + <usize>(b * F + c) * row;
+      const end = p + row;
+      while (p < end) {
+        a += <f64>load<f32>(p);
+        p += 4;
+      }
+    }
+    store<f32>(out + (<usize>c << 2), <f32>a);
+  }
+}
+
 /** 1 when every one of the n float32 values (n a multiple of 4) is finite (exponent bits not all ones), else 0. */
 export function allFinite(n: i32, x: usize): i32 {
   const exp = i32x4.splat(0x7f800000);

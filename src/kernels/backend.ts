@@ -1,7 +1,7 @@
 import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
-import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
+import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -308,14 +308,14 @@ export function lstmBackward(S: number, B: number, H: number, gates: Float32Arra
 
 /**
  * Convolution backward on the WebAssembly kernels (WasmKernels.convBackward, float32) under the same
- * rule as convForward: gradW [F][K] and, when gradIn is given, the input gradient. False when the
- * reference should run.
+ * rule as convForward: gradW [F][K] and, when gradIn is given, the input gradient; with `grad`, the
+ * ReLU mask and the bias gradient are computed in linear memory too. False when the reference should run.
  */
-export function convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+export function convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null, grad: ConvGradientOptions = {}): boolean {
   const K = g.channels * g.kD * g.kH * g.kW;
   const P = g.outD * g.outH * g.outW;
   const k = pick(batch * P, K);
   if (!k) return false;
-  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn)) return true;
-  return k.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn);
+  if (pool && batch > 1 && batch * P * K * filters >= POOL_MIN_MACS && pool.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn, grad)) return true;
+  return k.convBackward(input, g, batch, filters, w, gradPre, gradW, gradIn, grad);
 }

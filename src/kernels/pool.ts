@@ -1,7 +1,7 @@
 import { LoomError, UsageError } from '../core/errors.js';
 import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, evenCut, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
-import { backwardDataPlan, convArgs, convChunk, reluOut, type ConvShape, type GemmLayout } from './wasm.js';
+import { backwardDataPlan, biasSums, convArgs, convChunk, reluOut, stageGradient, type ConvGradientOptions, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
@@ -20,6 +20,8 @@ interface SharedExports extends GemmShareExports {
   convBackwardColFloats(K: number, P: number, F: number): number;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
   reluForward(n: number, pre: number, out: number): void;
+  reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
+  channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
 }
 
 /** The shared-memory build of the kernels (npm run build:wasm), next to this module. */
@@ -223,9 +225,10 @@ export class KernelPool {
   /**
    * Convolution backward like WasmKernels.convBackward: dW split over filters (runs of 4; each filter's
    * sum over the batch is computed whole by one thread), then the input gradient in tiles of samples
-   * that the threads take in turn, so the bits do not depend on the split. False when the operands do not fit the shared memory.
+   * that the threads take in turn, so the bits do not depend on the split; `grad` as in WasmKernels.convBackward.
+   * False when the operands do not fit the shared memory.
    */
-  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null, grad: ConvGradientOptions = {}): boolean {
     if (this.closed) throw new UsageError('KernelPool.convBackward: the pool is closed');
     const C = g.channels;
     const K = C * g.kD * g.kH * g.kW;
@@ -240,10 +243,12 @@ export class KernelPool {
     const pdw = align16(pflip + filters * K * 4);
     const pdx = align16(pdw + filters * K * 4);
     const pcol = align16(pdx + (gradIn ? batch * image * 4 : 0));
-    if (!this.reserve(pcol + this.threads * colBytes)) return false;
+    const ppre = align16(pcol + this.threads * colBytes);
+    const pbias = align16(ppre + (grad.reluPre ? batch * filters * P * 4 : 0));
+    if (!this.reserve(pbias + filters * 4)) return false;
     const buf = this.memory.buffer;
     new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
-    new Float32Array(buf, pg, batch * filters * P).set(gradPre.subarray(0, batch * filters * P));
+    stageGradient(this.x, this.memory, gradPre, batch * filters * P, pg, grad.reluPre ?? null, ppre);
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const useFlip = gradIn !== null && flip;
     if (useFlip) this.x.convFlipWeights(C, filters, g.kD, g.kH, g.kW, pw, pflip);
@@ -265,6 +270,7 @@ export class KernelPool {
     const helpers = this.release();
     runShare(this.x, ctl, 0, this.work0, pcol, this.state);
     this.waitDone(helpers);
+    if (grad.biasGrad) biasSums(this.x, this.memory, batch, filters, P, pg, pbias, grad.biasGrad);
     const out = this.memory.buffer;
     gradW.set(new Float32Array(out, pdw, filters * K));
     if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));

@@ -10,7 +10,7 @@
  */
 
 import type { ConvGeometry } from './im2col.js';
-import { reluInto } from './relu.js';
+import { reluBackwardInto, reluInto } from './relu.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -23,6 +23,7 @@ interface KernelExports {
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
   allFinite(n: number, x: number): number;
   sumRowsF64(rows: number, cols: number, x: number, acc: number, out: number): void;
+  channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
   convForward(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   convPrepare(...geometryThenBuffers: number[]): void;
   convRun(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
@@ -246,21 +247,22 @@ export class WasmKernels {
    * Convolution backward (assembly/kernels.ts convBackwardFilter / convBackwardData, float32): from the
    * input [B][C][D][H][W], the pre-activation gradient g [B][F][P] and the weights [F][K], writes
    * gradW [F][K] and, when gradIn is given, the input gradient. A stride-1 input gradient is the forward
-   * convolution of g with the flipped weights (so Winograd serves it too). False when linear memory
-   * cannot hold the operands.
+   * convolution of g with the flipped weights (so Winograd serves it too). `grad` (below) can apply a
+   * ReLU mask and write the bias gradient in linear memory. False when linear memory cannot hold the operands.
    */
-  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null): boolean {
+  convBackward(input: Float32Array, g: ConvShape, batch: number, filters: number, w: Float32Array, gradPre: Float32Array, gradW: Float32Array, gradIn: Float32Array | null, grad: ConvGradientOptions = {}): boolean {
     const C = g.channels;
     const K = C * g.kD * g.kH * g.kW;
     const P = g.outD * g.outH * g.outW;
     const image = C * g.inD * g.inH * g.inW;
+    const n = batch * filters * P;
     const { flip, back, colFloats } = backwardDataPlan(g, filters, this.x.convBackwardColFloats);
-    const at = this.place([batch * image, batch * filters * P, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats]);
+    const at = this.place([batch * image, n, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats, grad.reluPre ? n : 0, filters]);
     if (!at) return false;
-    const [px, pg, pw, pflip, pdw, pdx, pcol] = at;
+    const [px, pg, pw, pflip, pdw, pdx, pcol, ppre, pbias] = at;
     const buf = this.x.memory.buffer;
     new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
-    new Float32Array(buf, pg, batch * filters * P).set(gradPre.subarray(0, batch * filters * P));
+    stageGradient(this.x, this.x.memory, gradPre, n, pg, grad.reluPre ?? null, ppre);
     new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const shape = convArgs(g, filters);
     this.x.convBackwardFilter(0, filters, batch, ...shape, px, pg, pdw, this.work, pcol);
@@ -274,6 +276,7 @@ export class WasmKernels {
         this.x.convBackwardData(0, batch, ...shape, pg, pw, pdx, this.work, pcol);
       }
     }
+    if (grad.biasGrad) biasSums(this.x, this.x.memory, batch, filters, P, pg, pbias, grad.biasGrad);
     const out = this.x.memory.buffer;
     gradW.set(new Float32Array(out, pdw, filters * K));
     if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
@@ -496,3 +499,33 @@ export function reluOut(x: { reluForward(n: number, pre: number, out: number): v
   if (n4 < n) reluInto(new Float32Array(memory.buffer, from + n4 * 4, n - n4), relu.subarray(at + n4, at + n));
 }
 
+/** What a convolution backward may also do in linear memory, on the WebAssembly path. */
+export interface ConvGradientOptions {
+  /** The pre-activation of a ReLU layer: the gradient passed in is then the output gradient, masked there first (reluBackward's bits). */
+  reluPre?: Float32Array | null;
+  /** Receives the bias gradient: per filter, the sum over samples and positions (channelSums's bits). */
+  biasGrad?: Float32Array | null;
+}
+
+interface GradientKernels {
+  reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
+  channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
+}
+
+/** Copies n gradient values to byte `at` of `memory`; with `reluPre` (staged at `preAt`) they are an output gradient, masked in place. */
+export function stageGradient(x: GradientKernels, memory: WebAssembly.Memory, grad: Float32Array, n: number, at: number, reluPre: Float32Array | null, preAt: number): void {
+  const staged = new Float32Array(memory.buffer, at, n);
+  staged.set(grad.subarray(0, n));
+  if (!reluPre) return;
+  const pre = new Float32Array(memory.buffer, preAt, n);
+  pre.set(reluPre.subarray(0, n));
+  const n4 = n & ~3;
+  x.reluBackward(n4, at, preAt, at);
+  if (n4 < n) reluBackwardInto(staged.subarray(n4), pre.subarray(n4), staged.subarray(n4));
+}
+
+/** out[f] = the sum of the gradient [B×F×P] at byte `at` over samples and positions, computed at byte `scratch`. */
+export function biasSums(x: GradientKernels, memory: WebAssembly.Memory, B: number, F: number, P: number, at: number, scratch: number, out: Float32Array): void {
+  x.channelSumsF64(B, F, P, at, scratch);
+  out.set(new Float32Array(memory.buffer, scratch, F));
+}

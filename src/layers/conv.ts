@@ -149,6 +149,13 @@ export function channelSums(data: Float32Array, batch: number, channels: number,
   }
 }
 
+/** dL/dpre from dL/dout through the layer's activation. */
+function gradientBeforeActivation(layer: Layer, gradOutput: Tensor, pre: Tensor): Float32Array {
+  const gradPre = overwrittenFloat32(pre.size);
+  activationBackwardInto(gradOutput.data, pre.data, gradPre, layer.activation);
+  return gradPre;
+}
+
 /** PyTorch's default conv init: U(−1/√fan_in, 1/√fan_in) for weights and bias. */
 export function initUniform(params: Float32Array, fanIn: number, rng: Rng): void {
   const bound = 1 / Math.sqrt(fanIn);
@@ -212,17 +219,19 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const P = positions(g);
       const K = patchSize(g);
       const w = weights!;
-      const gradPre = overwrittenFloat32(batch * F * P);
-      activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
-
       const gradWeights = new Float32Array(F * K + (layer.config.useBias ? F : 0));
+      const biasGrad = layer.config.useBias ? gradWeights.subarray(F * K) : null;
       // Zeros when not wanted (backward's contract); otherwise every value is written below.
       const gradIn = inputGradient ? overwrittenFloat32(cache.input.size) : new Float32Array(cache.input.size);
-      if (layer.config.useBias) channelSums(gradPre, batch, F, P, gradWeights.subarray(F * K));
-      // The WebAssembly kernels: dW and the input gradient straight from the images (float32).
-      if (convBackward(cache.input.data, g, batch, F, w, gradPre, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null)) {
+      // On the WebAssembly kernels a ReLU's mask and the bias sums are applied in linear memory, next to dW
+      // and the input gradient straight from the images (float32).
+      const relu = layer.activation === Activation.ReLU;
+      let gradPre = relu ? gradOutput.data : gradientBeforeActivation(layer, gradOutput, cache.pre!);
+      if (convBackward(cache.input.data, g, batch, F, w, gradPre, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null, { reluPre: relu ? cache.pre!.data : null, biasGrad })) {
         return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
       }
+      if (relu) gradPre = gradientBeforeActivation(layer, gradOutput, cache.pre!);
+      if (biasGrad) channelSums(gradPre, batch, F, P, biasGrad);
       // dW[F][K] = gradPre as [F][B·P] · (columns as [K][B·P])ᵀ: one GEMM summing over batch and positions.
       const colT = new Float32Array(K * batch * P);
       im2col(cache.input.data, g, batch, colT);

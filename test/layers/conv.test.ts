@@ -9,6 +9,7 @@ import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence
 import { buildNetwork } from '../../src/grid/spec.js';
 import { kernelBackend, kernelMode, setKernelBackend, type KernelBackend } from '../../src/kernels/backend.js';
 import { channelSums } from '../../src/layers/conv.js';
+import { loadWasmKernelsSync } from '../../src/kernels/wasm.js';
 import '../../src/layers/conv.js';
 import { gradCheck } from '../gradcheck.js';
 import { assertClose, fixture, randomArray, ROOT } from '../helpers.js';
@@ -284,4 +285,47 @@ test('conv forward with ReLU on the kernels: the output is relu(pre) bit for bit
     });
   }
   assert.deepEqual(outputs[0], outputs[1]);
+});
+
+test('conv backward with ReLU on the kernels (mask and bias sums in linear memory) equals a linear layer fed the masked gradient, bit for bit, on 1 and 2 threads', async () => {
+  const { kernelPoolJobs, withThreads } = await import('../../src/kernels/backend.js');
+  const layer = (activation: string) => ({ z: 0, y: 0, x: 0, l: 0, type: 'CNN2', activation, input_channels: 5, filters: 32, kernel_size: 3, stride: 1, padding: 1, input_height: 11, input_width: 10, use_bias: true });
+  const relu = buildNetwork({ depth: 1, rows: 1, cols: 1, layers_per_cell: 1, layers: [layer('ReLU')] });
+  const linear = buildNetwork({ depth: 1, rows: 1, cols: 1, layers_per_cell: 1, layers: [layer('Linear')] });
+  linear.cells.find((c) => c)!.weights!.master.set(relu.cells.find((c) => c)!.weights!.master);
+  const x = Tensor.from([9, 550], randomArray(9 * 550, 21).map((v) => v - 0.5));
+  const gOut = Tensor.from([9, 3520], randomArray(9 * 3520, 22).map((v) => v - 0.5));
+  for (const threads of [1, 2]) {
+    await withThreads(threads, () => {
+      const a = forwardNetwork(relu, x, { keepTrace: true });
+      const got = backwardNetwork(relu, a.trace!, gOut);
+      const b = forwardNetwork(linear, x, { keepTrace: true });
+      const pre = b.output.data;
+      const masked = Tensor.from(gOut.shape, gOut.data.map((g, i) => (pre[i] > 0 ? g : 0)));
+      const want = backwardNetwork(linear, b.trace!, masked);
+      assert.deepEqual(got.gradInput.data, want.gradInput.data);
+      assert.deepEqual(got.gradients[0].grad, want.gradients[0].grad);
+      if (threads === 2) assert.ok(kernelPoolJobs() > 0, 'the pool ran the convolutions');
+    });
+  }
+});
+
+test('channelSumsF64 (the kernels\' bias sums) gives channelSums\'s bits', () => {
+  const wasm = loadWasmKernelsSync()!;
+  const { channelSumsF64, memory, heapBase } = new WebAssembly.Instance(wasm.module, {}).exports as {
+    channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
+    memory: WebAssembly.Memory;
+    heapBase(): number;
+  };
+  for (const [B, F, P] of [[3, 7, 13], [2, 4, 196], [5, 1, 9]]) {
+    const at = (heapBase() + 15) & ~15;
+    const need = at + (B * F * P + F) * 4;
+    if (memory.buffer.byteLength < need) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
+    const g = new Float32Array(memory.buffer, at, B * F * P);
+    g.set(randomArray(B * F * P, B * F + P).map((v, i) => (v - 0.5) * 10 ** ((i % 9) - 4)));
+    channelSumsF64(B, F, P, at, at + B * F * P * 4);
+    const want = new Float32Array(F);
+    channelSums(g, B, F, P, want);
+    assert.deepEqual(new Float32Array(memory.buffer, at + B * F * P * 4, F), want);
+  }
 });
