@@ -1183,9 +1183,9 @@ function winograd(
             const a = f32x4.add(m1, m2), b = f32x4.sub(m1, m2);
             const p = f32x4.add(m3, m4), q = f32x4.sub(m3, m4);
             const y0 = f32x4.add(f32x4.add(f32x4.add(m0, a), p), bv);
-            const y1 = f32x4.add(f32x4.add(b, f32x4.mul(q, f32x4.splat(2))), bv);
-            const y2 = f32x4.add(f32x4.add(a, f32x4.mul(p, f32x4.splat(4))), bv);
-            const y3 = f32x4.add(f32x4.add(f32x4.add(b, f32x4.mul(q, f32x4.splat(8))), m5), bv);
+            const y1 = f32x4.add(f32x4.add(b, f32x4.mul(q, vc(VC_TWO))), bv);
+            const y2 = f32x4.add(f32x4.add(a, f32x4.mul(p, vc(VC_FOUR))), bv);
+            const y3 = f32x4.add(f32x4.add(f32x4.add(b, f32x4.mul(q, vc(VC_EIGHT))), m5), bv);
             const row = o + <usize>i * rowOut;
             if (full) transposeStore(y0, y1, y2, y3, row, sampleB);
             else {
@@ -1219,7 +1219,7 @@ function winograd(
 
 // Bᵀ·(d0 … d5), stored at dst + k·step. Products by 2 and 4 are exact.
 @inline function winoInputSix(d0: v128, d1: v128, d2: v128, d3: v128, d4: v128, d5: v128, dst: usize, step: usize): void {
-  const two = f32x4.splat(2), four = f32x4.splat(4);
+  const two = vc(VC_TWO), four = vc(VC_FOUR);
   const e42 = f32x4.sub(d4, d2);
   v128.store(dst, f32x4.add(e42, f32x4.mul(four, f32x4.sub(d0, d2))));
   v128.store(dst + step, f32x4.sub(f32x4.add(d3, d4), f32x4.mul(four, f32x4.add(d1, d2))));
@@ -1241,9 +1241,9 @@ function winograd(
     const a = f32x4.add(m1, m2), b = f32x4.sub(m1, m2);
     const p = f32x4.add(m3, m4), q = f32x4.sub(m3, m4);
     v128.store(c, f32x4.add(f32x4.add(m0, a), p));
-    v128.store(c + row, f32x4.add(b, f32x4.mul(q, f32x4.splat(2))));
-    v128.store(c + 2 * row, f32x4.add(a, f32x4.mul(p, f32x4.splat(4))));
-    v128.store(c + 3 * row, f32x4.add(f32x4.add(b, f32x4.mul(q, f32x4.splat(8))), m5));
+    v128.store(c + row, f32x4.add(b, f32x4.mul(q, vc(VC_TWO))));
+    v128.store(c + 2 * row, f32x4.add(a, f32x4.mul(p, vc(VC_FOUR))));
+    v128.store(c + 3 * row, f32x4.add(f32x4.add(b, f32x4.mul(q, vc(VC_EIGHT))), m5));
   }
 }
 
@@ -1580,7 +1580,7 @@ function convIm2col(
 // σ(x) = 1 / (1 + exp(−x)); tanh(x) = ±(1 − e)/(1 + e) with e = exp(−2|x|). Lanes never mix, so a value
 // gets the same bits in any lane of a vector and in the scalar tail.
 
-// The vector constants of expV, sigmoidV and tanhV, each splat to 4 lanes in static memory. V8 rebuilds
+// The vector constants of expV, sigmoidV, tanhV and the Winograd transforms, each splat to 4 lanes in static memory. V8 rebuilds
 // a v128 constant inside every loop that uses it (a move to a general register, one to a vector
 // register, a shuffle) and then runs out of registers; a load from memory is one cheap operation.
 const VC = memory.data<f32>([
@@ -1597,11 +1597,14 @@ const VC = memory.data<f32>([
   5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1, 5.0000001201e-1,
   1, 1, 1, 1,
   -2, -2, -2, -2,
+  2, 2, 2, 2,
+  4, 4, 4, 4,
+  8, 8, 8, 8,
   // 1.5·2²³: n + this holds the integer n in its low mantissa bits (|n| < 2²²).
   12582912, 12582912, 12582912, 12582912,
 ], 16);
 const VC_LO = 0, VC_HI = 16, VC_LOG2E = 32, VC_LN2_HI = 48, VC_LN2_LO = 64, VC_P0 = 80, VC_P1 = 96, VC_P2 = 112;
-const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_MAGIC = 208;
+const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_TWO = 208, VC_FOUR = 224, VC_EIGHT = 240, VC_MAGIC = 256;
 
 @inline function vc(offset: usize): v128 {
   return v128.load(VC + offset);
@@ -1826,7 +1829,7 @@ export function lstmBackward(S: i32, B: i32, H: i32, gates: usize, c: usize, gOu
   memory.fill(dc, 0, <usize>(B * H) << 2);
   const ldg = <usize>G << 2;
   const ldh = <usize>H << 2;
-  const one = f32x4.splat(1);
+  const one = vc(VC_ONE);
   for (let t = S - 1; t >= 0; t--) {
     for (let b = 0; b < B; b++) {
       const r = gates + <usize>(t * B + b) * ldg;
