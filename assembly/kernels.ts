@@ -1324,10 +1324,12 @@ function directWeights(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i32, out
 }
 
 // planes[c][pd][ph][pw][i][j][l] = the zero-padded image at (i·s + pd, j·s + ph, l·s + pw), 0 outside it:
-// every tap of a stride-s convolution becomes a contiguous run (Dq, Hq, Wq as in convDirect).
+// every tap of a stride-s convolution becomes a contiguous run (Dq, Hq, Wq as in convDirect). With
+// `borders` false the planes hold an earlier sample of the same shapes: the zeros are in place already
+// and only the image's values are written.
 function fillPlanes(
   xb: usize, C: i32, inD: i32, inH: i32, inW: i32, outD: i32, outH: i32, outW: i32,
-  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, planes: usize,
+  kD: i32, kH: i32, kW: i32, s: i32, padD: i32, padH: i32, padW: i32, planes: usize, borders: bool,
 ): void {
   const nPd = min(s, kD), nPh = min(s, kH), nPw = min(s, kW);
   const Dq = outD + (kD - 1) / s, Hq = outH + (kH - 1) / s, Wq = ((outW + 7) & ~7) + (kW - 1) / s;
@@ -1346,12 +1348,12 @@ function fillPlanes(
             for (let j = 0; j < Hq; j++) {
               const y = j * s + ph - padH;
               if (z < 0 || z >= inD || y < 0 || y >= inH) {
-                zeroFloats(dst, Wq);
+                if (borders) zeroFloats(dst, Wq);
                 dst += <usize>Wq << 2;
                 continue;
               }
               const src = xb + (<usize>((c * inD + z) * inH + y) * <usize>inW << 2) + (<usize>(pw - padW) << 2);
-              zeroFloats(dst, lo);
+              if (borders) zeroFloats(dst, lo);
               if (s == 1) {
                 copyFloats(dst + (<usize>lo << 2), src + (<usize>lo << 2), hi - lo);
               } else {
@@ -1365,7 +1367,7 @@ function fillPlanes(
                 }
                 for (; l < hi; l++) store<f32>(dst + (<usize>l << 2), load<f32>(src + (<usize>(l * s) << 2)));
               }
-              zeroFloats(dst + (<usize>hi << 2), Wq - hi);
+              if (borders) zeroFloats(dst + (<usize>hi << 2), Wq - hi);
               dst += <usize>Wq << 2;
             }
           }
@@ -1389,7 +1391,7 @@ function convDirect(
   const offs = wp + (<usize>F4 * <usize>K << 2);
   const image = C * inD * inH * inW;
   for (let b = b0; b < b1; b++) {
-    fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, planes);
+    fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, planes, b == b0);
     const ob = out + (<usize>b * <usize>F * <usize>P << 2);
     for (let od = 0; od < outD; od++) {
       for (let oh = 0; oh < outH; oh++) {
@@ -1937,7 +1939,7 @@ export function convBackwardFilter(
     if (nf & 3) memory.fill(gT, 0, gTBytes);
     directWeightsOffsets(C, kD, kH, kW, s, outD, outH, outW, offs);
     for (let b = 0; b < B; b++) {
-      fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col);
+      fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col, b == 0);
       // Four taps × four positions per 4×4 transpose. Taps past K repeat the last one and positions past a
       // row spill into the next row's entries, which that row then overwrites (each block has 3 spare positions).
       const ldT: usize = 32;
