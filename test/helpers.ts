@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildNetwork } from '../src/grid/spec.js';
+import { loadWasmKernelsSync } from '../src/kernels/wasm.js';
 import type { VolumetricNetwork } from '../src/grid/network.js';
 
 /** Repository root (tests run from dist/test). */
@@ -70,4 +71,18 @@ export function randomArray(n: number, seed: number, scale = 1): Float32Array {
     a[i] = ((s / 4294967296) * 2 - 1) * scale;
   }
   return a;
+}
+
+/**
+ * A fresh instance of the WebAssembly kernels for calling their exports directly, with room for
+ * `floats` float32 values from byte `at` (16-byte aligned, past the module's data).
+ */
+export function kernelInstance<T>(floats: number): { x: T & { memory: WebAssembly.Memory }; at: number } {
+  const loaded = loadWasmKernelsSync();
+  if (!loaded) throw new Error('the WebAssembly kernels did not load (npm run build:wasm)');
+  const x = new WebAssembly.Instance(loaded.module, {}).exports as unknown as T & { memory: WebAssembly.Memory; heapBase(): number };
+  const at = (x.heapBase() + 15) & ~15;
+  const need = at + floats * 4;
+  if (x.memory.buffer.byteLength < need) x.memory.grow(Math.ceil((need - x.memory.buffer.byteLength) / 65536));
+  return { x, at };
 }

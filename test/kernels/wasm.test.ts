@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
 import { gemmABt, transpose } from '../../src/kernels/gemm.js';
 import { WASM_KERNELS_URL, loadWasmKernels, loadWasmKernelsSync, type GemmLayout, type WasmKernels } from '../../src/kernels/wasm.js';
-import { randomArray } from '../helpers.js';
+import { kernelInstance, randomArray } from '../helpers.js';
 
 const loaded = loadWasmKernelsSync();
 assert.ok(loaded, 'dist/src/kernels/loom-kernels.wasm must load (npm run build runs build:wasm)');
@@ -181,7 +181,7 @@ test('the browser path: loadWasmKernels fetches the module over HTTP (loopback s
 });
 
 test('simdPeak (the benchmarks\' throughput probe) computes what its float32 chains say, lane for lane', () => {
-  const { simdPeak } = new WebAssembly.Instance(wasm.module, {}).exports as { simdPeak(iterations: number, seed: number): number };
+  const { simdPeak } = kernelInstance<{ simdPeak(iterations: number, seed: number): number }>(0).x;
   const f = Math.fround;
   const rounds = 1000;
   const seed = 1;
@@ -199,14 +199,9 @@ test('simdPeak (the benchmarks\' throughput probe) computes what its float32 cha
 });
 
 test('sigmoid and tanh lanes give the scalar kernel\'s bits (2ⁿ built from float bits in lanes, by conversion in scalars)', () => {
-  const { activateF32, memory, heapBase } = new WebAssembly.Instance(wasm.module, {}).exports as {
-    activateF32(kind: number, n: number, x: number, out: number): void;
-    memory: WebAssembly.Memory;
-    heapBase(): number;
-  };
   const n = 4096;
-  const at = (heapBase() + 15) & ~15;
-  if (memory.buffer.byteLength < at + 3 * n * 4) memory.grow(Math.ceil((at + 3 * n * 4 - memory.buffer.byteLength) / 65536));
+  const { x: k, at } = kernelInstance<{ activateF32(kind: number, n: number, x: number, out: number): void }>(3 * n);
+  const { activateF32, memory } = k;
   const x = new Float32Array(memory.buffer, at, n);
   for (let i = 0; i < n; i++) x[i] = (i - n / 2) * (200 / n) + Math.sin(i) * 1e-3;
   x.set([0, -0, 1e-30, -1e-30, 88.7, -87.6, 1e9, -1e9, Infinity, -Infinity], 0);

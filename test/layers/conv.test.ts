@@ -9,10 +9,9 @@ import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence
 import { buildNetwork } from '../../src/grid/spec.js';
 import { kernelBackend, kernelMode, setKernelBackend, type KernelBackend } from '../../src/kernels/backend.js';
 import { channelSums } from '../../src/layers/conv.js';
-import { loadWasmKernelsSync } from '../../src/kernels/wasm.js';
 import '../../src/layers/conv.js';
 import { gradCheck } from '../gradcheck.js';
-import { assertClose, fixture, randomArray, ROOT } from '../helpers.js';
+import { assertClose, fixture, kernelInstance, randomArray, ROOT } from '../helpers.js';
 
 export interface ConvCase {
   type: string;
@@ -311,16 +310,9 @@ test('conv backward with ReLU on the kernels (mask and bias sums in linear memor
 });
 
 test('channelSumsF64 (the kernels\' bias sums) gives channelSums\'s bits', () => {
-  const wasm = loadWasmKernelsSync()!;
-  const { channelSumsF64, memory, heapBase } = new WebAssembly.Instance(wasm.module, {}).exports as {
-    channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
-    memory: WebAssembly.Memory;
-    heapBase(): number;
-  };
   for (const [B, F, P] of [[3, 7, 13], [2, 4, 196], [5, 1, 9]]) {
-    const at = (heapBase() + 15) & ~15;
-    const need = at + (B * F * P + F) * 4;
-    if (memory.buffer.byteLength < need) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
+    const { x, at } = kernelInstance<{ channelSumsF64(B: number, F: number, P: number, g: number, out: number): void }>(B * F * P + F);
+    const { channelSumsF64, memory } = x;
     const g = new Float32Array(memory.buffer, at, B * F * P);
     g.set(randomArray(B * F * P, B * F + P).map((v, i) => (v - 0.5) * 10 ** ((i % 9) - 4)));
     channelSumsF64(B, F, P, at, at + B * F * P * 4);
