@@ -242,7 +242,6 @@ export class WasmKernels {
     return true;
   }
 
-
   /**
    * Convolution backward (assembly/kernels.ts convBackwardFilter / convBackwardData, float32): from the
    * input [B][C][D][H][W], the pre-activation gradient g [B][F][P] and the weights [F][K], writes
