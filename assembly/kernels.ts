@@ -1812,6 +1812,32 @@ export function lstmForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usi
   }
 }
 
+/** Scratch bytes rnnForward needs: W_hh in 8-column panels and a 4×8 edge tile. */
+export function rnnScratchBytes(H: i32): usize {
+  return (<usize>((H + 7) & ~7) * <usize>H + 64) << 2;
+}
+
+/**
+ * RNN forward over a time-major sequence (rows t·B + b): x [S·B×nIn], W_ih [H×nIn], W_hh [H×H],
+ * bias [H]. Writes h [S·B×H]: h_t = tanh((x_t·W_ihᵀ by gemm, + bias) + h_{t−1}·W_hhᵀ (ascending k)),
+ * tanh as the LSTM kernel computes it.
+ */
+export function rnnForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usize, whh: usize, bias: usize, h: usize, work: usize, scratch: usize): void {
+  gemm(S * B, H, nIn, x, 0, wih, 0, h, bias, work);
+  const packed = scratch;
+  packBNK(whh, H, 0, H, 0, H, packed, 8);
+  const tile = packed + (<usize>((H + 7) & ~7) * <usize>H << 2);
+  const ldh = <usize>H << 2;
+  const n = B * H;
+  for (let t = 0; t < S; t++) {
+    const ht = h + <usize>(t * B) * ldh;
+    if (t > 0) gemmPanels(B, H, H, ht - <usize>B * ldh, ldh, packed, ht, ldh, true, tile);
+    let i = 0;
+    for (; i + 4 <= n; i += 4) v128.store(ht + (<usize>i << 2), tanhV(v128.load(ht + (<usize>i << 2))));
+    for (; i < n; i++) store<f32>(ht + (<usize>i << 2), tanhS(load<f32>(ht + (<usize>i << 2))));
+  }
+}
+
 /**
  * LSTM backward through time: from the forward's gate activations and cells, the gradient dL/dh of
  * every output (time-major [S·B×H]) and W_hh, writes dG, the gradients of the gate pre-activations

@@ -290,6 +290,12 @@ export function convForward(input: Float32Array, g: ConvShape, batch: number, fi
   return kernels!.conv(input, g, batch, filters, w, bias, out, relu);
 }
 
+/** RNN forward on the WebAssembly kernels (WasmKernels.rnnForward: float32 tanh with its own exp) under lstmForward's rule; false otherwise, and the caller runs the reference. */
+export function rnnForward(S: number, B: number, nIn: number, H: number, xT: Float32Array, wIH: Float32Array, wHH: Float32Array, bias: Float32Array, h: Float32Array): boolean {
+  const k = pick(H, H);
+  return !!k && k.rnnForward(S, B, nIn, H, xT, wIH, wHH, bias, h);
+}
+
 /**
  * LSTM forward on the WebAssembly kernels (WasmKernels.lstmForward: float32 gate math with its own exp)
  * when the size rule sends the recurrent product W_hh there; false otherwise, and the caller runs the

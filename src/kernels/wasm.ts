@@ -32,6 +32,8 @@ interface KernelExports {
   convBackwardFilter(f0: number, f1: number, B: number, ...geometryThenBuffers: number[]): void;
   convBackwardData(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   lstmScratchBytes(B: number, H: number): number;
+  rnnScratchBytes(H: number): number;
+  rnnForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, h: number, work: number, scratch: number): void;
   lstmForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, gates: number, c: number, h: number, work: number, scratch: number): void;
   lstmBackward(S: number, B: number, H: number, gates: number, c: number, gOut: number, whh: number, dG: number, scratch: number): void;
 }
@@ -136,6 +138,26 @@ export class WasmKernels {
       }
     }
     return at;
+  }
+
+  /**
+   * RNN forward over time-major rows (t·B + b), float32 (assembly/kernels.ts rnnForward): xT [S·B×nIn],
+   * W_ih [H×nIn], W_hh [H×H], bias [H]; fills h [S·B×H] with tanh as the LSTM kernel computes it.
+   * False when linear memory cannot hold them.
+   */
+  rnnForward(S: number, B: number, nIn: number, H: number, xT: Float32Array, wIH: Float32Array, wHH: Float32Array, bias: Float32Array, h: Float32Array): boolean {
+    const rows = S * B;
+    const at = this.place([rows * nIn, H * nIn, H * H, H, rows * H, this.x.rnnScratchBytes(H) / 4]);
+    if (!at) return false;
+    const [px, pih, phh, pb, ph, ps] = at;
+    const buf = this.x.memory.buffer;
+    new Float32Array(buf, px, rows * nIn).set(xT.subarray(0, rows * nIn));
+    new Float32Array(buf, pih, H * nIn).set(wIH.subarray(0, H * nIn));
+    new Float32Array(buf, phh, H * H).set(wHH.subarray(0, H * H));
+    new Float32Array(buf, pb, H).set(bias.subarray(0, H));
+    this.x.rnnForward(S, B, nIn, H, px, pih, phh, pb, ph, this.work, ps);
+    h.set(new Float32Array(this.x.memory.buffer, ph, rows * H));
+    return true;
   }
 
   /**

@@ -1,7 +1,7 @@
 import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
-import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward, sumRows } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward, rnnForward, sumRows } from '../kernels/backend.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -107,12 +107,15 @@ export const rnnKind: LayerKind = {
     const bias = w.subarray(hid * nIn + hid * hid, hid * nIn + hid * hid + hid);
     const xT = toTimeMajor(input.data, batch, seq, nIn);
     const h = new Float32Array(seq * batch * hid);
-    gemmABt(xT, wIH, h, seq * batch, hid, nIn, bias);
-    const step = batch * hid;
-    for (let t = 0; t < seq; t++) {
-      const block = h.subarray(t * step, (t + 1) * step);
-      if (t > 0) gemmABt(h.subarray((t - 1) * step, t * step), wHH, block, batch, hid, hid, null, true);
-      for (let i = 0; i < step; i++) block[i] = Math.tanh(block[i]);
+    // The whole sequence in one WebAssembly call when the kernels run it (float32 tanh, as the LSTM's).
+    if (!rnnForward(seq, batch, nIn, hid, xT, wIH, wHH, bias, h)) {
+      gemmABt(xT, wIH, h, seq * batch, hid, nIn, bias);
+      const step = batch * hid;
+      for (let t = 0; t < seq; t++) {
+        const block = h.subarray(t * step, (t + 1) * step);
+        if (t > 0) gemmABt(h.subarray((t - 1) * step, t * step), wHH, block, batch, hid, hid, null, true);
+        for (let i = 0; i < step; i++) block[i] = Math.tanh(block[i]);
+      }
     }
     const state: RnnState = { dims, xT, h };
     return { output: new Tensor(toBatchMajor(h, batch, seq, hid), [batch, seq, hid]), cache: { input, extra: state } };

@@ -73,14 +73,14 @@ function goldenCases(t: { diagnostic(message: string): void }, backend: KernelBa
   }
 }
 
-test('LSTM on the WebAssembly kernels matches the float64 reference (odd and vector-wide hidden sizes)', { skip: BACKENDS.length < 2 ? 'WebAssembly kernels not loaded' : false }, () => {
-  for (const [batch, seq, nIn, hid] of [[3, 7, 5, 10], [16, 12, 32, 64], [5, 4, 9, 3]]) {
+test('RNN and LSTM on the WebAssembly kernels match the float64 reference (odd and vector-wide hidden sizes)', { skip: BACKENDS.length < 2 ? 'WebAssembly kernels not loaded' : false }, () => {
+  for (const type of KINDS) for (const [batch, seq, nIn, hid] of [[3, 7, 5, 10], [16, 12, 32, 64], [5, 4, 9, 3]]) {
     const x = Tensor.from([batch, seq, nIn], randomArray(batch * seq * nIn, hid));
     const gOut = Tensor.from([batch, seq, hid], randomArray(batch * seq * hid, hid + 1));
     const run = (backend: KernelBackend) => {
       let result!: { y: Float32Array; gx: Float32Array; gw: Float32Array };
       withBackend(backend, () => {
-        const net = grid([recurrent('LSTM', nIn, hid, seq)], 11);
+        const net = grid([recurrent(type, nIn, hid, seq)], 11);
         const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
         const { gradInput, gradients } = backwardNetwork(net, trace!, gOut);
         result = { y: output.data, gx: gradInput.data, gw: gradients[0].grad };
@@ -89,7 +89,7 @@ test('LSTM on the WebAssembly kernels matches the float64 reference (odd and vec
     };
     const ref = run('ts');
     const got = run('wasm');
-    const name = `LSTM B${batch} S${seq} in${nIn} hid${hid}`;
+    const name = `${type} B${batch} S${seq} in${nIn} hid${hid}`;
     assertClose(got.y, ref.y, 1e-5, 1e-6, `${name} y`);
     assertClose(got.gx, ref.gx, 1e-5, 1e-5, `${name} grad input`);
     assertClose(got.gw, ref.gw, 1e-5, 1e-5, `${name} grad weights`);
