@@ -120,6 +120,18 @@ export class WasmKernels {
     return this.place([aLen, bLen, cLen, biasLen]) as [number, number, number, number] | null;
   }
 
+  /** Copies the first n values of each array to its byte offset in linear memory. */
+  private put(...copies: [at: number, from: Float32Array, n: number][]): void {
+    const buf = this.x.memory.buffer;
+    for (const [at, from, n] of copies) new Float32Array(buf, at, n).set(from.subarray(0, n));
+  }
+
+  /** Copies n values from each byte offset in linear memory into its array. */
+  private take(...copies: [at: number, into: Float32Array, n: number][]): void {
+    const buf = this.x.memory.buffer;
+    for (const [at, into, n] of copies) into.set(new Float32Array(buf, at, n));
+  }
+
   /** 16-byte aligned byte offsets for float32 buffers of these lengths, one after another from the heap; null when memory cannot grow that far. */
   private place(lengths: number[]): number[] | null {
     const at: number[] = [];
@@ -150,13 +162,9 @@ export class WasmKernels {
     const at = this.place([rows * nIn, H * nIn, H * H, H, rows * H, this.x.rnnScratchBytes(H) / 4]);
     if (!at) return false;
     const [px, pih, phh, pb, ph, ps] = at;
-    const buf = this.x.memory.buffer;
-    new Float32Array(buf, px, rows * nIn).set(xT.subarray(0, rows * nIn));
-    new Float32Array(buf, pih, H * nIn).set(wIH.subarray(0, H * nIn));
-    new Float32Array(buf, phh, H * H).set(wHH.subarray(0, H * H));
-    new Float32Array(buf, pb, H).set(bias.subarray(0, H));
+    this.put([px, xT, rows * nIn], [pih, wIH, H * nIn], [phh, wHH, H * H], [pb, bias, H]);
     this.x.rnnForward(S, B, nIn, H, px, pih, phh, pb, ph, this.work, ps);
-    h.set(new Float32Array(this.x.memory.buffer, ph, rows * H));
+    this.take([ph, h, rows * H]);
     return true;
   }
 
@@ -171,16 +179,9 @@ export class WasmKernels {
     const at = this.place([rows * nIn, G * nIn, G * H, G, rows * G, rows * H, rows * H, this.x.lstmScratchBytes(B, H) / 4]);
     if (!at) return false;
     const [px, pih, phh, pb, pg, pc, ph, ps] = at;
-    const buf = this.x.memory.buffer;
-    new Float32Array(buf, px, rows * nIn).set(xT.subarray(0, rows * nIn));
-    new Float32Array(buf, pih, G * nIn).set(wIH.subarray(0, G * nIn));
-    new Float32Array(buf, phh, G * H).set(wHH.subarray(0, G * H));
-    new Float32Array(buf, pb, G).set(bias.subarray(0, G));
+    this.put([px, xT, rows * nIn], [pih, wIH, G * nIn], [phh, wHH, G * H], [pb, bias, G]);
     this.x.lstmForward(S, B, nIn, H, px, pih, phh, pb, pg, pc, ph, this.work, ps);
-    const out = this.x.memory.buffer;
-    gates.set(new Float32Array(out, pg, rows * G));
-    c.set(new Float32Array(out, pc, rows * H));
-    h.set(new Float32Array(out, ph, rows * H));
+    this.take([pg, gates, rows * G], [pc, c, rows * H], [ph, h, rows * H]);
     return true;
   }
 
@@ -195,13 +196,9 @@ export class WasmKernels {
     const at = this.place([rows * G, rows * H, rows * H, G * H, rows * G, this.x.lstmScratchBytes(B, H) / 4]);
     if (!at) return false;
     const [pg, pc, po, phh, pd, ps] = at;
-    const buf = this.x.memory.buffer;
-    new Float32Array(buf, pg, rows * G).set(gates.subarray(0, rows * G));
-    new Float32Array(buf, pc, rows * H).set(c.subarray(0, rows * H));
-    new Float32Array(buf, po, rows * H).set(gOut.subarray(0, rows * H));
-    new Float32Array(buf, phh, G * H).set(wHH.subarray(0, G * H));
+    this.put([pg, gates, rows * G], [pc, c, rows * H], [po, gOut, rows * H], [phh, wHH, G * H]);
     this.x.lstmBackward(S, B, H, pg, pc, po, phh, pd, ps);
-    dG.set(new Float32Array(this.x.memory.buffer, pd, rows * G));
+    this.take([pd, dG, rows * G]);
     return true;
   }
 
