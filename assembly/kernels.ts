@@ -1691,37 +1691,51 @@ export function activateF32(kind: i32, n: i32, x: usize, out: usize): void {
 // into 8-column panels [N/8][K][8]; A rows read in place (row pitch lda). Each element sums its k terms
 // in ascending order from 0, whatever M.
 function gemmPanels(M: i32, N: i32, K: i32, a: usize, lda: usize, pb: usize, c: usize, ldc: usize, accumulate: bool, tile: usize): void {
+  // Each block of 4 rows of A interleaved as aT[k][4] (after the edge tile), so the k loop splats from
+  // one pointer with fixed offsets (V8 recomputed per-row offsets inside the loop).
+  const aT = tile + 128;
+  const K4 = K & ~3;
   for (let i = 0; i < M; i += 4) {
     const rows = min(4, M - i);
     const a0 = a + <usize>i * lda;
-    // Missing rows re-read the last row; their sums are dropped.
-    const o1: usize = rows > 1 ? lda : 0;
-    const o2: usize = rows > 2 ? 2 * lda : o1;
-    const o3: usize = rows > 3 ? 3 * lda : o2;
+    // Missing rows repeat the last row; their sums are dropped.
+    const r1 = a0 + (rows > 1 ? lda : 0);
+    const r2 = a0 + (rows > 2 ? 2 * lda : r1 - a0);
+    const r3 = a0 + (rows > 3 ? 3 * lda : r2 - a0);
+    for (let k = 0; k < K4; k += 4) {
+      const at = <usize>k << 2;
+      transposeStore(v128.load(a0 + at), v128.load(r1 + at), v128.load(r2 + at), v128.load(r3 + at), aT + (<usize>k << 4), 16);
+    }
+    for (let k = K4; k < K; k++) {
+      const at = <usize>k << 2, d = aT + (<usize>k << 4);
+      store<f32>(d, load<f32>(a0 + at)); store<f32>(d, load<f32>(r1 + at), 4);
+      store<f32>(d, load<f32>(r2 + at), 8); store<f32>(d, load<f32>(r3 + at), 12);
+    }
     for (let j = 0; j < N; j += 8) {
       const cols = min(8, N - j);
       let p = pb + (<usize>(j * K) << 2);
-      let x = a0;
+      const end = p + (<usize>K << 5);
+      let x = aT;
       let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
       let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
       let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
       let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-      for (let k = 0; k < K; k++) {
+      while (p < end) {
         const b0 = v128.load(p);
         const b1 = v128.load(p, 16);
         let s = v128.load32_splat(x);
         c00 = f32x4.add(c00, f32x4.mul(s, b0));
         c01 = f32x4.add(c01, f32x4.mul(s, b1));
-        s = v128.load32_splat(x + o1);
+        s = v128.load32_splat(x, 4);
         c10 = f32x4.add(c10, f32x4.mul(s, b0));
         c11 = f32x4.add(c11, f32x4.mul(s, b1));
-        s = v128.load32_splat(x + o2);
+        s = v128.load32_splat(x, 8);
         c20 = f32x4.add(c20, f32x4.mul(s, b0));
         c21 = f32x4.add(c21, f32x4.mul(s, b1));
-        s = v128.load32_splat(x + o3);
+        s = v128.load32_splat(x, 12);
         c30 = f32x4.add(c30, f32x4.mul(s, b0));
         c31 = f32x4.add(c31, f32x4.mul(s, b1));
-        x += 4;
+        x += 16;
         p += 32;
       }
       const cp = c + <usize>i * ldc + (<usize>j << 2);
@@ -1751,7 +1765,8 @@ function gemmPanels(M: i32, N: i32, K: i32, a: usize, lda: usize, pb: usize, c: 
 export function lstmScratchBytes(B: i32, H: i32): usize {
   const G = 4 * H;
   const packed = max(<usize>((G + 7) & ~7) * <usize>H, <usize>((H + 7) & ~7) * <usize>G);
-  return (packed + <usize>B * <usize>(2 * H) + 64) << 2;
+  // + gemmPanels' edge tile and its interleaved rows (4 per k, K ≤ 4H).
+  return (packed + <usize>B * <usize>(2 * H) + 64 + <usize>(4 * G)) << 2;
 }
 
 /**
@@ -1812,9 +1827,9 @@ export function lstmForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usi
   }
 }
 
-/** Scratch bytes rnnForward needs: W_hh in 8-column panels and a 4×8 edge tile. */
+/** Scratch bytes rnnForward needs: W_hh in 8-column panels, gemmPanels' edge tile and interleaved rows. */
 export function rnnScratchBytes(H: i32): usize {
-  return (<usize>((H + 7) & ~7) * <usize>H + 64) << 2;
+  return (<usize>((H + 7) & ~7) * <usize>H + 64 + <usize>(4 * H)) << 2;
 }
 
 /**
