@@ -1691,65 +1691,25 @@ export function activateF32(kind: i32, n: i32, x: usize, out: usize): void {
 // into 8-column panels [N/8][K][8]; A rows read in place (row pitch lda). Each element sums its k terms
 // in ascending order from 0, whatever M.
 function gemmPanels(M: i32, N: i32, K: i32, a: usize, lda: usize, pb: usize, c: usize, ldc: usize, accumulate: bool, tile: usize): void {
-  // Each block of 4 rows of A interleaved as aT[k][4] (after the edge tile), so the k loop splats from
-  // one pointer with fixed offsets (V8 recomputed per-row offsets inside the loop).
+  // Each block of 4 rows of A interleaved as aT[k][4] after the edge tile; missing rows repeat the last
+  // (their sums are dropped).
   const aT = tile + 128;
-  const K4 = K & ~3;
   for (let i = 0; i < M; i += 4) {
     const rows = min(4, M - i);
-    const a0 = a + <usize>i * lda;
-    // Missing rows repeat the last row; their sums are dropped.
-    const r1 = a0 + (rows > 1 ? lda : 0);
-    const r2 = a0 + (rows > 2 ? 2 * lda : r1 - a0);
-    const r3 = a0 + (rows > 3 ? 3 * lda : r2 - a0);
-    for (let k = 0; k < K4; k += 4) {
-      const at = <usize>k << 2;
-      transposeStore(v128.load(a0 + at), v128.load(r1 + at), v128.load(r2 + at), v128.load(r3 + at), aT + (<usize>k << 4), 16);
-    }
-    for (let k = K4; k < K; k++) {
-      const at = <usize>k << 2, d = aT + (<usize>k << 4);
-      store<f32>(d, load<f32>(a0 + at)); store<f32>(d, load<f32>(r1 + at), 4);
-      store<f32>(d, load<f32>(r2 + at), 8); store<f32>(d, load<f32>(r3 + at), 12);
-    }
+    const r0 = a + <usize>i * lda;
+    const r1 = rows > 1 ? r0 + lda : r0;
+    const r2 = rows > 2 ? r0 + 2 * lda : r1;
+    const r3 = rows > 3 ? r0 + 3 * lda : r2;
+    interleave4(r0, r1, r2, r3, K, aT);
     for (let j = 0; j < N; j += 8) {
       const cols = min(8, N - j);
-      let p = pb + (<usize>(j * K) << 2);
-      const end = p + (<usize>K << 5);
-      let x = aT;
-      let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-      let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-      let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-      let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-      while (p < end) {
-        const b0 = v128.load(p);
-        const b1 = v128.load(p, 16);
-        let s = v128.load32_splat(x);
-        c00 = f32x4.add(c00, f32x4.mul(s, b0));
-        c01 = f32x4.add(c01, f32x4.mul(s, b1));
-        s = v128.load32_splat(x, 4);
-        c10 = f32x4.add(c10, f32x4.mul(s, b0));
-        c11 = f32x4.add(c11, f32x4.mul(s, b1));
-        s = v128.load32_splat(x, 8);
-        c20 = f32x4.add(c20, f32x4.mul(s, b0));
-        c21 = f32x4.add(c21, f32x4.mul(s, b1));
-        s = v128.load32_splat(x, 12);
-        c30 = f32x4.add(c30, f32x4.mul(s, b0));
-        c31 = f32x4.add(c31, f32x4.mul(s, b1));
-        x += 16;
-        p += 32;
-      }
+      // The tile's 4×8 sums from 0 in `tile` (pitch 32 bytes), then stored or added to C.
+      tile4x8(tile, 32, aT, pb + (<usize>(j * K) << 2), K, true);
       const cp = c + <usize>i * ldc + (<usize>j << 2);
       if (rows == 4 && cols == 8) {
-        storeRow(cp, c00, c01, !accumulate, 0);
-        storeRow(cp + ldc, c10, c11, !accumulate, 0);
-        storeRow(cp + 2 * ldc, c20, c21, !accumulate, 0);
-        storeRow(cp + 3 * ldc, c30, c31, !accumulate, 0);
+        for (let r: usize = 0; r < 4; r++) storeRow(cp + r * ldc, v128.load(tile + (r << 5)), v128.load(tile + (r << 5), 16), !accumulate, 0);
         continue;
       }
-      v128.store(tile, c00); v128.store(tile, c01, 16);
-      v128.store(tile, c10, 32); v128.store(tile, c11, 48);
-      v128.store(tile, c20, 64); v128.store(tile, c21, 80);
-      v128.store(tile, c30, 96); v128.store(tile, c31, 112);
       for (let r = 0; r < rows; r++) {
         for (let l = 0; l < cols; l++) {
           const d = cp + <usize>r * ldc + (<usize>l << 2);
@@ -1843,13 +1803,10 @@ export function rnnForward(S: i32, B: i32, nIn: i32, H: i32, x: usize, wih: usiz
   packBNK(whh, H, 0, H, 0, H, packed, 8);
   const tile = packed + (<usize>((H + 7) & ~7) * <usize>H << 2);
   const ldh = <usize>H << 2;
-  const n = B * H;
   for (let t = 0; t < S; t++) {
     const ht = h + <usize>(t * B) * ldh;
     if (t > 0) gemmPanels(B, H, H, ht - <usize>B * ldh, ldh, packed, ht, ldh, true, tile);
-    let i = 0;
-    for (; i + 4 <= n; i += 4) v128.store(ht + (<usize>i << 2), tanhV(v128.load(ht + (<usize>i << 2))));
-    for (; i < n; i++) store<f32>(ht + (<usize>i << 2), tanhS(load<f32>(ht + (<usize>i << 2))));
+    activateF32(1, B * H, ht, ht);
   }
 }
 
@@ -1977,7 +1934,6 @@ export function convBackwardFilter(
     const blockBytes = <usize>(P + 3) * 32;
     const gT = (colT + colTBytes + 15) & ~15;
     memory.fill(acc, 0, accBytes);
-    if (nf & 3) memory.fill(gT, 0, gTBytes);
     directWeightsOffsets(C, kD, kH, kW, s, outD, outH, outW, offs);
     for (let b = 0; b < B; b++) {
       fillPlanes(x + (<usize>b * <usize>image << 2), C, inD, inH, inW, outD, outH, outW, kD, kH, kW, s, padD, padH, padW, col, b == 0);
@@ -2001,12 +1957,20 @@ export function convBackwardFilter(
           }
         }
       }
-      interleaveFilters(g + (<usize>(b * F) * <usize>P << 2), f0, f1, P, gT);
+      // The output gradient in blocks of 4 filters, gT[f/4][p][f%4]; missing filters repeat the last (dropped).
+      const gb = g + (<usize>(b * F) * <usize>P << 2);
       const gBlockBytes = <usize>P << 4;
+      for (let fb = f0; fb < f1; fb += 4) {
+        const r0 = gb + (<usize>fb * <usize>P << 2), row = <usize>P << 2;
+        const r1 = fb + 1 < f1 ? r0 + row : r0;
+        const r2 = fb + 2 < f1 ? r0 + 2 * row : r1;
+        const r3 = fb + 3 < f1 ? r0 + 3 * row : r2;
+        interleave4(r0, r1, r2, r3, P, gT + <usize>((fb - f0) >> 2) * gBlockBytes);
+      }
       for (let qb = 0; qb < K8; qb += 8) {
         const block = colT + <usize>(qb >> 3) * blockBytes;
         for (let fb = f0; fb < f1; fb += 4) {
-          filterTile(acc + (<usize>((fb - f0) * K8 + qb) << 2), gT + <usize>((fb - f0) >> 2) * gBlockBytes, block, P, <usize>K8 << 2);
+          tile4x8(acc + (<usize>((fb - f0) * K8 + qb) << 2), <usize>K8 << 2, gT + <usize>((fb - f0) >> 2) * gBlockBytes, block, P, false);
         }
       }
     }
@@ -2046,39 +2010,31 @@ function directWeightsOffsets(C: i32, kD: i32, kH: i32, kW: i32, s: i32, outD: i
   }
 }
 
-// gT[j][p][i] = g[f0 + 4j + i][p] for the filters of [f0, f1) (rows past f1 stay as they are: zero).
-function interleaveFilters(g: usize, f0: i32, f1: i32, P: i32, gT: usize): void {
-  const P4 = P & ~3;
-  const row = <usize>P << 2;
-  for (let fb = f0; fb < f1; fb += 4) {
-    const dst = gT + <usize>((fb - f0) >> 2) * (<usize>P << 4);
-    const rows = min(4, f1 - fb);
-    const r0 = g + <usize>fb * row;
-    if (rows == 4) {
-      for (let p = 0; p < P4; p += 4) {
-        const at = <usize>p << 2;
-        transposeStore(v128.load(r0 + at), v128.load(r0 + row + at), v128.load(r0 + 2 * row + at), v128.load(r0 + 3 * row + at), dst + (<usize>p << 4), 16);
-      }
-      for (let p = P4; p < P; p++) {
-        for (let i = 0; i < 4; i++) store<f32>(dst + (<usize>p << 4) + (<usize>i << 2), load<f32>(r0 + <usize>i * row + (<usize>p << 2)));
-      }
-    } else {
-      for (let p = 0; p < P; p++) {
-        for (let i = 0; i < rows; i++) store<f32>(dst + (<usize>p << 4) + (<usize>i << 2), load<f32>(r0 + <usize>i * row + (<usize>p << 2)));
-      }
-    }
+// dst[k][i] = row_i[k] for k < n: four rows interleaved, so a 4-row tile splats from one pointer with
+// fixed offsets (V8 recomputes per-row offsets inside the loop otherwise).
+function interleave4(r0: usize, r1: usize, r2: usize, r3: usize, n: i32, dst: usize): void {
+  const n4 = n & ~3;
+  for (let k = 0; k < n4; k += 4) {
+    const at = <usize>k << 2;
+    transposeStore(v128.load(r0 + at), v128.load(r1 + at), v128.load(r2 + at), v128.load(r3 + at), dst + (<usize>k << 4), 16);
+  }
+  for (let k = n4; k < n; k++) {
+    const at = <usize>k << 2, d = dst + (<usize>k << 4);
+    store<f32>(d, load<f32>(r0 + at)); store<f32>(d, load<f32>(r1 + at), 4);
+    store<f32>(d, load<f32>(r2 + at), 8); store<f32>(d, load<f32>(r3 + at), 12);
   }
 }
 
-// acc rows r (4 filters, pitch accRow) × 8 taps += Σ_p gT[p][r]·colT[p][taps], p ascending.
-@inline function filterTile(a: usize, gt: usize, bt: usize, P: i32, accRow: usize): void {
-  let c00 = v128.load(a), c01 = v128.load(a, 16);
-  let c10 = v128.load(a + accRow), c11 = v128.load(a + accRow, 16);
-  let c20 = v128.load(a + 2 * accRow), c21 = v128.load(a + 2 * accRow, 16);
-  let c30 = v128.load(a + 3 * accRow), c31 = v128.load(a + 3 * accRow, 16);
-  let x = gt;
-  let p = bt;
-  const end = bt + (<usize>P << 5);
+// Rows a + r·accRow (r < 4) × 8 columns = Σ_k x[k][r]·b[k][0…7], k ascending, from 0 (fromZero) or
+// on from the sums already there: x is interleave4's layout (16 bytes a k), b 8-wide panels (32 bytes a k).
+@inline function tile4x8(a: usize, accRow: usize, x: usize, b: usize, K: i32, fromZero: bool): void {
+  const z = f32x4.splat(0);
+  let c00 = fromZero ? z : v128.load(a), c01 = fromZero ? z : v128.load(a, 16);
+  let c10 = fromZero ? z : v128.load(a + accRow), c11 = fromZero ? z : v128.load(a + accRow, 16);
+  let c20 = fromZero ? z : v128.load(a + 2 * accRow), c21 = fromZero ? z : v128.load(a + 2 * accRow, 16);
+  let c30 = fromZero ? z : v128.load(a + 3 * accRow), c31 = fromZero ? z : v128.load(a + 3 * accRow, 16);
+  let p = b;
+  const end = b + (<usize>K << 5);
   while (p < end) {
     const b0 = v128.load(p);
     const b1 = v128.load(p, 16);
