@@ -616,28 +616,33 @@ export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32
 // ---- ReLU and its gradient ----
 //
 // out = pre > 0 ? pre : 0 and gradPre = pre > 0 ? gradOut : 0 as a mask from f32x4.gt: NaN and −0
-// give +0, the bits of the TypeScript reference (src/kernels/relu.ts). n is a multiple of 4.
+// give +0, the bits of the TypeScript reference (src/kernels/relu.ts); the last n mod 4 values one at a
+// time, as bit patterns kept or zeroed.
 
 export function reluForward(n: i32, pre: usize, out: usize): void {
   const zero = f32x4.splat(0);
   const end = pre + (<usize>n << 2);
-  while (pre < end) {
+  const end4 = pre + (<usize>(n & ~3) << 2);
+  while (pre < end4) {
     const x = v128.load(pre);
     v128.store(out, v128.and(x, f32x4.gt(x, zero)));
     pre += 16;
     out += 16;
   }
+  for (; pre < end; pre += 4, out += 4) store<u32>(out, load<f32>(pre) > 0 ? load<u32>(pre) : 0);
 }
 
 export function reluBackward(n: i32, gradOut: usize, pre: usize, gradPre: usize): void {
   const zero = f32x4.splat(0);
   const end = pre + (<usize>n << 2);
-  while (pre < end) {
+  const end4 = pre + (<usize>(n & ~3) << 2);
+  while (pre < end4) {
     v128.store(gradPre, v128.and(v128.load(gradOut), f32x4.gt(v128.load(pre), zero)));
     gradOut += 16;
     pre += 16;
     gradPre += 16;
   }
+  for (; pre < end; pre += 4, gradOut += 4, gradPre += 4) store<u32>(gradPre, load<f32>(pre) > 0 ? load<u32>(gradOut) : 0);
 }
 
 /**

@@ -10,7 +10,6 @@
  */
 
 import type { ConvGeometry } from './im2col.js';
-import { reluBackwardInto, reluInto } from './relu.js';
 
 interface KernelExports {
   memory: WebAssembly.Memory;
@@ -302,12 +301,12 @@ export class WasmKernels {
   }
 
   /**
-   * ReLU (gradOut null: out = pre > 0 ? pre : 0) or its gradient (out = pre > 0 ? gradOut : 0) over the
-   * leading multiple of 4 values, RELU_CHUNK at a time so each staged run stays in cache; returns how
-   * many values it wrote (0 when memory cannot hold a chunk). The bits equal src/kernels/relu.ts.
+   * ReLU (gradOut null: out = pre > 0 ? pre : 0) or its gradient (out = pre > 0 ? gradOut : 0) over all
+   * values, RELU_CHUNK at a time so each staged run stays in cache; returns how many values it wrote
+   * (0 when memory cannot hold a chunk). The bits equal src/kernels/relu.ts.
    */
   relu(pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): number {
-    const n = pre.length & ~3;
+    const n = pre.length;
     const chunk = Math.min(n, RELU_CHUNK);
     const at = this.place([chunk, chunk, chunk]);
     if (!at || n === 0) return 0;
@@ -506,15 +505,10 @@ export async function loadWasmKernels(url: string | URL = WASM_KERNELS_URL): Pro
   return new WasmKernels(await WebAssembly.compile(await response.arrayBuffer()));
 }
 
-/**
- * relu[at + i] = max(v, 0) for the n float32 values v at byte `from` of `memory` (the bits of
- * src/kernels/relu.ts), the leading multiple of 4 by the kernel through scratch at byte `to`.
- */
+/** relu[at + i] = max(v, 0) for the n float32 values v at byte `from` of `memory` (the bits of src/kernels/relu.ts), through scratch at byte `to`. */
 export function reluOut(x: { reluForward(n: number, pre: number, out: number): void }, memory: WebAssembly.Memory, from: number, to: number, n: number, relu: Float32Array, at: number): void {
-  const n4 = n & ~3;
-  x.reluForward(n4, from, to);
-  relu.set(new Float32Array(memory.buffer, to, n4), at);
-  if (n4 < n) reluInto(new Float32Array(memory.buffer, from + n4 * 4, n - n4), relu.subarray(at + n4, at + n));
+  x.reluForward(n, from, to);
+  relu.set(new Float32Array(memory.buffer, to, n), at);
 }
 
 /** What a convolution backward may also do in linear memory, on the WebAssembly path. */
@@ -535,11 +529,8 @@ export function stageGradient(x: GradientKernels, memory: WebAssembly.Memory, gr
   const staged = new Float32Array(memory.buffer, at, n);
   staged.set(grad.subarray(0, n));
   if (!reluPre) return;
-  const pre = new Float32Array(memory.buffer, preAt, n);
-  pre.set(reluPre.subarray(0, n));
-  const n4 = n & ~3;
-  x.reluBackward(n4, at, preAt, at);
-  if (n4 < n) reluBackwardInto(staged.subarray(n4), pre.subarray(n4), staged.subarray(n4));
+  new Float32Array(memory.buffer, preAt, n).set(reluPre.subarray(0, n));
+  x.reluBackward(n, at, preAt, at);
 }
 
 /** out[f] = the sum of the gradient [B×F×P] at byte `at` over samples and positions, computed at byte `scratch`. */
