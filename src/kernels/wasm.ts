@@ -243,9 +243,9 @@ export class WasmKernels {
     if (!at) return false;
     const [px, pw, pout, pcol, pact] = at;
     const buf = this.x.memory.buffer;
-    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const pb = pw + filters * K * 4;
-    if (bias) new Float32Array(buf, pb, filters).set(bias.subarray(0, filters));
+    this.put([pw, w, filters * K]);
+    if (bias) this.put([pb, bias, filters]);
     const shape = convArgs(g, filters);
     this.x.convPrepare(...shape, pw, this.work);
     const xin = new Float32Array(buf, px, chunk * image);
@@ -277,10 +277,8 @@ export class WasmKernels {
     const at = this.place([batch * image, n, filters * K, filters * K, filters * K, gradIn ? batch * image : 0, colFloats, grad.reluPre ? n : 0, filters]);
     if (!at) return false;
     const [px, pg, pw, pflip, pdw, pdx, pcol, ppre, pbias] = at;
-    const buf = this.x.memory.buffer;
-    new Float32Array(buf, px, batch * image).set(input.subarray(0, batch * image));
+    this.put([px, input, batch * image], [pw, w, filters * K]);
     stageGradient(this.x, this.x.memory, gradPre, n, pg, grad.reluPre ?? null, ppre);
-    new Float32Array(buf, pw, filters * K).set(w.subarray(0, filters * K));
     const shape = convArgs(g, filters);
     this.x.convBackwardFilter(0, filters, batch, ...shape, px, pg, pdw, this.work, pcol);
     if (gradIn) {
@@ -294,9 +292,8 @@ export class WasmKernels {
       }
     }
     if (grad.biasGrad) biasSums(this.x, this.x.memory, batch, filters, P, pg, pbias, grad.biasGrad);
-    const out = this.x.memory.buffer;
-    gradW.set(new Float32Array(out, pdw, filters * K));
-    if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
+    this.take([pdw, gradW, filters * K]);
+    if (gradIn) this.take([pdx, gradIn, batch * image]);
     return true;
   }
 
