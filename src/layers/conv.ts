@@ -226,11 +226,12 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       // On the WebAssembly kernels a ReLU's mask and the bias sums are applied in linear memory, next to dW
       // and the input gradient straight from the images (float32).
       const relu = layer.activation === Activation.ReLU;
-      let gradPre = relu ? gradOutput.data : gradientBeforeActivation(layer, gradOutput, cache.pre!);
-      if (convBackward(cache.input.data, g, batch, F, w, gradPre, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null, { reluPre: relu ? cache.pre!.data : null, biasGrad })) {
+      // For a ReLU the kernels take the output gradient and apply the mask themselves.
+      const staged = relu ? gradOutput.data : gradientBeforeActivation(layer, gradOutput, cache.pre!);
+      if (convBackward(cache.input.data, g, batch, F, w, staged, gradWeights.subarray(0, F * K), inputGradient ? gradIn : null, { reluPre: relu ? cache.pre!.data : null, biasGrad })) {
         return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights };
       }
-      if (relu) gradPre = gradientBeforeActivation(layer, gradOutput, cache.pre!);
+      const gradPre = relu ? gradientBeforeActivation(layer, gradOutput, cache.pre!) : staged;
       if (biasGrad) channelSums(gradPre, batch, F, P, biasGrad);
       // dW[F][K] = gradPre as [F][B·P] · (columns as [K][B·P])ᵀ: one GEMM summing over batch and positions.
       const colT = new Float32Array(K * batch * P);
