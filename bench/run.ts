@@ -68,7 +68,7 @@ function mlpTrainStep(): { ms: number; best: number } {
   const step = () => {
     const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
     const loss = computeLoss('cross_entropy', output, { labels });
-    const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false });
+    const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false, gradientBuffers: opt.gradientBuffers });
     const params: ParamGrad[] = gradients.map(({ key, layer, grad }) => ({ key, values: layer.weights!.master, grad }));
     opt.step(params);
     for (const { layer } of gradients) layer.weights!.markMasterChanged();

@@ -28,6 +28,13 @@ export interface BackwardOptions {
   onLayer?: LayerHook;
   /** False when the gradient with respect to the network input is not wanted (training): `gradInput` is then zeros. */
   inputGradient?: boolean;
+  /**
+   * Persistent parameter-gradient buffers by gradient key, like PyTorch's `.grad`: a layer whose kind
+   * supports it overwrites the buffer for its key instead of allocating one, and every gradient returned
+   * is stored here for the next pass. Only for callers that are done with a pass's gradients before the
+   * next pass (a training loop); the buffers stay warm in cache and nothing is allocated per step.
+   */
+  gradientBuffers?: Map<string, Float32Array>;
 }
 
 /** What a forward pass leaves for the backward pass. */
@@ -106,10 +113,15 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
     if (!grad) continue;
     const step = plan[k];
     const start = performance.now();
-    const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k], options.inputGradient !== false || step.inputValue !== 0);
+    const key = String(step.index);
+    const buffers = options.gradientBuffers;
+    const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k], options.inputGradient !== false || step.inputValue !== 0, buffers?.get(key));
     layerTimesMs[step.index] = performance.now() - start;
     options.onLayer?.(step.layer, step.index, result.gradInput);
-    if (result.gradWeights) gradients.push({ key: String(step.index), layer: step.layer, grad: result.gradWeights });
+    if (result.gradWeights) {
+      gradients.push({ key, layer: step.layer, grad: result.gradWeights });
+      buffers?.set(key, result.gradWeights);
+    }
     for (const c of result.childGradients ?? []) gradients.push({ key: `${step.index}.${c.path}`, layer: c.layer, grad: c.grad });
     valueGrads[step.inputValue] = addGrad(valueGrads[step.inputValue], result.gradInput);
     if (result.gradSkip && step.skipValue >= 0) valueGrads[step.skipValue] = addGrad(valueGrads[step.skipValue], result.gradSkip);

@@ -219,7 +219,7 @@ export function allFinite(data: Float32Array): boolean {
 }
 
 /** Column sums of input [rows×cols] (a bias gradient): float64 per column in ascending rows, the same bits on either path. */
-export function sumRows(input: Float32Array, rows: number, cols: number, out = new Float32Array(cols)): Float32Array {
+export function sumRows(input: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(cols)): Float32Array {
   const k = elementwiseKernels(rows * cols);
   if (!k || !k.sumRows(input, rows, cols, out)) sumRowsTs(input, rows, cols, out);
   return out;
@@ -229,9 +229,10 @@ const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();
 
 /**
  * Zeroed AdamW moment buffers (m, v) for `length` parameters that live in WebAssembly memory, so
- * adamwStep does not copy them each step; null when the kernels are off or the size is small.
+ * adamwStep does not copy them each step, and a gradient buffer g beside them that adamwStep reads in
+ * place when handed it as the gradient; null when the kernels are off or the size is small.
  */
-export function adamwBuffers(length: number): { m: Float32Array; v: Float32Array } | null {
+export function adamwBuffers(length: number): { g: Float32Array; m: Float32Array; v: Float32Array } | null {
   if (!kernels || mode === 'ts' || (mode !== 'wasm' && length < WASM_MIN_ADAMW)) return null;
   try {
     const state = new WasmAdamWState(kernels.module, length);

@@ -103,7 +103,7 @@ export function transpose(input: Float32Array, rows: number, cols: number, out =
 }
 
 /** out[j] = Σ_i in[i×cols + j], summed in ascending i. */
-export function sumRows(input: Float32Array, rows: number, cols: number, out = new Float32Array(cols)): Float32Array {
+export function sumRows(input: Float32Array, rows: number, cols: number, out: Float32Array = new Float32Array(cols)): Float32Array {
   const acc = new Float64Array(cols);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;

@@ -416,15 +416,16 @@ export class WasmKernels {
 
 /**
  * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
- * valid): the moment buffers m and v are never copied; each step passes w and g through a staging
- * area of ADAMW_CHUNK values (as fast as staging them whole, measured, and the state holds no
- * full-length copies of w and g).
+ * valid): the moment buffers m and v and a gradient buffer g. A backward pass can write its gradient
+ * straight into g (BackwardOptions.gradientBuffers), so the step copies nothing but w, which passes
+ * through a staging area of ADAMW_CHUNK values (as fast as staging it whole, measured, and the state
+ * holds no full-length copy of w). Any other gradient array is copied into g first.
  */
 export class WasmAdamWState {
   private readonly x: KernelExports;
   private readonly at: [number, number, number, number];
   private readonly stageW: Float32Array;
-  private readonly stageG: Float32Array;
+  readonly g: Float32Array;
   readonly m: Float32Array;
   readonly v: Float32Array;
 
@@ -433,32 +434,32 @@ export class WasmAdamWState {
     const base = align16(this.x.heapBase());
     const chunk = align16(Math.min(length, ADAMW_CHUNK) * 4);
     const bytes = align16(length * 4);
-    this.at = [base, base + chunk, base + 2 * chunk, base + 2 * chunk + bytes];
+    this.at = [base, base + chunk, base + chunk + bytes, base + chunk + 2 * bytes];
     const end = this.at[3] + bytes;
     if (end > MAX_BYTES) throw new RangeError(`adamw: ${length} parameters exceed linear memory`);
     const have = this.x.memory.buffer.byteLength;
     if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
     const buf = this.x.memory.buffer;
     this.stageW = new Float32Array(buf, this.at[0], Math.min(length, ADAMW_CHUNK));
-    this.stageG = new Float32Array(buf, this.at[1], Math.min(length, ADAMW_CHUNK));
+    this.g = new Float32Array(buf, this.at[1], length);
     this.m = new Float32Array(buf, this.at[2], length);
     this.v = new Float32Array(buf, this.at[3], length);
   }
 
   step(w: Float32Array, g: Float32Array, k: AdamWConstants): void {
     const [pw, pg, pm, pv] = this.at;
+    if (g !== this.g) this.g.set(g.subarray(0, this.length));
     for (let i = 0; i < this.length; i += ADAMW_CHUNK) {
       const n = Math.min(ADAMW_CHUNK, this.length - i);
       const fw = n === this.stageW.length ? this.stageW : this.stageW.subarray(0, n);
       fw.set(w.subarray(i, i + n));
-      this.stageG.set(g.subarray(i, i + n));
-      this.x.adamw(n, pw, pg, pm + i * 4, pv + i * 4, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+      this.x.adamw(n, pw, pg + i * 4, pm + i * 4, pv + i * 4, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
       w.set(fw, i);
     }
   }
 }
 
-/** Values of w and g staged per AdamW kernel call (16 KiB each). */
+/** Values of w staged per AdamW kernel call (16 KiB). */
 const ADAMW_CHUNK = 4096;
 
 /** A product whose operands already sit in the module's memory. */

@@ -73,13 +73,14 @@ export const denseKind: LayerKind = {
     return [{ offset: 0, rows: layer.config.outputHeight ?? 0, cols: layer.config.inputHeight ?? 0 }];
   },
 
-  backward(layer, gradOutput, cache, weights, inputGradient = true) {
+  backward(layer, gradOutput, cache, weights, inputGradient = true, gradWeightsInto) {
     const { inputHeight: nIn = 0, outputHeight: nOut = 0, useBias } = layer.config;
     const batch = cache.pre!.shape[0];
     const gradPre = overwrittenFloat32(batch * nOut);
     activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
-    const gradWeights = overwrittenFloat32(nIn * nOut + (useBias ? nOut : 0));
+    const count = nIn * nOut + (useBias ? nOut : 0);
+    const gradWeights = gradWeightsInto?.length === count ? gradWeightsInto : overwrittenFloat32(count);
     // dW = gPreᵀ·x and dx = gPre·W.
     gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));

@@ -115,9 +115,11 @@ export interface LayerKind {
   forward(layer: Layer, input: Tensor, weights: Float32Array | null, skip: Tensor | null): LayerForwardResult;
   /**
    * With `inputGradient` false the caller will not read `gradInput` (the network input), so a kind may
-   * skip computing it and return zeros.
+   * skip computing it and return zeros. `gradWeightsInto`, when given, is the caller's buffer from an
+   * earlier pass (see BackwardOptions.gradientBuffers): a kind may overwrite it, when its length is the
+   * parameter count, and return it as `gradWeights` instead of allocating.
    */
-  backward(layer: Layer, gradOutput: Tensor, cache: LayerCache, weights: Float32Array | null, inputGradient?: boolean): LayerBackwardResult;
+  backward(layer: Layer, gradOutput: Tensor, cache: LayerCache, weights: Float32Array | null, inputGradient?: boolean, gradWeightsInto?: Float32Array): LayerBackwardResult;
   /** Values per sample the layer reads and writes, where its config fixes them (checked along remote links at build time). */
   sampleWidths?(layer: Layer): SampleWidths;
   /**

@@ -53,6 +53,12 @@ export abstract class Optimizer {
   /** Optimizer steps taken so far. */
   steps = 0;
   protected buffers = new Map<string, Map<string, Float32Array>>();
+  /**
+   * Per-parameter gradient buffers for a training loop to pass to backwardNetwork
+   * (BackwardOptions.gradientBuffers). AdamW puts its WebAssembly-resident gradient buffers here, so
+   * its kernel reads each gradient where the backward pass wrote it.
+   */
+  readonly gradientBuffers = new Map<string, Float32Array>();
 
   constructor(lr: number) {
     if (!(lr > 0) || !Number.isFinite(lr)) throw new SpecError('lr', 'a positive learning rate', lr);
@@ -94,6 +100,7 @@ export abstract class Optimizer {
   loadBuffers(state: OptimizerState, source = 'optimizer_state'): void {
     this.steps = state.steps;
     this.buffers.clear();
+    this.gradientBuffers.clear();
     for (const [key, slots] of Object.entries(state.buffers)) {
       const m = new Map<string, Float32Array>();
       if (!isRecord(slots)) throw new SpecError(`${source}.buffers.${key}`, 'an object of base64 strings', slots);
@@ -167,7 +174,10 @@ export class AdamW extends Optimizer {
     if (!this.hasBuffer(key, 'exp_avg') && !this.hasBuffer(key, 'exp_avg_sq')) {
       // Moments kept in WebAssembly memory when the kernels run (same values, no copies per step).
       const resident = adamwBuffers(w.length);
-      if (resident) this.buffers.set(key, new Map([['exp_avg', resident.m], ['exp_avg_sq', resident.v]]));
+      if (resident) {
+        this.buffers.set(key, new Map([['exp_avg', resident.m], ['exp_avg_sq', resident.v]]));
+        this.gradientBuffers.set(key, resident.g);
+      }
     }
     const m = this.buffer(key, 'exp_avg', w.length);
     const v = this.buffer(key, 'exp_avg_sq', w.length);

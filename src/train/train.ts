@@ -91,7 +91,7 @@ export function train(net: VolumetricNetwork, data: Dataset, config: TrainConfig
       const { output, trace } = withStep(where, () => forwardNetwork(net, batch.input, { keepTrace: true, checkFinite }));
       const loss = computeLoss(config.loss, output, batch);
       if (checkFinite && !Number.isFinite(loss.loss)) throw new NumericError(`loss is ${loss.loss} at ${where()}`);
-      const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false });
+      const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false, gradientBuffers: optimizer.gradientBuffers });
       if (checkFinite) {
         for (const { key, layer, grad } of gradients) {
           assertFinite(grad, () => `gradient of ${layer.kind.name} at ${coordText(layer)} (key ${key}, ${where()})`);

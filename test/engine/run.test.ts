@@ -69,6 +69,31 @@ test('a remote link reads another coordinate\'s output, and gradients flow back 
   gradCheck(net, x);
 });
 
+test('gradientBuffers: a later pass overwrites the buffers an earlier pass left and gives the same gradients', () => {
+  // Dense layers write into the buffers; LayerNorm allocates, and its array is kept for the next pass.
+  const net = buildNetwork({
+    depth: 1, rows: 1, cols: 3, layers_per_cell: 1,
+    layers: [dense(0, 0, 0, 0, 6, 5), { z: 0, y: 0, x: 1, l: 0, type: 'LayerNorm', input_height: 5 }, { ...dense(0, 0, 2, 0, 5, 3), activation: 'ReLU' }],
+  });
+  const x = Tensor.from([4, 6], randomArray(24, 8));
+  const gradOut = Tensor.from([4, 3], randomArray(12, 9));
+  const fresh = () => backwardNetwork(net, forwardNetwork(net, x, { keepTrace: true }).trace!, gradOut).gradients;
+  const buffers = new Map<string, Float32Array>();
+  const first = backwardNetwork(net, forwardNetwork(net, x, { keepTrace: true }).trace!, gradOut, { gradientBuffers: buffers }).gradients;
+  assert.deepEqual([...buffers.keys()].sort(), ['0', '1', '2']);
+  for (const g of first) {
+    assert.equal(buffers.get(g.key), g.grad);
+    g.grad.fill(Number.NaN);
+  }
+  const second = backwardNetwork(net, forwardNetwork(net, x, { keepTrace: true }).trace!, gradOut, { gradientBuffers: buffers }).gradients;
+  const want = fresh();
+  for (const [i, g] of second.entries()) {
+    assert.equal(g.key, want[i].key);
+    assert.deepEqual([...g.grad], [...want[i].grad], `gradient ${g.key}`);
+    if (g.layer.kind.name === 'Dense') assert.equal(g.grad, first[i].grad, `Dense ${g.key} wrote into its buffer`);
+  }
+});
+
 test('a remote link to a later layer is refused with a clear message', () => {
   const net = buildNetwork({
     depth: 1, rows: 1, cols: 2, layers_per_cell: 1,

@@ -16,21 +16,48 @@ test('AdamW update: the TypeScript loop, the WebAssembly kernel and resident mom
       g[0] = 0;
       const w0 = randomArray(n, 2 + n);
       const runs: Float32Array[][] = [];
-      for (const how of ['ts', 'wasm', 'resident'] as const) {
+      // 'resident-g': the gradient handed over is the state's own buffer, read in place.
+      for (const how of ['ts', 'wasm', 'resident', 'resident-g'] as const) {
         setKernelBackend(how === 'ts' ? 'ts' : 'wasm');
         const w = Float32Array.from(w0);
-        const resident = how === 'resident' ? adamwBuffers(n) : null;
-        if (how === 'resident') assert.ok(resident, 'resident buffers in wasm mode');
+        const resident = how.startsWith('resident') ? adamwBuffers(n) : null;
+        if (how.startsWith('resident')) assert.ok(resident, 'resident buffers in wasm mode');
         const m = resident?.m ?? new Float32Array(n);
         const v = resident?.v ?? new Float32Array(n);
+        const grad = how === 'resident-g' ? resident!.g : g;
         for (let t = 1; t <= 3; t++) {
           const bc1 = 1 - 0.9 ** t;
-          adamwStep(w, g, m, v, { decay: 1 - 1e-3 * (t === 2 ? 0 : 0.01), c1: 0.1, b2: 0.999, c2: 1 - 0.999, bc2: Math.sqrt(1 - 0.999 ** t), eps: 1e-8, step: 1e-3 / bc1 });
+          if (how === 'resident-g') grad.set(g);
+          adamwStep(w, grad, m, v, { decay: 1 - 1e-3 * (t === 2 ? 0 : 0.01), c1: 0.1, b2: 0.999, c2: 1 - 0.999, bc2: Math.sqrt(1 - 0.999 ** t), eps: 1e-8, step: 1e-3 / bc1 });
         }
         runs.push([w, Float32Array.from(m), Float32Array.from(v)]);
       }
       for (const r of runs.slice(1)) for (let i = 0; i < 3; i++) assert.deepEqual(bits(r[i]), bits(runs[0][i]), `n=${n} buffer ${i}`);
     }
+  } finally {
+    setKernelBackend(before);
+  }
+});
+
+test('AdamW optimizer: a training loop\'s gradient buffers are the WebAssembly-resident ones, and the result is the same as from any array', () => {
+  const before = kernelMode();
+  try {
+    setKernelBackend('wasm');
+    const n = 5003;
+    const w0 = randomArray(n, 11);
+    const grads = [randomArray(n, 12), randomArray(n, 13)];
+    const a = new AdamW({ lr: 1e-2 });
+    const b = new AdamW({ lr: 1e-2 });
+    const wa = Float32Array.from(w0);
+    const wb = Float32Array.from(w0);
+    for (const g of grads) {
+      a.step([{ key: '3', values: wa, grad: g }]);
+      const slot = b.gradientBuffers.get('3') ?? Float32Array.from(g);
+      slot.set(g);
+      b.step([{ key: '3', values: wb, grad: slot }]);
+    }
+    assert.equal(b.gradientBuffers.get('3')!.length, n, 'the first step made a resident gradient buffer');
+    assert.deepEqual(bits(wb), bits(wa));
   } finally {
     setKernelBackend(before);
   }
