@@ -7,7 +7,8 @@ import { Tensor } from '../src/core/tensor.js';
 import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
 import { buildNetwork } from '../src/grid/spec.js';
 import { computeLoss } from '../src/train/losses.js';
-import { AdamW, type ParamGrad } from '../src/train/optimizers.js';
+import { AdamW } from '../src/train/optimizers.js';
+import { parameterGradients } from '../src/train/train.js';
 import { kernelBackend, setThreads } from '../src/kernels/backend.js';
 
 /**
@@ -69,8 +70,7 @@ function mlpTrainStep(): { ms: number; best: number } {
     const { output, trace } = forwardNetwork(net, x, { keepTrace: true });
     const loss = computeLoss('cross_entropy', output, { labels });
     const { gradients } = backwardNetwork(net, trace!, loss.grad, { inputGradient: false, gradientBuffers: opt.gradientBuffers });
-    const params: ParamGrad[] = gradients.map(({ key, layer, grad }) => ({ key, values: layer.weights!.master, grad }));
-    opt.step(params);
+    opt.step(parameterGradients(gradients));
     for (const { layer } of gradients) layer.weights!.markMasterChanged();
   };
   return time(step);

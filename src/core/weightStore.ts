@@ -96,6 +96,18 @@ export class WeightStore {
     return n;
   }
 
+  /**
+   * Moves the master into `into` (the same values; an optimizer's WebAssembly-resident buffer, so its
+   * kernel updates the parameters in place) and returns it. Holders of the old master array keep a
+   * copy that no longer changes.
+   */
+  relocate(into: Float32Array): Float32Array {
+    if (into.length !== this.master.length) throw new RangeError(`relocate: ${into.length} values for ${this.master.length} parameters`);
+    into.set(this.master);
+    this.master = into;
+    return into;
+  }
+
   /** Call after writing to `master` (optimizer step, mutation): stale packed versions are dropped. */
   markMasterChanged(): void {
     this.versions.clear();

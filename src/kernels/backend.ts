@@ -229,10 +229,11 @@ const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();
 
 /**
  * Zeroed AdamW moment buffers (m, v) for `length` parameters that live in WebAssembly memory, so
- * adamwStep does not copy them each step, and a gradient buffer g beside them that adamwStep reads in
- * place when handed it as the gradient; null when the kernels are off or the size is small.
+ * adamwStep does not copy them each step, and buffers for the parameters (w) and the gradient (g)
+ * beside them that adamwStep reads and updates in place when handed them; null when the kernels are
+ * off or the size is small.
  */
-export function adamwBuffers(length: number): { g: Float32Array; m: Float32Array; v: Float32Array } | null {
+export function adamwBuffers(length: number): { w: Float32Array; g: Float32Array; m: Float32Array; v: Float32Array } | null {
   if (!kernels || mode === 'ts' || (mode !== 'wasm' && length < WASM_MIN_ADAMW)) return null;
   try {
     const state = new WasmAdamWState(kernels.module, length);

@@ -416,15 +416,15 @@ export class WasmKernels {
 
 /**
  * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
- * valid): the moment buffers m and v and a gradient buffer g. A backward pass can write its gradient
- * straight into g (BackwardOptions.gradientBuffers), so the step copies nothing but w, which passes
- * through a staging area of ADAMW_CHUNK values (as fast as staging it whole, measured, and the state
- * holds no full-length copy of w). Any other gradient array is copied into g first.
+ * valid): the parameters w, a gradient buffer g and the moment buffers m and v. When the parameters
+ * handed to `step` are w itself (the optimizer moves a layer's master there, WeightStore.relocate) and
+ * the gradient is g (a backward pass writes it there, BackwardOptions.gradientBuffers), a step copies
+ * nothing; any other arrays are copied in (and w back out).
  */
 export class WasmAdamWState {
   private readonly x: KernelExports;
   private readonly at: [number, number, number, number];
-  private readonly stageW: Float32Array;
+  readonly w: Float32Array;
   readonly g: Float32Array;
   readonly m: Float32Array;
   readonly v: Float32Array;
@@ -432,35 +432,24 @@ export class WasmAdamWState {
   constructor(module: WebAssembly.Module, readonly length: number) {
     this.x = new WebAssembly.Instance(module, {}).exports as unknown as KernelExports;
     const base = align16(this.x.heapBase());
-    const chunk = align16(Math.min(length, ADAMW_CHUNK) * 4);
     const bytes = align16(length * 4);
-    this.at = [base, base + chunk, base + chunk + bytes, base + chunk + 2 * bytes];
+    this.at = [base, base + bytes, base + 2 * bytes, base + 3 * bytes];
     const end = this.at[3] + bytes;
     if (end > MAX_BYTES) throw new RangeError(`adamw: ${length} parameters exceed linear memory`);
     const have = this.x.memory.buffer.byteLength;
     if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
     const buf = this.x.memory.buffer;
-    this.stageW = new Float32Array(buf, this.at[0], Math.min(length, ADAMW_CHUNK));
-    this.g = new Float32Array(buf, this.at[1], length);
-    this.m = new Float32Array(buf, this.at[2], length);
-    this.v = new Float32Array(buf, this.at[3], length);
+    [this.w, this.g, this.m, this.v] = this.at.map((at) => new Float32Array(buf, at, length));
   }
 
   step(w: Float32Array, g: Float32Array, k: AdamWConstants): void {
     const [pw, pg, pm, pv] = this.at;
+    if (w !== this.w) this.w.set(w.subarray(0, this.length));
     if (g !== this.g) this.g.set(g.subarray(0, this.length));
-    for (let i = 0; i < this.length; i += ADAMW_CHUNK) {
-      const n = Math.min(ADAMW_CHUNK, this.length - i);
-      const fw = n === this.stageW.length ? this.stageW : this.stageW.subarray(0, n);
-      fw.set(w.subarray(i, i + n));
-      this.x.adamw(n, pw, pg + i * 4, pm + i * 4, pv + i * 4, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
-      w.set(fw, i);
-    }
+    this.x.adamw(this.length, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+    if (w !== this.w) w.set(this.w);
   }
 }
-
-/** Values of w staged per AdamW kernel call (16 KiB). */
-const ADAMW_CHUNK = 4096;
 
 /** A product whose operands already sit in the module's memory. */
 export interface StagedGemm {

@@ -212,14 +212,16 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       return { output: new Tensor(out, shape), cache: { input, pre: new Tensor(pre, shape) } };
     },
 
-    backward(layer, gradOutput, cache, weights, inputGradient = true) {
+    backward(layer, gradOutput, cache, weights, inputGradient = true, gradWeightsInto) {
       const g = geometryOf(layer);
       const F = layer.config.filters!;
       const batch = cache.pre!.shape[0];
       const P = positions(g);
       const K = patchSize(g);
       const w = weights!;
-      const gradWeights = new Float32Array(F * K + (layer.config.useBias ? F : 0));
+      // Both paths below write every value (dW and the bias sums).
+      const count = F * K + (layer.config.useBias ? F : 0);
+      const gradWeights = gradWeightsInto?.length === count ? gradWeightsInto : overwrittenFloat32(count);
       const biasGrad = layer.config.useBias ? gradWeights.subarray(F * K) : null;
       // Zeros when not wanted (backward's contract); otherwise every value is written below.
       const gradIn = inputGradient ? overwrittenFloat32(cache.input.size) : new Float32Array(cache.input.size);

@@ -1,5 +1,6 @@
 import { decodeBase64, encodeBase64 } from '../core/base64.js';
 import { FormatError, SpecError } from '../core/errors.js';
+import type { WeightStore } from '../core/weightStore.js';
 import { adamwBuffers, adamwStep } from '../kernels/backend.js';
 
 /** A parameter vector and its gradient, identified by a stable key (the layer's flat grid index). */
@@ -7,6 +8,8 @@ export interface ParamGrad {
   key: string;
   values: Float32Array;
   grad: Float32Array;
+  /** The store whose master `values` is: an optimizer may move that master into memory it keeps (WeightStore.relocate). */
+  store?: WeightStore;
 }
 
 export type OptimizerName = 'sgd' | 'adamw' | 'rmsprop';
@@ -169,14 +172,17 @@ export class AdamW extends Optimizer {
     return { beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay };
   }
 
-  protected update({ key, values: w, grad }: ParamGrad, t: number): void {
+  protected update({ key, values, grad, store }: ParamGrad, t: number): void {
     const { beta1, beta2, eps, weightDecay, lr } = this;
+    let w = values;
     if (!this.hasBuffer(key, 'exp_avg') && !this.hasBuffer(key, 'exp_avg_sq')) {
-      // Moments kept in WebAssembly memory when the kernels run (same values, no copies per step).
+      // Moments, gradient and (for a layer's store) the parameters themselves kept in WebAssembly memory
+      // when the kernels run: the same values, and no copies per step.
       const resident = adamwBuffers(w.length);
       if (resident) {
         this.buffers.set(key, new Map([['exp_avg', resident.m], ['exp_avg_sq', resident.v]]));
         this.gradientBuffers.set(key, resident.g);
+        if (store?.master === w) w = store.relocate(resident.w);
       }
     }
     const m = this.buffer(key, 'exp_avg', w.length);

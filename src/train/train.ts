@@ -241,7 +241,7 @@ export function parameterGradients(gradients: readonly ParameterGradient[]): Par
     const store = layer.weights!;
     const seen = byStore.get(store);
     if (!seen) {
-      const entry = { key, values: store.master, grad };
+      const entry = { key, values: store.master, grad, store };
       byStore.set(store, entry);
       params.push(entry);
       continue;

@@ -50,3 +50,12 @@ test('setLoaded checks the byte length against the parameter count', () => {
   store.setLoaded(DType.Int4, new Uint8Array(packedByteLength(DType.Int4, 10)).fill(0x1f), { scale: 0.5, zeroPoint: 0 });
   assert.deepEqual([...store.master.slice(0, 2)], [0.5, -0.5]);
 });
+
+test('relocate moves the master into another array with the same values, and refuses a wrong length', () => {
+  const store = new WeightStore(Float32Array.from([1, -2, 3.5]));
+  const into = new Float32Array(3);
+  assert.equal(store.relocate(into), into);
+  assert.equal(store.master, into);
+  assert.deepEqual([...into], [1, -2, 3.5]);
+  assert.throws(() => store.relocate(new Float32Array(2)), /relocate: 2 values for 3 parameters/);
+});

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { adamwBuffers, adamwStep, kernelMode, setKernelBackend } from '../../src/kernels/backend.js';
+import { WeightStore } from '../../src/core/weightStore.js';
 import { AdamW } from '../../src/train/optimizers.js';
 import { randomArray } from '../helpers.js';
 
@@ -58,6 +59,15 @@ test('AdamW optimizer: a training loop\'s gradient buffers are the WebAssembly-r
     }
     assert.equal(b.gradientBuffers.get('3')!.length, n, 'the first step made a resident gradient buffer');
     assert.deepEqual(bits(wb), bits(wa));
+
+    // Handed the layer's store, AdamW moves the master into its memory and updates it there: same bits.
+    const c = new AdamW({ lr: 1e-2 });
+    const store = new WeightStore(Float32Array.from(w0));
+    const original = store.master;
+    for (const g of grads) c.step([{ key: '3', values: store.master, grad: g, store }]);
+    assert.notEqual(store.master, original, 'the master moved');
+    assert.deepEqual(bits(original), bits(w0), 'the old array keeps the values it had');
+    assert.deepEqual(bits(store.master), bits(wa));
   } finally {
     setKernelBackend(before);
   }
