@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { NumericError } from '../../src/core/errors.js';
+import { Tensor } from '../../src/core/tensor.js';
+import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
+import { kernelMode, setKernelBackend } from '../../src/kernels/backend.js';
+import { computeLoss } from '../../src/train/losses.js';
 import type { Dataset } from '../../src/data/dataset.js';
 import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence.js';
 import { AdamW, optimizerFromState, Sgd } from '../../src/train/optimizers.js';
@@ -45,6 +49,39 @@ test('runs are bit-reproducible for a seed, and differ for another seed', () => 
   };
   assert.equal(run(5), run(5));
   assert.notEqual(run(5), run(6));
+});
+
+test('AdamW training with its parameters in WebAssembly memory gives the bits of a loop that keeps them in plain arrays, and the network saves and reloads bit for bit', () => {
+  const before = kernelMode();
+  try {
+    setKernelBackend('wasm');
+    const data = ringTask(96, 4);
+    // The 64→32 layer's 2080 parameters take the resident AdamW path.
+    const fresh = () => mlp([{ in: 2, out: 64, activation: 'Tanh' }, { in: 64, out: 32, activation: 'ReLU' }, { in: 32, out: 3 }], 7);
+    const resident = fresh();
+    const original = resident.getLayer(0, 0, 1, 0)!.weights!.master;
+    train(resident, data, { epochs: 2, batchSize: 16, loss: 'cross_entropy', optimizer: new AdamW({ lr: 0.01 }), shuffle: false });
+    assert.notEqual(resident.getLayer(0, 0, 1, 0)!.weights!.master, original, 'the master moved into the optimizer\'s memory');
+
+    // The same batches by hand: fresh gradient arrays, parameters handed over without their store (copied in and out each step).
+    const plain = fresh();
+    const optimizer = new AdamW({ lr: 0.01 });
+    for (let epoch = 0; epoch < 2; epoch++) {
+      for (let b = 0; b < 96; b += 16) {
+        const input = Tensor.from([16, 2], data.inputs.slice(b * 2, (b + 16) * 2));
+        const { output, trace } = forwardNetwork(plain, input, { keepTrace: true });
+        const loss = computeLoss('cross_entropy', output, { labels: data.labels!.slice(b, b + 16) });
+        const { gradients } = backwardNetwork(plain, trace!, loss.grad, { inputGradient: false });
+        optimizer.step(gradients.map(({ key, layer, grad }) => ({ key, values: layer.weights!.master, grad })));
+        for (const { layer } of gradients) layer.weights!.markMasterChanged();
+      }
+    }
+    const text = serializeNetwork(resident);
+    assert.equal(text, serializeNetwork(plain));
+    assert.equal(serializeNetwork(deserializeNetwork(text)), text);
+  } finally {
+    setKernelBackend(before);
+  }
 });
 
 test('resuming from saved optimizer state matches an uninterrupted run exactly', () => {
