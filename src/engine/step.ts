@@ -734,7 +734,7 @@ export async function createStepWorkerPool(net: VolumetricNetwork, workers = 2):
         for (const k of group) {
           const cell = layout.order[k];
           const { value, skip } = reads[k];
-          const weights = [...walkLayer(cell.layer)].map((l, i) => (i === 0 ? activeWeights(l) : l.weights ? l.weights.getActive(l.dtype) : null));
+          const weights = [...walkLayer(cell.layer)].map((l, i) => ownBuffer(i === 0 ? activeWeights(l) : l.weights ? l.weights.getActive(l.dtype) : null));
           jobs[g % workers].push({ index: cell.index, input: plain(value), skip: skip && plain(skip), weights });
         }
       });
@@ -791,6 +791,14 @@ export async function runStepWorker(): Promise<void> {
       port.postMessage({ id: message.id, error: errorInfo(e) });
     }
   });
+}
+
+/**
+ * A message clones a typed array's whole buffer: a master that is a view into a larger one (AdamW
+ * keeps it in its WebAssembly memory next to the gradient and moments) is copied out on its own first.
+ */
+function ownBuffer(w: Float32Array | null): Float32Array | null {
+  return w && w.byteLength !== w.buffer.byteLength ? w.slice() : w;
 }
 
 function plain(t: Tensor): PlainTensor {
