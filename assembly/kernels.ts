@@ -613,6 +613,105 @@ export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32
   }
 }
 
+// SGD (torch.optim.SGD) in float32, one rounding per operation, constants already float32 (the TS
+// reference in src/kernels/backend.ts sgdStep does the same): with weight decay g = g + decay·w; with
+// momentum b = g on the first step, else b·momentum + keep·g (keep = 1 − dampening), and g = g +
+// momentum·b (Nesterov) or b; then w = w − lr·g. Flags: 1 momentum (buf holds b), 2 first step,
+// 4 Nesterov, 8 weight decay.
+export function sgd(n: i32, w: usize, g: usize, buf: usize, decay: f32, momentum: f32, keep: f32, lr: f32, flags: i32): void {
+  const useMomentum = (flags & 1) != 0, first = (flags & 2) != 0, nesterov = (flags & 4) != 0, useDecay = (flags & 8) != 0;
+  const vdecay = f32x4.splat(decay), vmom = f32x4.splat(momentum), vkeep = f32x4.splat(keep), vlr = f32x4.splat(lr);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const wi = v128.load(w + o);
+    let gi = v128.load(g + o);
+    if (useDecay) gi = f32x4.add(gi, f32x4.mul(vdecay, wi));
+    if (useMomentum) {
+      const b = first ? gi : f32x4.add(f32x4.mul(v128.load(buf + o), vmom), f32x4.mul(vkeep, gi));
+      v128.store(buf + o, b);
+      gi = nesterov ? f32x4.add(gi, f32x4.mul(vmom, b)) : b;
+    }
+    v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, gi)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const wi = load<f32>(w + o);
+    let gi = load<f32>(g + o);
+    if (useDecay) gi = gi + decay * wi;
+    if (useMomentum) {
+      const b: f32 = first ? gi : load<f32>(buf + o) * momentum + keep * gi;
+      store<f32>(buf + o, b);
+      gi = nesterov ? gi + momentum * b : b;
+    }
+    store<f32>(w + o, wi - lr * gi);
+  }
+}
+
+// RMSprop (torch.optim.RMSprop) in float32, one rounding per operation, constants already float32 (src/kernels/backend.ts
+// rmspropStep): with weight decay g = g + decay·w; s = s·alpha + (c·g)·g (c = 1 − alpha); centered:
+// a = a + (g − a)·c and r = sqrt(s − a·a) + eps, else r = sqrt(s) + eps; with momentum b = b·momentum
+// + g / r and w = w − lr·b, else w = w − lr·(g / r). Flags: 1 centered (avg holds a), 2 momentum (buf
+// holds b), 8 weight decay.
+export function rmsprop(n: i32, w: usize, g: usize, sq: usize, avg: usize, buf: usize, decay: f32, alpha: f32, c: f32, eps: f32, momentum: f32, lr: f32, flags: i32): void {
+  const centered = (flags & 1) != 0, useMomentum = (flags & 2) != 0, useDecay = (flags & 8) != 0;
+  const vdecay = f32x4.splat(decay), valpha = f32x4.splat(alpha), vc = f32x4.splat(c), veps = f32x4.splat(eps);
+  const vmom = f32x4.splat(momentum), vlr = f32x4.splat(lr);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const wi = v128.load(w + o);
+    let gi = v128.load(g + o);
+    if (useDecay) gi = f32x4.add(gi, f32x4.mul(vdecay, wi));
+    const s = f32x4.add(f32x4.mul(v128.load(sq + o), valpha), f32x4.mul(f32x4.mul(vc, gi), gi));
+    v128.store(sq + o, s);
+    let r: v128;
+    if (centered) {
+      const a0 = v128.load(avg + o);
+      const a = f32x4.add(a0, f32x4.mul(f32x4.sub(gi, a0), vc));
+      v128.store(avg + o, a);
+      r = f32x4.add(f32x4.sqrt(f32x4.sub(s, f32x4.mul(a, a))), veps);
+    } else {
+      r = f32x4.add(f32x4.sqrt(s), veps);
+    }
+    const q = f32x4.div(gi, r);
+    if (useMomentum) {
+      const b = f32x4.add(f32x4.mul(v128.load(buf + o), vmom), q);
+      v128.store(buf + o, b);
+      v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, b)));
+    } else {
+      v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, q)));
+    }
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const wi = load<f32>(w + o);
+    let gi = load<f32>(g + o);
+    if (useDecay) gi = gi + decay * wi;
+    const s = load<f32>(sq + o) * alpha + (c * gi) * gi;
+    store<f32>(sq + o, s);
+    let r: f32;
+    if (centered) {
+      const a0 = load<f32>(avg + o);
+      const a = a0 + (gi - a0) * c;
+      store<f32>(avg + o, a);
+      r = sqrt<f32>(s - a * a) + eps;
+    } else {
+      r = sqrt<f32>(s) + eps;
+    }
+    const q = gi / r;
+    if (useMomentum) {
+      const b = load<f32>(buf + o) * momentum + q;
+      store<f32>(buf + o, b);
+      store<f32>(w + o, wi - lr * b);
+    } else {
+      store<f32>(w + o, wi - lr * q);
+    }
+  }
+}
+
 // ---- ReLU and its gradient ----
 //
 // out = pre > 0 ? pre : 0 and gradPre = pre > 0 ? gradOut : 0 as a mask from f32x4.gt: NaN and −0

@@ -1,7 +1,7 @@
 import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
-import { WasmAdamWState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
+import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type OptimizerUpdate, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -225,27 +225,50 @@ export function sumRows(input: Float32Array, rows: number, cols: number, out: Fl
   return out;
 }
 
-const residentAdamW = new WeakMap<Float32Array, WasmAdamWState>();
+const residentStates = new WeakMap<Float32Array, WasmParamState>();
+
+/** An optimizer's state for one parameter vector in WebAssembly memory (see optimizerState). */
+export interface ResidentOptimizerState {
+  /** Parameters: updated in place when handed to an update as w. */
+  readonly w: Float32Array;
+  /** Gradient: read in place when handed to an update as g. */
+  readonly g: Float32Array;
+  /** The optimizer's state buffers, zeroed. */
+  readonly state: Float32Array[];
+}
 
 /**
- * Zeroed AdamW moment buffers (m, v) for `length` parameters that live in WebAssembly memory, so
- * adamwStep does not copy them each step, and buffers for the parameters (w) and the gradient (g)
- * beside them that adamwStep reads and updates in place when handed them; null when the kernels are
- * off or the size is small.
+ * Zeroed state buffers (`slots` of them) for `length` parameters in WebAssembly memory, next to
+ * buffers for the parameters and the gradient, so the updates below copy nothing when handed them;
+ * null when the kernels are off or the size is small.
  */
-export function adamwBuffers(length: number): { w: Float32Array; g: Float32Array; m: Float32Array; v: Float32Array } | null {
-  if (!kernels || mode === 'ts' || (mode !== 'wasm' && length < WASM_MIN_ADAMW)) return null;
+export function optimizerState(length: number, slots: number): ResidentOptimizerState | null {
+  if (!kernels || mode === 'ts' || (mode !== 'wasm' && length < WASM_MIN_OPTIMIZER)) return null;
   try {
-    const state = new WasmAdamWState(kernels.module, length);
-    residentAdamW.set(state.m, state);
+    const state = new WasmParamState(kernels.module, length, slots);
+    residentStates.set(state.state[0] ?? state.g, state);
     return state;
   } catch {
     return null;
   }
 }
 
-/** Parameters at or above this length take the WebAssembly AdamW update in 'auto' mode (both paths give the same bits). */
-const WASM_MIN_ADAMW = 1024;
+/** Parameter vectors at or above this length take the WebAssembly optimizer updates in 'auto' mode (both paths give the same bits). */
+const WASM_MIN_OPTIMIZER = 1024;
+
+/** Runs `update` on the kernels, in place when the arrays are an optimizerState's; false when the TypeScript loop must run. */
+function updateOnKernels(w: Float32Array, g: Float32Array, state: Float32Array[], update: OptimizerUpdate): boolean {
+  if (!kernels || mode === 'ts') return false;
+  const n = w.length;
+  const resident = residentStates.get(state[0] ?? g);
+  if (resident && resident.length === n && resident.state.length === state.length && state.every((b, i) => b === resident.state[i])) {
+    resident.update(w, g, update);
+    return true;
+  }
+  return (mode === 'wasm' || n >= WASM_MIN_OPTIMIZER) && kernels.optimizerUpdate(w, g, state, update);
+}
+
+const f = Math.fround;
 
 /**
  * One AdamW update of w, m and v in place from the gradient g, in float32 with one rounding per
@@ -254,14 +277,10 @@ const WASM_MIN_ADAMW = 1024;
  * WebAssembly kernel compute the same bits.
  */
 export function adamwStep(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, constants: AdamWConstants): void {
-  const f = Math.fround;
   const k: AdamWConstants = { decay: f(constants.decay), c1: f(constants.c1), b2: f(constants.b2), c2: f(constants.c2), bc2: f(constants.bc2), eps: f(constants.eps), step: f(constants.step) };
-  const n = w.length;
-  const resident = residentAdamW.get(m);
-  if (resident && resident.v === v && resident.length === n && mode !== 'ts') return resident.step(w, g, k);
-  if (kernels && mode !== 'ts' && (mode === 'wasm' || n >= WASM_MIN_ADAMW) && kernels.adamw(w, g, m, v, k)) return;
   const { decay, c1, b2, c2, bc2, eps, step } = k;
-  for (let i = 0; i < n; i++) {
+  if (updateOnKernels(w, g, [m, v], (x, n, pw, pg, [pm, pv]) => x.adamw(n, pw, pg, pm, pv, decay, c1, b2, c2, bc2, eps, step))) return;
+  for (let i = 0; i < w.length; i++) {
     const gi = g[i];
     const mi = f(m[i] + f(f(gi - m[i]) * c1));
     const vi = f(f(v[i] * b2) + f(f(c2 * gi) * gi));
@@ -269,6 +288,83 @@ export function adamwStep(w: Float32Array, g: Float32Array, m: Float32Array, v: 
     w[i] = f(f(w[i] * decay) - f(step * f(mi / d)));
     m[i] = mi;
     v[i] = vi;
+  }
+}
+
+/** SGD settings for sgdStep; `first` marks the step that starts the momentum buffer. */
+export interface SgdConstants {
+  lr: number;
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  weightDecay: number;
+  first: boolean;
+}
+
+/**
+ * One SGD update of w (and the momentum buffer, when given) in place from g, in float32 with one
+ * rounding per operation in PyTorch's order (torch.optim.SGD): g + decay·w; b = g on the first step,
+ * else b·momentum + (1 − dampening)·g; g + momentum·b (Nesterov) or b; then w − lr·g. The constants are
+ * rounded to float32 first. The TypeScript loop and the WebAssembly kernel compute the same bits.
+ */
+export function sgdStep(w: Float32Array, g: Float32Array, buf: Float32Array | null, o: SgdConstants): void {
+  const [lr, momentum, keep, decay] = [f(o.lr), f(o.momentum), f(1 - o.dampening), f(o.weightDecay)];
+  const { nesterov, first } = o;
+  const flags = (buf ? 1 : 0) | (first ? 2 : 0) | (nesterov ? 4 : 0) | (decay !== 0 ? 8 : 0);
+  if (updateOnKernels(w, g, buf ? [buf] : [], (x, n, pw, pg, [pb = 0]) => x.sgd(n, pw, pg, pb, decay, momentum, keep, lr, flags))) return;
+  for (let i = 0; i < w.length; i++) {
+    let gi = g[i];
+    if (decay !== 0) gi = f(gi + f(decay * w[i]));
+    if (buf) {
+      buf[i] = first ? gi : f(f(buf[i] * momentum) + f(keep * gi));
+      gi = nesterov ? f(gi + f(momentum * buf[i])) : buf[i];
+    }
+    w[i] = f(w[i] - f(lr * gi));
+  }
+}
+
+/** RMSprop settings for rmspropStep. */
+export interface RmspropConstants {
+  lr: number;
+  alpha: number;
+  eps: number;
+  momentum: number;
+  weightDecay: number;
+}
+
+/**
+ * One RMSprop update of w and its averages in place from g, in float32 with one rounding per operation
+ * in PyTorch's order (torch.optim.RMSprop): g + decay·w; s = s·alpha + (c·g)·g with c = 1 − alpha; with
+ * `avg` (centered) a = a + (g − a)·c and r = sqrt(s − a·a) + eps, else r = sqrt(s) + eps; with `buf`
+ * (momentum) b = b·momentum + g/r and w − lr·b, else w − lr·(g/r). The constants are rounded to
+ * float32 first. The TypeScript loop and the WebAssembly kernel compute the same bits.
+ */
+export function rmspropStep(w: Float32Array, g: Float32Array, sq: Float32Array, avg: Float32Array | null, buf: Float32Array | null, o: RmspropConstants): void {
+  const [lr, alpha, c, eps, momentum, decay] = [f(o.lr), f(o.alpha), f(1 - o.alpha), f(o.eps), f(o.momentum), f(o.weightDecay)];
+  const flags = (avg ? 1 : 0) | (buf ? 2 : 0) | (decay !== 0 ? 8 : 0);
+  const state = [sq, ...(avg ? [avg] : []), ...(buf ? [buf] : [])];
+  const update: OptimizerUpdate = (x, n, pw, pg, [ps, ...rest]) => x.rmsprop(n, pw, pg, ps, avg ? rest[0] : 0, buf ? rest[rest.length - 1] : 0, decay, alpha, c, eps, momentum, lr, flags);
+  if (updateOnKernels(w, g, state, update)) return;
+  for (let i = 0; i < w.length; i++) {
+    let gi = g[i];
+    if (decay !== 0) gi = f(gi + f(decay * w[i]));
+    const s = f(f(sq[i] * alpha) + f(f(c * gi) * gi));
+    sq[i] = s;
+    let r: number;
+    if (avg) {
+      const a = f(avg[i] + f(f(gi - avg[i]) * c));
+      avg[i] = a;
+      r = f(f(Math.sqrt(f(s - f(a * a)))) + eps);
+    } else {
+      r = f(f(Math.sqrt(s)) + eps);
+    }
+    const q = f(gi / r);
+    if (buf) {
+      buf[i] = f(f(buf[i] * momentum) + q);
+      w[i] = f(w[i] - f(lr * buf[i]));
+    } else {
+      w[i] = f(w[i] - f(lr * q));
+    }
   }
 }
 

@@ -18,6 +18,8 @@ interface KernelExports {
   kBlock(): number;
   gemm(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number): void;
   adamw(n: number, w: number, g: number, m: number, v: number, decay: number, c1: number, b2: number, c2: number, bc2: number, eps: number, step: number): void;
+  sgd(n: number, w: number, g: number, buf: number, decay: number, momentum: number, keep: number, lr: number, flags: number): void;
+  rmsprop(n: number, w: number, g: number, sq: number, avg: number, buf: number, decay: number, alpha: number, c: number, eps: number, momentum: number, lr: number, flags: number): void;
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
   allFinite(n: number, x: number): number;
@@ -352,24 +354,18 @@ export class WasmKernels {
     return true;
   }
 
-  /** One AdamW update of w, m, v in place from g (float32 per operation); false when memory cannot hold them. */
-  adamw(w: Float32Array, g: Float32Array, m: Float32Array, v: Float32Array, k: AdamWConstants): boolean {
+  /**
+   * One optimizer update in place: w and the state buffers are copied in, `update` runs a kernel on
+   * them (OptimizerUpdate) and they are copied back; false when memory cannot hold them.
+   */
+  optimizerUpdate(w: Float32Array, g: Float32Array, state: Float32Array[], update: OptimizerUpdate): boolean {
     const n = w.length;
-    const offsets = this.layoutFor(n, n, n, n);
-    if (!offsets) return false;
-    const [pw, pg, pm, pv] = offsets;
-    const buf = this.x.memory.buffer;
-    const fw = new Float32Array(buf, pw, n);
-    const fm = new Float32Array(buf, pm, n);
-    const fv = new Float32Array(buf, pv, n);
-    fw.set(w);
-    new Float32Array(buf, pg, n).set(g);
-    fm.set(m);
-    fv.set(v);
-    this.x.adamw(n, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
-    w.set(fw);
-    m.set(fm);
-    v.set(fv);
+    const at = this.place([n, n, ...state.map(() => n)]);
+    if (!at) return false;
+    const [pw, pg, ...ps] = at;
+    this.put([pw, w, n], [pg, g, n], ...state.map((s, i): [number, Float32Array, number] => [ps[i], s, n]));
+    update(this.x, n, pw, pg, ps);
+    this.take([pw, w, n], ...state.map((s, i): [number, Float32Array, number] => [ps[i], s, n]));
     return true;
   }
 
@@ -414,39 +410,45 @@ export class WasmKernels {
   }
 }
 
+/** Runs an optimizer kernel on n parameters at byte `w`, their gradient at `g` and the optimizer's state buffers at `state`. */
+export type OptimizerUpdate = (x: OptimizerKernels, n: number, w: number, g: number, state: number[]) => void;
+
+/** The optimizer kernels (assembly/kernels.ts adamw, sgd, rmsprop). */
+export type OptimizerKernels = Pick<KernelExports, 'adamw' | 'sgd' | 'rmsprop'>;
+
 /**
- * AdamW state that lives in a private instance's memory (sized once, never grown, so the views stay
- * valid): the parameters w, a gradient buffer g and the moment buffers m and v. When the parameters
- * handed to `step` are w itself (the optimizer moves a layer's master there, WeightStore.relocate) and
- * the gradient is g (a backward pass writes it there, BackwardOptions.gradientBuffers), a step copies
+ * An optimizer's state for one parameter vector in a private instance's memory (sized once, never
+ * grown, so the views stay valid): the parameters w, a gradient buffer g and `slots` state buffers
+ * (AdamW's moments, SGD's momentum, RMSprop's averages), zeroed. When the parameters handed to
+ * `update` are w itself (the optimizer moves a layer's master there, WeightStore.relocate) and the
+ * gradient is g (a backward pass writes it there, BackwardOptions.gradientBuffers), an update copies
  * nothing; any other arrays are copied in (and w back out).
  */
-export class WasmAdamWState {
+export class WasmParamState {
   private readonly x: KernelExports;
-  private readonly at: [number, number, number, number];
+  private readonly at: number[];
   readonly w: Float32Array;
   readonly g: Float32Array;
-  readonly m: Float32Array;
-  readonly v: Float32Array;
+  readonly state: Float32Array[];
 
-  constructor(module: WebAssembly.Module, readonly length: number) {
+  constructor(module: WebAssembly.Module, readonly length: number, slots: number) {
     this.x = new WebAssembly.Instance(module, {}).exports as unknown as KernelExports;
     const base = align16(this.x.heapBase());
     const bytes = align16(length * 4);
-    this.at = [base, base + bytes, base + 2 * bytes, base + 3 * bytes];
-    const end = this.at[3] + bytes;
-    if (end > MAX_BYTES) throw new RangeError(`adamw: ${length} parameters exceed linear memory`);
+    this.at = Array.from({ length: 2 + slots }, (_, i) => base + i * bytes);
+    const end = base + this.at.length * bytes;
+    if (end > MAX_BYTES) throw new RangeError(`optimizer state: ${length} parameters exceed linear memory`);
     const have = this.x.memory.buffer.byteLength;
     if (end > have) this.x.memory.grow(Math.ceil((end - have) / PAGE));
     const buf = this.x.memory.buffer;
-    [this.w, this.g, this.m, this.v] = this.at.map((at) => new Float32Array(buf, at, length));
+    [this.w, this.g, ...this.state] = this.at.map((at) => new Float32Array(buf, at, length));
   }
 
-  step(w: Float32Array, g: Float32Array, k: AdamWConstants): void {
-    const [pw, pg, pm, pv] = this.at;
+  update(w: Float32Array, g: Float32Array, update: OptimizerUpdate): void {
+    const [pw, pg, ...ps] = this.at;
     if (w !== this.w) this.w.set(w.subarray(0, this.length));
     if (g !== this.g) this.g.set(g.subarray(0, this.length));
-    this.x.adamw(this.length, pw, pg, pm, pv, k.decay, k.c1, k.b2, k.c2, k.bc2, k.eps, k.step);
+    update(this.x, this.length, pw, pg, ps);
     if (w !== this.w) w.set(this.w);
   }
 }

@@ -1,7 +1,7 @@
 import { decodeBase64, encodeBase64 } from '../core/base64.js';
 import { FormatError, SpecError } from '../core/errors.js';
 import type { WeightStore } from '../core/weightStore.js';
-import { adamwBuffers, adamwStep } from '../kernels/backend.js';
+import { adamwStep, optimizerState, rmspropStep, sgdStep } from '../kernels/backend.js';
 
 /** A parameter vector and its gradient, identified by a stable key (the layer's flat grid index). */
 export interface ParamGrad {
@@ -48,7 +48,9 @@ export interface OptimizerState {
 
 /**
  * Optimizers follow PyTorch's update rules exactly (torch.optim.SGD, AdamW, RMSprop), keep their
- * state in float32 like PyTorch, and update parameters in place.
+ * state in float32 like PyTorch, and update parameters in place, in float32 with one rounding per
+ * operation (kernels/backend.ts sgdStep, adamwStep, rmspropStep: the same bits on the WebAssembly
+ * kernels and the TypeScript loops).
  */
 export abstract class Optimizer {
   abstract readonly type: OptimizerName;
@@ -91,6 +93,26 @@ export abstract class Optimizer {
     return this.buffers.get(key)?.has(name) ?? false;
   }
 
+  /** Keys whose first update has decided where their state lives. */
+  private readonly placed = new Set<string>();
+
+  /**
+   * On a key's first update (unless state was loaded for it): its state buffers `names`, its gradient
+   * buffer and, for a layer's store, the parameters themselves in WebAssembly memory when the kernels
+   * run (optimizerState), so the updates copy nothing. Returns the array to update: the store's moved
+   * master, or `values` as given.
+   */
+  protected placeState(key: string, values: Float32Array, store: WeightStore | undefined, names: string[]): Float32Array {
+    if (this.placed.has(key)) return values;
+    this.placed.add(key);
+    if (names.some((name) => this.hasBuffer(key, name))) return values;
+    const resident = optimizerState(values.length, names.length);
+    if (!resident) return values;
+    if (names.length > 0) this.buffers.set(key, new Map(names.map((name, i) => [name, resident.state[i]])));
+    this.gradientBuffers.set(key, resident.g);
+    return store?.master === values ? store.relocate(resident.w) : values;
+  }
+
   state(): OptimizerState {
     const buffers: Record<string, Record<string, string>> = {};
     for (const [key, slots] of [...this.buffers].sort(([a], [b]) => a.localeCompare(b, 'en', { numeric: true }))) {
@@ -104,6 +126,7 @@ export abstract class Optimizer {
     this.steps = state.steps;
     this.buffers.clear();
     this.gradientBuffers.clear();
+    this.placed.clear();
     for (const [key, slots] of Object.entries(state.buffers)) {
       const m = new Map<string, Float32Array>();
       if (!isRecord(slots)) throw new SpecError(`${source}.buffers.${key}`, 'an object of base64 strings', slots);
@@ -137,19 +160,12 @@ export class Sgd extends Optimizer {
     return { momentum: this.momentum, dampening: this.dampening, nesterov: this.nesterov, weightDecay: this.weightDecay };
   }
 
-  protected update({ key, values: w, grad }: ParamGrad): void {
+  protected update({ key, values, grad, store }: ParamGrad): void {
     const { momentum, dampening, nesterov, weightDecay, lr } = this;
     const first = momentum !== 0 && !this.hasBuffer(key, 'momentum');
+    const w = this.placeState(key, values, store, momentum !== 0 ? ['momentum'] : []);
     const buf = momentum !== 0 ? this.buffer(key, 'momentum', w.length) : null;
-    for (let i = 0; i < w.length; i++) {
-      let g = grad[i];
-      if (weightDecay !== 0) g = Math.fround(g + weightDecay * w[i]);
-      if (buf) {
-        buf[i] = first ? g : Math.fround(momentum * buf[i]) + Math.fround((1 - dampening) * g);
-        g = nesterov ? Math.fround(g + Math.fround(momentum * buf[i])) : buf[i];
-      }
-      w[i] = w[i] - Math.fround(lr * g);
-    }
+    sgdStep(w, grad, buf, { lr, momentum, dampening, nesterov, weightDecay, first });
   }
 }
 
@@ -174,17 +190,7 @@ export class AdamW extends Optimizer {
 
   protected update({ key, values, grad, store }: ParamGrad, t: number): void {
     const { beta1, beta2, eps, weightDecay, lr } = this;
-    let w = values;
-    if (!this.hasBuffer(key, 'exp_avg') && !this.hasBuffer(key, 'exp_avg_sq')) {
-      // Moments, gradient and (for a layer's store) the parameters themselves kept in WebAssembly memory
-      // when the kernels run: the same values, and no copies per step.
-      const resident = adamwBuffers(w.length);
-      if (resident) {
-        this.buffers.set(key, new Map([['exp_avg', resident.m], ['exp_avg_sq', resident.v]]));
-        this.gradientBuffers.set(key, resident.g);
-        if (store?.master === w) w = store.relocate(resident.w);
-      }
-    }
+    const w = this.placeState(key, values, store, ['exp_avg', 'exp_avg_sq']);
     const m = this.buffer(key, 'exp_avg', w.length);
     const v = this.buffer(key, 'exp_avg_sq', w.length);
     const bc1 = 1 - Math.pow(beta1, t);
@@ -214,29 +220,14 @@ export class Rmsprop extends Optimizer {
     return { alpha: this.alpha, eps: this.eps, momentum: this.momentum, centered: this.centered, weightDecay: this.weightDecay };
   }
 
-  protected update({ key, values: w, grad }: ParamGrad): void {
+  protected update({ key, values, grad, store }: ParamGrad): void {
     const { alpha, eps, momentum, centered, weightDecay, lr } = this;
+    const names = ['square_avg', ...(centered ? ['grad_avg'] : []), ...(momentum > 0 ? ['momentum_buffer'] : [])];
+    const w = this.placeState(key, values, store, names);
     const sq = this.buffer(key, 'square_avg', w.length);
-    const gAvg = centered ? this.buffer(key, 'grad_avg', w.length) : null;
+    const avg = centered ? this.buffer(key, 'grad_avg', w.length) : null;
     const buf = momentum > 0 ? this.buffer(key, 'momentum_buffer', w.length) : null;
-    for (let i = 0; i < w.length; i++) {
-      let g = grad[i];
-      if (weightDecay !== 0) g = Math.fround(g + weightDecay * w[i]);
-      sq[i] = sq[i] * alpha + (1 - alpha) * g * g;
-      let avg: number;
-      if (gAvg) {
-        gAvg[i] = gAvg[i] + (g - gAvg[i]) * (1 - alpha);
-        avg = Math.fround(Math.sqrt(Math.fround(sq[i] - gAvg[i] * gAvg[i]))) + eps;
-      } else {
-        avg = Math.fround(Math.sqrt(sq[i])) + eps;
-      }
-      if (buf) {
-        buf[i] = buf[i] * momentum + Math.fround(g / avg);
-        w[i] = w[i] - lr * buf[i];
-      } else {
-        w[i] = w[i] - lr * Math.fround(g / avg);
-      }
-    }
+    rmspropStep(w, grad, sq, avg, buf, { lr, alpha, eps, momentum, weightDecay });
   }
 }
 
