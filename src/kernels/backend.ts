@@ -292,7 +292,7 @@ export function adamwStep(w: Float32Array, g: Float32Array, m: Float32Array, v: 
 }
 
 /** SGD settings for sgdStep; `first` marks the step that starts the momentum buffer. */
-export interface SgdConstants {
+export interface SgdSettings {
   lr: number;
   momentum: number;
   dampening: number;
@@ -307,7 +307,7 @@ export interface SgdConstants {
  * else b·momentum + (1 − dampening)·g; g + momentum·b (Nesterov) or b; then w − lr·g. The constants are
  * rounded to float32 first. The TypeScript loop and the WebAssembly kernel compute the same bits.
  */
-export function sgdStep(w: Float32Array, g: Float32Array, buf: Float32Array | null, o: SgdConstants): void {
+export function sgdStep(w: Float32Array, g: Float32Array, buf: Float32Array | null, o: SgdSettings): void {
   const [lr, momentum, keep, decay] = [f(o.lr), f(o.momentum), f(1 - o.dampening), f(o.weightDecay)];
   const { nesterov, first } = o;
   const flags = (buf ? 1 : 0) | (first ? 2 : 0) | (nesterov ? 4 : 0) | (decay !== 0 ? 8 : 0);
@@ -324,7 +324,7 @@ export function sgdStep(w: Float32Array, g: Float32Array, buf: Float32Array | nu
 }
 
 /** RMSprop settings for rmspropStep. */
-export interface RmspropConstants {
+export interface RmspropSettings {
   lr: number;
   alpha: number;
   eps: number;
@@ -339,7 +339,7 @@ export interface RmspropConstants {
  * (momentum) b = b·momentum + g/r and w − lr·b, else w − lr·(g/r). The constants are rounded to
  * float32 first. The TypeScript loop and the WebAssembly kernel compute the same bits.
  */
-export function rmspropStep(w: Float32Array, g: Float32Array, sq: Float32Array, avg: Float32Array | null, buf: Float32Array | null, o: RmspropConstants): void {
+export function rmspropStep(w: Float32Array, g: Float32Array, sq: Float32Array, avg: Float32Array | null, buf: Float32Array | null, o: RmspropSettings): void {
   const [lr, alpha, c, eps, momentum, decay] = [f(o.lr), f(o.alpha), f(1 - o.alpha), f(o.eps), f(o.momentum), f(o.weightDecay)];
   const flags = (avg ? 1 : 0) | (buf ? 2 : 0) | (decay !== 0 ? 8 : 0);
   const state = [sq, ...(avg ? [avg] : []), ...(buf ? [buf] : [])];

@@ -60,8 +60,9 @@ export abstract class Optimizer {
   protected buffers = new Map<string, Map<string, Float32Array>>();
   /**
    * Per-parameter gradient buffers for a training loop to pass to backwardNetwork
-   * (BackwardOptions.gradientBuffers). AdamW puts its WebAssembly-resident gradient buffers here, so
-   * its kernel reads each gradient where the backward pass wrote it.
+   * (BackwardOptions.gradientBuffers). On the kernels these are the WebAssembly-resident gradient
+   * buffers next to the optimizer's state (placeState), so an update reads each gradient where the
+   * backward pass wrote it.
    */
   readonly gradientBuffers = new Map<string, Float32Array>();
 
