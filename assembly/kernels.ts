@@ -580,15 +580,17 @@ export function int8RowGemmQ16(M: i32, rows: i32, cols: i32, w: usize, scales: u
 
 // ---- Loom-TS CPU kernels (issue 6): optimizer updates ----
 //
-// AdamW in float32, one rounding per operation (the TS reference in src/train/optimizers.ts does the
-// same with Math.fround): wd = w·decay; m = m + (g − m)·c1; v = v·b2 + (c2·g)·g;
-// d = sqrt(v) / bc2 + eps; w = wd − step·(m / d). Lanes are independent, so SIMD width changes nothing.
+// Elementwise over whole vectors: the last one may run past n into the padding that every buffer
+// has up to its next 16 bytes (WasmParamState and WasmKernels.place lay them out so); those lanes are
+// never read back. Lanes are independent, so the results equal the scalar loops' bits.
+//
+// AdamW in float32, one rounding per operation (the TS reference in src/kernels/backend.ts adamwStep
+// does the same with Math.fround): wd = w·decay; m = m + (g − m)·c1; v = v·b2 + (c2·g)·g;
+// d = sqrt(v) / bc2 + eps; w = wd − step·(m / d).
 export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32, c1: f32, b2: f32, c2: f32, bc2: f32, eps: f32, step: f32): void {
   const vdecay = f32x4.splat(decay), vc1 = f32x4.splat(c1), vb2 = f32x4.splat(b2), vc2 = f32x4.splat(c2);
   const vbc2 = f32x4.splat(bc2), veps = f32x4.splat(eps), vstep = f32x4.splat(step);
-  const n4 = n & ~3;
-  let i = 0;
-  for (; i < n4; i += 4) {
+  for (let i = 0; i < n; i += 4) {
     const o = <usize>i << 2;
     const gi = v128.load(g + o);
     let mi = v128.load(m + o);
@@ -600,17 +602,6 @@ export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32
     v128.store(m + o, mi);
     v128.store(v + o, vi);
   }
-  for (; i < n; i++) {
-    const o = <usize>i << 2;
-    const gi = load<f32>(g + o);
-    let mi = load<f32>(m + o);
-    mi = mi + (gi - mi) * c1;
-    const vi = load<f32>(v + o) * b2 + (c2 * gi) * gi;
-    const d = sqrt<f32>(vi) / bc2 + eps;
-    store<f32>(w + o, load<f32>(w + o) * decay - step * (mi / d));
-    store<f32>(m + o, mi);
-    store<f32>(v + o, vi);
-  }
 }
 
 // SGD (torch.optim.SGD) in float32, one rounding per operation, constants already float32 (the TS
@@ -621,9 +612,7 @@ export function adamw(n: i32, w: usize, g: usize, m: usize, v: usize, decay: f32
 export function sgd(n: i32, w: usize, g: usize, buf: usize, decay: f32, momentum: f32, keep: f32, lr: f32, flags: i32): void {
   const useMomentum = (flags & 1) != 0, first = (flags & 2) != 0, nesterov = (flags & 4) != 0, useDecay = (flags & 8) != 0;
   const vdecay = f32x4.splat(decay), vmom = f32x4.splat(momentum), vkeep = f32x4.splat(keep), vlr = f32x4.splat(lr);
-  const n4 = n & ~3;
-  let i = 0;
-  for (; i < n4; i += 4) {
+  for (let i = 0; i < n; i += 4) {
     const o = <usize>i << 2;
     const wi = v128.load(w + o);
     let gi = v128.load(g + o);
@@ -634,18 +623,6 @@ export function sgd(n: i32, w: usize, g: usize, buf: usize, decay: f32, momentum
       gi = nesterov ? f32x4.add(gi, f32x4.mul(vmom, b)) : b;
     }
     v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, gi)));
-  }
-  for (; i < n; i++) {
-    const o = <usize>i << 2;
-    const wi = load<f32>(w + o);
-    let gi = load<f32>(g + o);
-    if (useDecay) gi = gi + decay * wi;
-    if (useMomentum) {
-      const b: f32 = first ? gi : load<f32>(buf + o) * momentum + keep * gi;
-      store<f32>(buf + o, b);
-      gi = nesterov ? gi + momentum * b : b;
-    }
-    store<f32>(w + o, wi - lr * gi);
   }
 }
 
@@ -658,9 +635,7 @@ export function rmsprop(n: i32, w: usize, g: usize, sq: usize, avg: usize, buf: 
   const centered = (flags & 1) != 0, useMomentum = (flags & 2) != 0, useDecay = (flags & 8) != 0;
   const vdecay = f32x4.splat(decay), valpha = f32x4.splat(alpha), vc = f32x4.splat(c), veps = f32x4.splat(eps);
   const vmom = f32x4.splat(momentum), vlr = f32x4.splat(lr);
-  const n4 = n & ~3;
-  let i = 0;
-  for (; i < n4; i += 4) {
+  for (let i = 0; i < n; i += 4) {
     const o = <usize>i << 2;
     const wi = v128.load(w + o);
     let gi = v128.load(g + o);
@@ -683,31 +658,6 @@ export function rmsprop(n: i32, w: usize, g: usize, sq: usize, avg: usize, buf: 
       v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, b)));
     } else {
       v128.store(w + o, f32x4.sub(wi, f32x4.mul(vlr, q)));
-    }
-  }
-  for (; i < n; i++) {
-    const o = <usize>i << 2;
-    const wi = load<f32>(w + o);
-    let gi = load<f32>(g + o);
-    if (useDecay) gi = gi + decay * wi;
-    const s = load<f32>(sq + o) * alpha + (c * gi) * gi;
-    store<f32>(sq + o, s);
-    let r: f32;
-    if (centered) {
-      const a0 = load<f32>(avg + o);
-      const a = a0 + (gi - a0) * c;
-      store<f32>(avg + o, a);
-      r = sqrt<f32>(s - a * a) + eps;
-    } else {
-      r = sqrt<f32>(s) + eps;
-    }
-    const q = gi / r;
-    if (useMomentum) {
-      const b = load<f32>(buf + o) * momentum + q;
-      store<f32>(buf + o, b);
-      store<f32>(w + o, wi - lr * b);
-    } else {
-      store<f32>(w + o, wi - lr * q);
     }
   }
 }

@@ -9,34 +9,41 @@ function bits(a: Float32Array): number[] {
   return Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 }
 
-test('AdamW update: the TypeScript loop, the WebAssembly kernel and resident moments give the same bits', () => {
+/** Runs `update` for 3 steps on the TypeScript loop, the staged kernel, resident state and resident state with the gradient in place; returns [w, ...state] per way. */
+function fourWays(n: number, slots: number, update: (w: Float32Array, g: Float32Array, state: Float32Array[], t: number) => void): Float32Array[][] {
   const before = kernelMode();
   try {
-    for (const n of [1, 7, 4096, 5003]) {
-      const g = randomArray(n, 1 + n);
-      g[0] = 0;
-      const w0 = randomArray(n, 2 + n);
-      const runs: Float32Array[][] = [];
-      // 'resident-g': the gradient handed over is the state's own buffer, read in place.
-      for (const how of ['ts', 'wasm', 'resident', 'resident-g'] as const) {
-        setKernelBackend(how === 'ts' ? 'ts' : 'wasm');
-        const w = Float32Array.from(w0);
-        const resident = how.startsWith('resident') ? optimizerState(n, 2) : null;
-        if (how.startsWith('resident')) assert.ok(resident, 'resident buffers in wasm mode');
-        const m = resident?.state[0] ?? new Float32Array(n);
-        const v = resident?.state[1] ?? new Float32Array(n);
-        const grad = how === 'resident-g' ? resident!.g : g;
-        for (let t = 1; t <= 3; t++) {
-          const bc1 = 1 - 0.9 ** t;
-          if (how === 'resident-g') grad.set(g);
-          adamwStep(w, grad, m, v, { decay: 1 - 1e-3 * (t === 2 ? 0 : 0.01), c1: 0.1, b2: 0.999, c2: 1 - 0.999, bc2: Math.sqrt(1 - 0.999 ** t), eps: 1e-8, step: 1e-3 / bc1 });
-        }
-        runs.push([w, Float32Array.from(m), Float32Array.from(v)]);
+    const g = randomArray(n, 1 + n);
+    g[0] = 0;
+    const w0 = randomArray(n, 2 + n);
+    const runs: Float32Array[][] = [];
+    for (const how of ['ts', 'wasm', 'resident', 'resident-g'] as const) {
+      setKernelBackend(how === 'ts' ? 'ts' : 'wasm');
+      const resident = how.startsWith('resident') ? optimizerState(n, slots) : null;
+      if (how.startsWith('resident')) assert.ok(resident, 'resident buffers in wasm mode');
+      const w = how === 'resident-g' ? resident!.w : Float32Array.from(w0);
+      w.set(w0);
+      const state = resident?.state ?? Array.from({ length: slots }, () => new Float32Array(n));
+      const grad = how === 'resident-g' ? resident!.g : g;
+      for (let t = 1; t <= 3; t++) {
+        if (how === 'resident-g') grad.set(g.map((x) => x * t));
+        update(w, how === 'resident-g' ? grad : g.map((x) => x * t), state, t);
       }
-      for (const r of runs.slice(1)) for (let i = 0; i < 3; i++) assert.deepEqual(bits(r[i]), bits(runs[0][i]), `n=${n} buffer ${i}`);
+      runs.push([Float32Array.from(w), ...state.map((b) => Float32Array.from(b))]);
     }
+    return runs;
   } finally {
     setKernelBackend(before);
+  }
+}
+
+test('AdamW update: the TypeScript loop, the WebAssembly kernel and resident state give the same bits', () => {
+  for (const n of [1, 7, 4096, 5003]) {
+    const runs = fourWays(n, 2, (w, g, [m, v], t) => {
+      const bc1 = 1 - 0.9 ** t;
+      adamwStep(w, g, m, v, { decay: 1 - 1e-3 * (t === 2 ? 0 : 0.01), c1: 0.1, b2: 0.999, c2: 1 - 0.999, bc2: Math.sqrt(1 - 0.999 ** t), eps: 1e-8, step: 1e-3 / bc1 });
+    });
+    for (const r of runs.slice(1)) r.forEach((b, i) => assert.deepEqual(bits(b), bits(runs[0][i]), `n=${n} buffer ${i}`));
   }
 });
 
@@ -86,34 +93,6 @@ test('AdamW optimizer: one step matches the float64 formula to float32 rounding'
   new AdamW({ lr: 1e-3 }).step([{ key: '0', values: w, grad }]);
   for (let i = 0; i < n; i++) assert.ok(Math.abs(w[i] - want[i]) <= 1e-6 * (Math.abs(want[i]) + 1e-3), `w[${i}] ${w[i]} vs ${want[i]}`);
 });
-
-/** Runs `update` for 3 steps on the TypeScript loop, the staged kernel, resident state and resident state with the gradient in place; returns [w, ...state] per way. */
-function fourWays(n: number, slots: number, update: (w: Float32Array, g: Float32Array, state: Float32Array[], t: number) => void): Float32Array[][] {
-  const before = kernelMode();
-  try {
-    const g = randomArray(n, 1 + n);
-    g[0] = 0;
-    const w0 = randomArray(n, 2 + n);
-    const runs: Float32Array[][] = [];
-    for (const how of ['ts', 'wasm', 'resident', 'resident-g'] as const) {
-      setKernelBackend(how === 'ts' ? 'ts' : 'wasm');
-      const resident = how.startsWith('resident') ? optimizerState(n, slots) : null;
-      if (how.startsWith('resident')) assert.ok(resident, 'resident buffers in wasm mode');
-      const w = how === 'resident-g' ? resident!.w : Float32Array.from(w0);
-      w.set(w0);
-      const state = resident?.state ?? Array.from({ length: slots }, () => new Float32Array(n));
-      const grad = how === 'resident-g' ? resident!.g : g;
-      for (let t = 1; t <= 3; t++) {
-        if (how === 'resident-g') grad.set(g.map((x) => x * t));
-        update(w, how === 'resident-g' ? grad : g.map((x) => x * t), state, t);
-      }
-      runs.push([Float32Array.from(w), ...state.map((b) => Float32Array.from(b))]);
-    }
-    return runs;
-  } finally {
-    setKernelBackend(before);
-  }
-}
 
 test('SGD update: the TypeScript loop, the WebAssembly kernel and resident state give the same bits, for every option', () => {
   for (const n of [1, 7, 4096, 5003]) {
