@@ -2,6 +2,7 @@ import { ShapeError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
 import { gemmAB, gemmABt, gemmAtB, lstmBackward, lstmForward, rnnForward, sumRows } from '../kernels/backend.js';
+import { sigmoid } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type Layer, type LayerKind, type SampleWidths } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -185,10 +186,6 @@ function stackGates(w: Float32Array, nIn: number, hid: number): { wIH: Float32Ar
     bias.set(w.subarray(o + ihSize + hhSize, o + gate), g * hid);
   }
   return { wIH, wHH, bias };
-}
-
-function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
 }
 
 /**

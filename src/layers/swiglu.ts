@@ -2,7 +2,7 @@ import { ShapeError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { transpose } from '../kernels/gemm.js';
 import { gemmABt, sumRows } from '../kernels/backend.js';
-import { Activation } from './activations.js';
+import { Activation, sigmoid } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type LayerKind } from './layer.js';
 import { registerLayerKind } from './registry.js';
@@ -149,10 +149,6 @@ export const swigluKind: LayerKind = {
 function offsets(nIn: number, inter: number) {
   const m = nIn * inter;
   return { gateW: 0, upW: m, downW: 2 * m, gateB: 3 * m, upB: 3 * m + inter, downB: 3 * m + 2 * inter, end: 3 * m + 2 * inter + nIn };
-}
-
-function sigmoid(x: number): number {
-  return x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
 }
 
 function gate(g: number, relu2: boolean): number {
