@@ -1728,6 +1728,114 @@ const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_T
   return reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(x) & 0x80000000));
 }
 
+// The Sigmoid and Tanh activations of Dense and convolution layers, accurate to a few float32 ulps
+// everywhere (the recurrent kernels keep the cheaper forms above). tanh: Cephes' odd polynomial
+// |x| + |x|·z·P(z), z = x², below 0.625, else 1 − r with r = 2/(exp(2|x|) + 1); the sign of x last,
+// so −0 stays −0. Their derivatives avoid the cancellation of 1 − t² and s·(1 − s) for saturated
+// inputs: 1 − t² = r·(2 − r) above 0.625, and σ'(x) = e/(1 + e)² with e = exp(−x).
+const TC = memory.data<f32>([
+  -5.70498872745e-3, -5.70498872745e-3, -5.70498872745e-3, -5.70498872745e-3,
+  2.06390887954e-2, 2.06390887954e-2, 2.06390887954e-2, 2.06390887954e-2,
+  -5.37397155531e-2, -5.37397155531e-2, -5.37397155531e-2, -5.37397155531e-2,
+  1.33314422036e-1, 1.33314422036e-1, 1.33314422036e-1, 1.33314422036e-1,
+  -3.33332819422e-1, -3.33332819422e-1, -3.33332819422e-1, -3.33332819422e-1,
+  0.625, 0.625, 0.625, 0.625,
+], 16);
+const TC_P0 = 0, TC_P1 = 16, TC_P2 = 32, TC_P3 = 48, TC_P4 = 64, TC_SMALL = 80;
+
+@inline function tc(offset: usize): v128 {
+  return v128.load(TC + offset);
+}
+
+// |tanh x| below 0.625 (ax = |x|, z = x²).
+@inline function tanhSmallV(ax: v128, z: v128): v128 {
+  let p = f32x4.add(f32x4.mul(tc(TC_P0), z), tc(TC_P1));
+  p = f32x4.add(f32x4.mul(p, z), tc(TC_P2));
+  p = f32x4.add(f32x4.mul(p, z), tc(TC_P3));
+  p = f32x4.add(f32x4.mul(p, z), tc(TC_P4));
+  return f32x4.add(f32x4.mul(f32x4.mul(p, z), ax), ax);
+}
+
+@inline function tanhSmallS(ax: f32, z: f32): f32 {
+  let p = <f32>-5.70498872745e-3 * z + <f32>2.06390887954e-2;
+  p = p * z + <f32>-5.37397155531e-2;
+  p = p * z + <f32>1.33314422036e-1;
+  p = p * z + <f32>-3.33332819422e-1;
+  return (p * z) * ax + ax;
+}
+
+/** out = σ(pre) (kind 0) or tanh(pre) (kind 1), n values. */
+export function activationForward(kind: i32, n: i32, pre: usize, out: usize): void {
+  const sign = i32x4.splat(0x80000000);
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const x = v128.load(pre + (<usize>i << 2));
+    let y: v128;
+    if (kind == 0) {
+      y = sigmoidV(x);
+    } else {
+      const ax = f32x4.abs(x);
+      const r = f32x4.div(vc(VC_TWO), f32x4.add(expV(f32x4.add(ax, ax)), vc(VC_ONE)));
+      const t = v128.bitselect(tanhSmallV(ax, f32x4.mul(x, x)), f32x4.sub(vc(VC_ONE), r), f32x4.lt(ax, tc(TC_SMALL)));
+      y = v128.or(t, v128.and(x, sign));
+    }
+    v128.store(out + (<usize>i << 2), y);
+  }
+  for (; i < n; i++) {
+    const x = load<f32>(pre + (<usize>i << 2));
+    let y: f32;
+    if (kind == 0) {
+      y = sigmoidS(x);
+    } else {
+      const ax = abs<f32>(x);
+      const t: f32 = ax < <f32>0.625 ? tanhSmallS(ax, x * x) : <f32>1 - <f32>2 / (expS(ax + ax) + <f32>1);
+      y = reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(x) & 0x80000000));
+    }
+    store<f32>(out + (<usize>i << 2), y);
+  }
+}
+
+/** gradPre = gradOut · σ'(pre) (kind 0) or gradOut · tanh'(pre) (kind 1), n values. */
+export function activationBackward(kind: i32, n: i32, gradOut: usize, pre: usize, gradPre: usize): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(pre + o);
+    let d: v128;
+    if (kind == 0) {
+      const e = expV(f32x4.neg(x));
+      const q = f32x4.add(vc(VC_ONE), e);
+      d = f32x4.div(e, f32x4.mul(q, q));
+    } else {
+      const ax = f32x4.abs(x);
+      const r = f32x4.div(vc(VC_TWO), f32x4.add(expV(f32x4.add(ax, ax)), vc(VC_ONE)));
+      const t = tanhSmallV(ax, f32x4.mul(x, x));
+      d = v128.bitselect(f32x4.sub(vc(VC_ONE), f32x4.mul(t, t)), f32x4.mul(r, f32x4.sub(vc(VC_TWO), r)), f32x4.lt(ax, tc(TC_SMALL)));
+    }
+    v128.store(gradPre + o, f32x4.mul(v128.load(gradOut + o), d));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const x = load<f32>(pre + o);
+    let d: f32;
+    if (kind == 0) {
+      const e = expS(-x);
+      const q = <f32>1 + e;
+      d = e / (q * q);
+    } else {
+      const ax = abs<f32>(x);
+      if (ax < <f32>0.625) {
+        const t = tanhSmallS(ax, x * x);
+        d = <f32>1 - t * t;
+      } else {
+        const r = <f32>2 / (expS(ax + ax) + <f32>1);
+        d = r * (<f32>2 - r);
+      }
+    }
+    store<f32>(gradPre + o, load<f32>(gradOut + o) * d);
+  }
+}
+
 /** out[i] = σ(x[i]) (kind 0) or tanh(x[i]) (kind 1) for i < n, as the recurrent kernels compute them. */
 export function activateF32(kind: i32, n: i32, x: usize, out: usize): void {
   let i = 0;

@@ -186,14 +186,25 @@ function elementwiseKernels(n: number): WasmKernels | null {
 
 /** out[i] = pre[i] > 0 ? pre[i] : 0 (out may be pre); NaN and −0 give +0. */
 export function reluForward(pre: Float32Array, out: Float32Array): void {
-  const done = elementwiseKernels(pre.length)?.relu(pre, null, out) ?? 0;
+  const done = elementwiseKernels(pre.length)?.activation('relu', pre, null, out) ?? 0;
   if (done < pre.length) reluInto(pre.subarray(done), out.subarray(done));
 }
 
 /** gradPre[i] = pre[i] > 0 ? gradOut[i] : 0. */
 export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: Float32Array): void {
-  const done = elementwiseKernels(pre.length)?.relu(pre, gradOut, gradPre) ?? 0;
+  const done = elementwiseKernels(pre.length)?.activation('relu', pre, gradOut, gradPre) ?? 0;
   if (done < pre.length) reluBackwardInto(gradOut.subarray(done), pre.subarray(done), gradPre.subarray(done));
+}
+
+/**
+ * Sigmoid or Tanh (gradOut null: out = f(pre)) or its gradient (out = gradOut · f'(pre)) on the
+ * WebAssembly kernels, for every length (their float32 bits differ from the TypeScript float64 loops',
+ * so a value must not take one path alone and the other in a batch); false when the kernels are off
+ * and the TypeScript loops must run.
+ */
+export function smoothActivation(kind: 'sigmoid' | 'tanh', pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): boolean {
+  if (!kernels || mode === 'ts' || pre.length === 0) return false;
+  return kernels.activation(kind, pre, gradOut, out) === pre.length;
 }
 
 /**

@@ -22,6 +22,8 @@ interface KernelExports {
   rmsprop(n: number, w: number, g: number, sq: number, avg: number, buf: number, decay: number, alpha: number, c: number, eps: number, momentum: number, lr: number, flags: number): void;
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
+  activationForward(kind: number, n: number, pre: number, out: number): void;
+  activationBackward(kind: number, n: number, gradOut: number, pre: number, gradPre: number): void;
   allFinite(n: number, x: number): number;
   sumRowsF64(rows: number, cols: number, x: number, acc: number, out: number): void;
   channelSumsF64(B: number, F: number, P: number, g: number, out: number): void;
@@ -65,6 +67,9 @@ export function backwardDataPlan(g: ConvShape, filters: number, backwardColFloat
   const colFloats = Math.max(own, flip ? filters * taps * g.inD * g.inH * g.inW : 0);
   return { flip, back, colFloats };
 }
+
+/** The activations with an elementwise kernel of their own. */
+export type ElementwiseActivation = 'relu' | 'sigmoid' | 'tanh';
 
 /** AdamW constants, each already a float32 value (see adamwStep in backend.ts). */
 export interface AdamWConstants {
@@ -300,11 +305,12 @@ export class WasmKernels {
   }
 
   /**
-   * ReLU (gradOut null: out = pre > 0 ? pre : 0) or its gradient (out = pre > 0 ? gradOut : 0) over all
-   * values, RELU_CHUNK at a time so each staged run stays in cache; returns how many values it wrote
-   * (0 when memory cannot hold a chunk). The bits equal src/kernels/relu.ts.
+   * An elementwise activation (gradOut null: out = f(pre)) or its gradient (out = gradOut · f'(pre)) over
+   * all values, RELU_CHUNK at a time so each staged run stays in cache; returns how many values it wrote
+   * (0 when memory cannot hold a chunk). ReLU's bits equal src/kernels/relu.ts; Sigmoid and Tanh are
+   * assembly/kernels.ts activationForward/Backward.
    */
-  relu(pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): number {
+  activation(kind: ElementwiseActivation, pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): number {
     const n = pre.length;
     const chunk = Math.min(n, RELU_CHUNK);
     const at = this.place([chunk, chunk, chunk]);
@@ -316,9 +322,12 @@ export class WasmKernels {
       new Float32Array(buf, pp, len).set(pre.subarray(i, i + len));
       if (gradOut) {
         new Float32Array(buf, pg, len).set(gradOut.subarray(i, i + len));
-        this.x.reluBackward(len, pg, pp, po);
-      } else {
+        if (kind === 'relu') this.x.reluBackward(len, pg, pp, po);
+        else this.x.activationBackward(kind === 'sigmoid' ? 0 : 1, len, pg, pp, po);
+      } else if (kind === 'relu') {
         this.x.reluForward(len, pp, po);
+      } else {
+        this.x.activationForward(kind === 'sigmoid' ? 0 : 1, len, pp, po);
       }
       out.set(new Float32Array(buf, po, len), i);
     }

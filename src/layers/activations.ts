@@ -1,5 +1,5 @@
 import { SpecError } from '../core/errors.js';
-import { reluBackward, reluForward } from '../kernels/backend.js';
+import { reluBackward, reluForward, smoothActivation } from '../kernels/backend.js';
 
 /** Activation functions; numeric values are the original engine's enum. */
 export enum Activation {
@@ -70,10 +70,10 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
       for (let i = 0; i < n; i++) out[i] = pre[i] > 0 ? pre[i] * pre[i] : 0;
       return;
     case Activation.Sigmoid:
-      for (let i = 0; i < n; i++) out[i] = sigmoid(pre[i]);
+      if (!smoothActivation('sigmoid', pre, null, out)) for (let i = 0; i < n; i++) out[i] = sigmoid(pre[i]);
       return;
     case Activation.Tanh:
-      for (let i = 0; i < n; i++) out[i] = Math.tanh(pre[i]);
+      if (!smoothActivation('tanh', pre, null, out)) for (let i = 0; i < n; i++) out[i] = Math.tanh(pre[i]);
       return;
     case Activation.Silu:
       for (let i = 0; i < n; i++) out[i] = pre[i] * sigmoid(pre[i]);
@@ -104,12 +104,14 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       for (let i = 0; i < n; i++) gradPre[i] = pre[i] > 0 ? gradOut[i] * 2 * pre[i] : 0;
       return;
     case Activation.Sigmoid:
+      if (smoothActivation('sigmoid', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const s = sigmoid(pre[i]);
         gradPre[i] = gradOut[i] * s * (1 - s);
       }
       return;
     case Activation.Tanh:
+      if (smoothActivation('tanh', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const t = Math.tanh(pre[i]);
         gradPre[i] = gradOut[i] * (1 - t * t);
