@@ -1728,11 +1728,12 @@ const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_T
   return reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(x) & 0x80000000));
 }
 
-// The Sigmoid and Tanh activations of Dense and convolution layers, accurate to a few float32 ulps
-// everywhere (the recurrent kernels keep the cheaper forms above). tanh: Cephes' odd polynomial
-// |x| + |x|·z·P(z), z = x², below 0.625, else 1 − r with r = 2/(exp(2|x|) + 1); the sign of x last,
-// so −0 stays −0. Their derivatives avoid the cancellation of 1 − t² and s·(1 − s) for saturated
-// inputs: 1 − t² = r·(2 − r) above 0.625, and σ'(x) = e/(1 + e)² with e = exp(−x).
+// The Sigmoid, Tanh, SiLU and GELU (tanh form) activations of Dense and convolution layers, accurate
+// to a few float32 ulps everywhere (the recurrent kernels keep the cheaper forms above). tanh: Cephes'
+// odd polynomial |x| + |x|·z·P(z), z = x², below 0.625, else 1 − r with r = 2/(exp(2|x|) + 1); the sign
+// of x last, so −0 stays −0. The cancellations of saturated inputs are avoided: 1 − t² = r·(2 − r) and
+// 1 + t = r for t < −0.555 above 0.625, and σ'(x) = s·(e·s) with e = exp(−x), s = 1/(1 + e). Kinds: 0 σ, 1 tanh,
+// 2 SiLU x·σ(x), 3 GELU x·(1 + tanh u)/2 with u = √(2/π)·(x + 0.044715·x³).
 const TC = memory.data<f32>([
   -5.70498872745e-3, -5.70498872745e-3, -5.70498872745e-3, -5.70498872745e-3,
   2.06390887954e-2, 2.06390887954e-2, 2.06390887954e-2, 2.06390887954e-2,
@@ -1740,8 +1741,14 @@ const TC = memory.data<f32>([
   1.33314422036e-1, 1.33314422036e-1, 1.33314422036e-1, 1.33314422036e-1,
   -3.33332819422e-1, -3.33332819422e-1, -3.33332819422e-1, -3.33332819422e-1,
   0.625, 0.625, 0.625, 0.625,
+  0.7978845608028654, 0.7978845608028654, 0.7978845608028654, 0.7978845608028654,
+  0.044715, 0.044715, 0.044715, 0.044715,
+  0.134145, 0.134145, 0.134145, 0.134145,
+  0.5, 0.5, 0.5, 0.5,
+  88, 88, 88, 88,
 ], 16);
-const TC_P0 = 0, TC_P1 = 16, TC_P2 = 32, TC_P3 = 48, TC_P4 = 64, TC_SMALL = 80;
+const TC_P0 = 0, TC_P1 = 16, TC_P2 = 32, TC_P3 = 48, TC_P4 = 64, TC_SMALL = 80, TC_GELU_C = 96, TC_GELU_K = 112, TC_GELU_3K = 128, TC_HALF = 144;
+const TC_EXP_MAX = 160;
 
 @inline function tc(offset: usize): v128 {
   return v128.load(TC + offset);
@@ -1764,53 +1771,134 @@ const TC_P0 = 0, TC_P1 = 16, TC_P2 = 32, TC_P3 = 48, TC_P4 = 64, TC_SMALL = 80;
   return (p * z) * ax + ax;
 }
 
-/** out = σ(pre) (kind 0) or tanh(pre) (kind 1), n values. */
+// exp clamps its argument to float32's range, which would leave about 1e-38 where these underflow:
+// r = 2/(exp(2a) + 1) and σ = 1/(1 + e), e = exp(−x), are 0 once the exponent passes 88.
+@inline function tailV(a: v128): v128 {
+  const a2 = f32x4.add(a, a);
+  return v128.andnot(f32x4.div(vc(VC_TWO), f32x4.add(expV(a2), vc(VC_ONE))), f32x4.gt(a2, tc(TC_EXP_MAX)));
+}
+
+@inline function tailS(a: f32): f32 {
+  const a2 = a + a;
+  return a2 > <f32>88 ? 0 : <f32>2 / (expS(a2) + <f32>1);
+}
+
+@inline function logisticV(x: v128, e: v128): v128 {
+  return v128.andnot(f32x4.div(vc(VC_ONE), f32x4.add(vc(VC_ONE), e)), f32x4.gt(f32x4.neg(x), tc(TC_EXP_MAX)));
+}
+
+@inline function logisticS(x: f32, e: f32): f32 {
+  return -x > <f32>88 ? 0 : <f32>1 / (<f32>1 + e);
+}
+
+// 1 − tanh²: from the polynomial below 0.625 (a = |x|, z = x²), else r·(2 − r), r = 2/(exp(2a) + 1).
+@inline function tanhPrimeV(a: v128, z: v128, r: v128): v128 {
+  const t = tanhSmallV(a, z);
+  return v128.bitselect(f32x4.sub(vc(VC_ONE), f32x4.mul(t, t)), f32x4.mul(r, f32x4.sub(vc(VC_TWO), r)), f32x4.lt(a, tc(TC_SMALL)));
+}
+
+@inline function tanhPrimeS(a: f32, z: f32, r: f32): f32 {
+  if (a < <f32>0.625) {
+    const t = tanhSmallS(a, z);
+    return <f32>1 - t * t;
+  }
+  return r * (<f32>2 - r);
+}
+
+// GELU's u = √(2/π)·(x + 0.044715·x³).
+@inline function geluArgV(x: v128): v128 {
+  return f32x4.mul(tc(TC_GELU_C), f32x4.add(x, f32x4.mul(tc(TC_GELU_K), f32x4.mul(f32x4.mul(x, x), x))));
+}
+
+@inline function geluArgS(x: f32): f32 {
+  return <f32>0.7978845608028654 * (x + <f32>0.044715 * ((x * x) * x));
+}
+
+// 1 + tanh u (au = |u|, r = 2/(exp(2·au) + 1)): 1 ± the polynomial below 0.625; above it 2 − r for
+// u ≥ 0 and r itself for u < 0 (where 1 + t would cancel).
+@inline function geluOnePlusTV(u: v128, au: v128, r: v128): v128 {
+  const small = tanhSmallV(au, f32x4.mul(u, u));
+  const one = vc(VC_ONE);
+  const neg = f32x4.lt(u, f32x4.splat(0));
+  const near = v128.bitselect(f32x4.sub(one, small), f32x4.add(one, small), neg);
+  const far = v128.bitselect(r, f32x4.sub(vc(VC_TWO), r), neg);
+  return v128.bitselect(near, far, f32x4.lt(au, tc(TC_SMALL)));
+}
+
+@inline function geluOnePlusTS(u: f32, au: f32, r: f32): f32 {
+  if (au < <f32>0.625) {
+    const small = tanhSmallS(au, u * u);
+    return u < 0 ? <f32>1 - small : <f32>1 + small;
+  }
+  return u < 0 ? r : <f32>2 - r;
+}
+
+/** out = f(pre) for activation `kind` (0 σ, 1 tanh, 2 SiLU, 3 GELU), n values. */
 export function activationForward(kind: i32, n: i32, pre: usize, out: usize): void {
   const sign = i32x4.splat(0x80000000);
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const x = v128.load(pre + (<usize>i << 2));
     let y: v128;
-    if (kind == 0) {
-      y = sigmoidV(x);
-    } else {
+    if (kind == 0 || kind == 2) {
+      const s = logisticV(x, expV(f32x4.neg(x)));
+      y = kind == 0 ? s : f32x4.mul(x, s);
+    } else if (kind == 1) {
       const ax = f32x4.abs(x);
-      const r = f32x4.div(vc(VC_TWO), f32x4.add(expV(f32x4.add(ax, ax)), vc(VC_ONE)));
+      const r = tailV(ax);
       const t = v128.bitselect(tanhSmallV(ax, f32x4.mul(x, x)), f32x4.sub(vc(VC_ONE), r), f32x4.lt(ax, tc(TC_SMALL)));
       y = v128.or(t, v128.and(x, sign));
+    } else {
+      const u = geluArgV(x);
+      const au = f32x4.abs(u);
+      y = f32x4.mul(f32x4.mul(tc(TC_HALF), x), geluOnePlusTV(u, au, tailV(au)));
     }
     v128.store(out + (<usize>i << 2), y);
   }
   for (; i < n; i++) {
     const x = load<f32>(pre + (<usize>i << 2));
     let y: f32;
-    if (kind == 0) {
-      y = sigmoidS(x);
-    } else {
+    if (kind == 0 || kind == 2) {
+      const s = logisticS(x, expS(-x));
+      y = kind == 0 ? s : x * s;
+    } else if (kind == 1) {
       const ax = abs<f32>(x);
-      const t: f32 = ax < <f32>0.625 ? tanhSmallS(ax, x * x) : <f32>1 - <f32>2 / (expS(ax + ax) + <f32>1);
+      const t: f32 = ax < <f32>0.625 ? tanhSmallS(ax, x * x) : <f32>1 - tailS(ax);
       y = reinterpret<f32>(reinterpret<u32>(t) | (reinterpret<u32>(x) & 0x80000000));
+    } else {
+      const u = geluArgS(x);
+      const au = abs<f32>(u);
+      y = (<f32>0.5 * x) * geluOnePlusTS(u, au, tailS(au));
     }
     store<f32>(out + (<usize>i << 2), y);
   }
 }
 
-/** gradPre = gradOut · σ'(pre) (kind 0) or gradOut · tanh'(pre) (kind 1), n values. */
+/** gradPre = gradOut · f'(pre) for activation `kind` (as activationForward), n values. */
 export function activationBackward(kind: i32, n: i32, gradOut: usize, pre: usize, gradPre: usize): void {
   let i = 0;
   for (; i + 4 <= n; i += 4) {
     const o = <usize>i << 2;
     const x = v128.load(pre + o);
     let d: v128;
-    if (kind == 0) {
+    if (kind == 0 || kind == 2) {
+      // σ' = s·(e·s) with s = 1/(1 + e): no (1 + e)² to overflow.
       const e = expV(f32x4.neg(x));
-      const q = f32x4.add(vc(VC_ONE), e);
-      d = f32x4.div(e, f32x4.mul(q, q));
-    } else {
+      const s = logisticV(x, e);
+      d = f32x4.mul(s, f32x4.mul(e, s));
+      // SiLU: σ(x) + x·σ'(x).
+      if (kind == 2) d = f32x4.add(s, f32x4.mul(x, d));
+    } else if (kind == 1) {
       const ax = f32x4.abs(x);
-      const r = f32x4.div(vc(VC_TWO), f32x4.add(expV(f32x4.add(ax, ax)), vc(VC_ONE)));
-      const t = tanhSmallV(ax, f32x4.mul(x, x));
-      d = v128.bitselect(f32x4.sub(vc(VC_ONE), f32x4.mul(t, t)), f32x4.mul(r, f32x4.sub(vc(VC_TWO), r)), f32x4.lt(ax, tc(TC_SMALL)));
+      d = tanhPrimeV(ax, f32x4.mul(x, x), tailV(ax));
+    } else {
+      const u = geluArgV(x);
+      const au = f32x4.abs(u);
+      const r = tailV(au);
+      // (1 + t)/2 + x/2·(1 − t²)·du, du = √(2/π)·(1 + 3·0.044715·x²).
+      const du = f32x4.mul(tc(TC_GELU_C), f32x4.add(vc(VC_ONE), f32x4.mul(tc(TC_GELU_3K), f32x4.mul(x, x))));
+      const half = tc(TC_HALF);
+      d = f32x4.add(f32x4.mul(half, geluOnePlusTV(u, au, r)), f32x4.mul(f32x4.mul(f32x4.mul(half, x), tanhPrimeV(au, f32x4.mul(u, u), r)), du));
     }
     v128.store(gradPre + o, f32x4.mul(v128.load(gradOut + o), d));
   }
@@ -1818,19 +1906,20 @@ export function activationBackward(kind: i32, n: i32, gradOut: usize, pre: usize
     const o = <usize>i << 2;
     const x = load<f32>(pre + o);
     let d: f32;
-    if (kind == 0) {
+    if (kind == 0 || kind == 2) {
       const e = expS(-x);
-      const q = <f32>1 + e;
-      d = e / (q * q);
-    } else {
+      const s = logisticS(x, e);
+      d = s * (e * s);
+      if (kind == 2) d = s + x * d;
+    } else if (kind == 1) {
       const ax = abs<f32>(x);
-      if (ax < <f32>0.625) {
-        const t = tanhSmallS(ax, x * x);
-        d = <f32>1 - t * t;
-      } else {
-        const r = <f32>2 / (expS(ax + ax) + <f32>1);
-        d = r * (<f32>2 - r);
-      }
+      d = tanhPrimeS(ax, x * x, tailS(ax));
+    } else {
+      const u = geluArgS(x);
+      const au = abs<f32>(u);
+      const r = tailS(au);
+      const du = <f32>0.7978845608028654 * (<f32>1 + <f32>0.134145 * (x * x));
+      d = <f32>0.5 * geluOnePlusTS(u, au, r) + ((<f32>0.5 * x) * tanhPrimeS(au, u * u, r)) * du;
     }
     store<f32>(gradPre + o, load<f32>(gradOut + o) * d);
   }

@@ -1,7 +1,7 @@
 import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
-import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type OptimizerUpdate, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
+import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type OptimizerUpdate, type SmoothActivation, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -197,12 +197,12 @@ export function reluBackward(gradOut: Float32Array, pre: Float32Array, gradPre: 
 }
 
 /**
- * Sigmoid or Tanh (gradOut null: out = f(pre)) or its gradient (out = gradOut · f'(pre)) on the
+ * Sigmoid, Tanh, SiLU or GELU (gradOut null: out = f(pre)) or its gradient (out = gradOut · f'(pre)) on the
  * WebAssembly kernels, for every length (their float32 bits differ from the TypeScript float64 loops',
  * so a value must not take one path alone and the other in a batch); false when the kernels are off
  * and the TypeScript loops must run.
  */
-export function smoothActivation(kind: 'sigmoid' | 'tanh', pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): boolean {
+export function smoothActivation(kind: SmoothActivation, pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): boolean {
   if (!kernels || mode === 'ts' || pre.length === 0) return false;
   return kernels.activation(kind, pre, gradOut, out) === pre.length;
 }

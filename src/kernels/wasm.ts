@@ -69,7 +69,11 @@ export function backwardDataPlan(g: ConvShape, filters: number, backwardColFloat
 }
 
 /** The activations with an elementwise kernel of their own. */
-export type ElementwiseActivation = 'relu' | 'sigmoid' | 'tanh';
+export type ElementwiseActivation = 'relu' | SmoothActivation;
+
+/** The activations of assembly/kernels.ts activationForward/Backward, in the order of its kinds. */
+export const SMOOTH_ACTIVATIONS = ['sigmoid', 'tanh', 'silu', 'gelu'] as const;
+export type SmoothActivation = (typeof SMOOTH_ACTIVATIONS)[number];
 
 /** AdamW constants, each already a float32 value (see adamwStep in backend.ts). */
 export interface AdamWConstants {
@@ -307,7 +311,7 @@ export class WasmKernels {
   /**
    * An elementwise activation (gradOut null: out = f(pre)) or its gradient (out = gradOut · f'(pre)) over
    * all values, RELU_CHUNK at a time so each staged run stays in cache; returns how many values it wrote
-   * (0 when memory cannot hold a chunk). ReLU's bits equal src/kernels/relu.ts; Sigmoid and Tanh are
+   * (0 when memory cannot hold a chunk). ReLU's bits equal src/kernels/relu.ts; the others are
    * assembly/kernels.ts activationForward/Backward.
    */
   activation(kind: ElementwiseActivation, pre: Float32Array, gradOut: Float32Array | null, out: Float32Array): number {
@@ -323,11 +327,11 @@ export class WasmKernels {
       if (gradOut) {
         new Float32Array(buf, pg, len).set(gradOut.subarray(i, i + len));
         if (kind === 'relu') this.x.reluBackward(len, pg, pp, po);
-        else this.x.activationBackward(kind === 'sigmoid' ? 0 : 1, len, pg, pp, po);
+        else this.x.activationBackward(SMOOTH_ACTIVATIONS.indexOf(kind), len, pg, pp, po);
       } else if (kind === 'relu') {
         this.x.reluForward(len, pp, po);
       } else {
-        this.x.activationForward(kind === 'sigmoid' ? 0 : 1, len, pp, po);
+        this.x.activationForward(SMOOTH_ACTIVATIONS.indexOf(kind), len, pp, po);
       }
       out.set(new Float32Array(buf, po, len), i);
     }

@@ -76,9 +76,10 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
       if (!smoothActivation('tanh', pre, null, out)) for (let i = 0; i < n; i++) out[i] = Math.tanh(pre[i]);
       return;
     case Activation.Silu:
-      for (let i = 0; i < n; i++) out[i] = pre[i] * sigmoid(pre[i]);
+      if (!smoothActivation('silu', pre, null, out)) for (let i = 0; i < n; i++) out[i] = pre[i] * sigmoid(pre[i]);
       return;
     case Activation.GELU:
+      if (smoothActivation('gelu', pre, null, out)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         out[i] = 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)));
@@ -118,6 +119,7 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       }
       return;
     case Activation.Silu:
+      if (smoothActivation('silu', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         const s = sigmoid(x);
@@ -125,6 +127,7 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       }
       return;
     case Activation.GELU:
+      if (smoothActivation('gelu', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         const t = Math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
