@@ -1667,7 +1667,9 @@ const VC_P3 = 128, VC_P4 = 144, VC_P5 = 160, VC_ONE = 176, VC_MINUS2 = 192, VC_T
 }
 
 @inline function expV(x: v128): v128 {
-  const v = f32x4.min(f32x4.max(x, vc(VC_LO)), vc(VC_HI));
+  // pmin/pmax (one minps/maxps each; wasm's min/max take several instructions to order NaN and ±0):
+  // the bounds are finite and nonzero, and a NaN x still comes through as NaN.
+  const v = f32x4.pmin(f32x4.pmax(x, vc(VC_LO)), vc(VC_HI));
   const n = f32x4.nearest(f32x4.mul(v, vc(VC_LOG2E)));
   let r = f32x4.sub(v, f32x4.mul(n, vc(VC_LN2_HI)));
   r = f32x4.add(r, f32x4.mul(n, vc(VC_LN2_LO)));
