@@ -11,6 +11,11 @@ const UNZEROED_MIN_VALUES = 1 << 13;
 type UnsafeAlloc = (bytes: number) => { buffer: ArrayBuffer; byteOffset: number };
 const allocUnsafeSlow = (globalThis as { Buffer?: { allocUnsafeSlow?: UnsafeAlloc } }).Buffer?.allocUnsafeSlow;
 
+/** `reuse` when it holds exactly n values (a caller's buffer from an earlier pass), else overwrittenFloat32(n). */
+export function reusedOrOverwritten(reuse: Float32Array | undefined, n: number): Float32Array {
+  return reuse?.length === n ? reuse : overwrittenFloat32(n);
+}
+
 /** n float32 values, zeroed unless n is large and the host can skip it (see above). */
 export function overwrittenFloat32(n: number): Float32Array<ArrayBuffer> {
   if (n < UNZEROED_MIN_VALUES || !allocUnsafeSlow) return new Float32Array(n);

@@ -1,4 +1,4 @@
-import { overwrittenFloat32 } from '../core/alloc.js';
+import { overwrittenFloat32, reusedOrOverwritten } from '../core/alloc.js';
 import { ShapeError, SpecError } from '../core/errors.js';
 import type { Rng } from '../core/rng.js';
 import { Tensor } from '../core/tensor.js';
@@ -220,8 +220,7 @@ function makeConvKind(name: string, aliases: readonly string[], axes: readonly C
       const K = patchSize(g);
       const w = weights!;
       // Both paths below write every value (dW and the bias sums).
-      const count = F * K + (layer.config.useBias ? F : 0);
-      const gradWeights = gradWeightsInto?.length === count ? gradWeightsInto : overwrittenFloat32(count);
+      const gradWeights = reusedOrOverwritten(gradWeightsInto, F * K + (layer.config.useBias ? F : 0));
       const biasGrad = layer.config.useBias ? gradWeights.subarray(F * K) : null;
       // Zeros when not wanted (backward's contract); otherwise every value is written below.
       const gradIn = inputGradient ? overwrittenFloat32(cache.input.size) : new Float32Array(cache.input.size);

@@ -1,4 +1,4 @@
-import { overwrittenFloat32 } from '../core/alloc.js';
+import { overwrittenFloat32, reusedOrOverwritten } from '../core/alloc.js';
 import { ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
@@ -79,8 +79,7 @@ export const denseKind: LayerKind = {
     const gradPre = overwrittenFloat32(batch * nOut);
     activationBackwardInto(gradOutput.data, cache.pre!.data, gradPre, layer.activation);
 
-    const count = nIn * nOut + (useBias ? nOut : 0);
-    const gradWeights = gradWeightsInto?.length === count ? gradWeightsInto : overwrittenFloat32(count);
+    const gradWeights = reusedOrOverwritten(gradWeightsInto, nIn * nOut + (useBias ? nOut : 0));
     // dW = gPreᵀ·x and dx = gPre·W.
     gemmAtB(gradPre, cache.input.data, gradWeights.subarray(0, nIn * nOut), nOut, nIn, batch);
     if (useBias) sumRows(gradPre, batch, nOut, gradWeights.subarray(nIn * nOut));
