@@ -1,5 +1,6 @@
 import { SpecError } from '../core/errors.js';
 import { reluBackward, reluForward, smoothActivation } from '../kernels/backend.js';
+import type { SmoothActivation } from '../kernels/wasm.js';
 
 /** Activation functions; numeric values are the original engine's enum. */
 export enum Activation {
@@ -53,8 +54,18 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 const GELU_C = 0.044715;
 const LEAKY_SLOPE = 0.01;
 
+/** The activations the WebAssembly kernels compute in float32 (kernels/backend.ts smoothActivation); the loops below are their reference. */
+const SMOOTH_KERNELS: ReadonlyMap<Activation, SmoothActivation> = new Map([
+  [Activation.Sigmoid, 'sigmoid'],
+  [Activation.Tanh, 'tanh'],
+  [Activation.Silu, 'silu'],
+  [Activation.GELU, 'gelu'],
+]);
+
 /** out[i] = f(pre[i]). GELU is the tanh approximation (PyTorch's approximate='tanh'). */
 export function activateInto(pre: Float32Array, out: Float32Array, act: Activation): void {
+  const smooth = SMOOTH_KERNELS.get(act);
+  if (smooth && smoothActivation(smooth, pre, null, out)) return;
   const n = pre.length;
   switch (act) {
     case Activation.Linear:
@@ -70,16 +81,15 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
       for (let i = 0; i < n; i++) out[i] = pre[i] > 0 ? pre[i] * pre[i] : 0;
       return;
     case Activation.Sigmoid:
-      if (!smoothActivation('sigmoid', pre, null, out)) for (let i = 0; i < n; i++) out[i] = sigmoid(pre[i]);
+      for (let i = 0; i < n; i++) out[i] = sigmoid(pre[i]);
       return;
     case Activation.Tanh:
-      if (!smoothActivation('tanh', pre, null, out)) for (let i = 0; i < n; i++) out[i] = Math.tanh(pre[i]);
+      for (let i = 0; i < n; i++) out[i] = Math.tanh(pre[i]);
       return;
     case Activation.Silu:
-      if (!smoothActivation('silu', pre, null, out)) for (let i = 0; i < n; i++) out[i] = pre[i] * sigmoid(pre[i]);
+      for (let i = 0; i < n; i++) out[i] = pre[i] * sigmoid(pre[i]);
       return;
     case Activation.GELU:
-      if (smoothActivation('gelu', pre, null, out)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         out[i] = 0.5 * x * (1 + Math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x)));
@@ -90,6 +100,8 @@ export function activateInto(pre: Float32Array, out: Float32Array, act: Activati
 
 /** gradPre[i] = gradOut[i] · f'(pre[i]), exact derivatives (ReLU-family derivative at 0 is 0). */
 export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array, gradPre: Float32Array, act: Activation): void {
+  const smooth = SMOOTH_KERNELS.get(act);
+  if (smooth && smoothActivation(smooth, pre, gradOut, gradPre)) return;
   const n = pre.length;
   switch (act) {
     case Activation.Linear:
@@ -105,21 +117,18 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       for (let i = 0; i < n; i++) gradPre[i] = pre[i] > 0 ? gradOut[i] * 2 * pre[i] : 0;
       return;
     case Activation.Sigmoid:
-      if (smoothActivation('sigmoid', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const s = sigmoid(pre[i]);
         gradPre[i] = gradOut[i] * s * (1 - s);
       }
       return;
     case Activation.Tanh:
-      if (smoothActivation('tanh', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const t = Math.tanh(pre[i]);
         gradPre[i] = gradOut[i] * (1 - t * t);
       }
       return;
     case Activation.Silu:
-      if (smoothActivation('silu', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         const s = sigmoid(x);
@@ -127,7 +136,6 @@ export function activationBackwardInto(gradOut: Float32Array, pre: Float32Array,
       }
       return;
     case Activation.GELU:
-      if (smoothActivation('gelu', pre, gradOut, gradPre)) return;
       for (let i = 0; i < n; i++) {
         const x = pre[i];
         const t = Math.tanh(SQRT_2_OVER_PI * (x + GELU_C * x * x * x));
