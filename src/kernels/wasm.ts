@@ -320,20 +320,20 @@ export class WasmKernels {
     const at = this.place([chunk, chunk, chunk]);
     if (!at || n === 0) return 0;
     const [pp, pg, po] = at;
-    const buf = this.x.memory.buffer;
+    const code = kind === 'relu' ? -1 : SMOOTH_ACTIVATIONS.indexOf(kind);
     for (let i = 0; i < n; i += chunk) {
       const len = Math.min(chunk, n - i);
-      new Float32Array(buf, pp, len).set(pre.subarray(i, i + len));
+      this.put([pp, pre.subarray(i), len]);
       if (gradOut) {
-        new Float32Array(buf, pg, len).set(gradOut.subarray(i, i + len));
-        if (kind === 'relu') this.x.reluBackward(len, pg, pp, po);
-        else this.x.activationBackward(SMOOTH_ACTIVATIONS.indexOf(kind), len, pg, pp, po);
-      } else if (kind === 'relu') {
+        this.put([pg, gradOut.subarray(i), len]);
+        if (code < 0) this.x.reluBackward(len, pg, pp, po);
+        else this.x.activationBackward(code, len, pg, pp, po);
+      } else if (code < 0) {
         this.x.reluForward(len, pp, po);
       } else {
-        this.x.activationForward(SMOOTH_ACTIVATIONS.indexOf(kind), len, pp, po);
+        this.x.activationForward(code, len, pp, po);
       }
-      out.set(new Float32Array(buf, po, len), i);
+      this.take([po, out.subarray(i), len]);
     }
     return n;
   }
