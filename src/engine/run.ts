@@ -108,13 +108,13 @@ export function backwardNetwork(net: VolumetricNetwork, trace: ForwardTrace, gra
   valueGrads[values.length - 1] = gradOutput;
   const gradients: ParameterGradient[] = [];
   const layerTimesMs = new Float64Array(net.cells.length);
+  const buffers = options.gradientBuffers;
   for (let k = plan.length - 1; k >= 0; k--) {
     const grad = valueGrads[k + 1];
     if (!grad) continue;
     const step = plan[k];
     const start = performance.now();
     const key = String(step.index);
-    const buffers = options.gradientBuffers;
     const result = step.layer.kind.backward(step.layer, grad, caches[k], weights[k], options.inputGradient !== false || step.inputValue !== 0, buffers?.get(key));
     layerTimesMs[step.index] = performance.now() - start;
     options.onLayer?.(step.layer, step.index, result.gradInput);
