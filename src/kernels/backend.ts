@@ -238,15 +238,8 @@ export function sumRows(input: Float32Array, rows: number, cols: number, out: Fl
 
 const residentStates = new WeakMap<Float32Array, WasmParamState>();
 
-/** An optimizer's state for one parameter vector in WebAssembly memory (see optimizerState). */
-export interface ResidentOptimizerState {
-  /** Parameters: updated in place when handed to an update as w. */
-  readonly w: Float32Array;
-  /** Gradient: read in place when handed to an update as g. */
-  readonly g: Float32Array;
-  /** The optimizer's state buffers, zeroed. */
-  readonly state: Float32Array[];
-}
+/** An optimizer's state for one parameter vector in WebAssembly memory (see optimizerState): its buffers, without the update. */
+export type ResidentOptimizerState = Pick<WasmParamState, 'w' | 'g' | 'state'>;
 
 /**
  * Zeroed state buffers (`slots` of them) for `length` parameters in WebAssembly memory, next to
