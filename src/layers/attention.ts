@@ -1,7 +1,6 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { transpose } from '../kernels/gemm.js';
-import { gemmABt, sumRows } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';
@@ -196,11 +195,10 @@ export const attentionKind: LayerKind = {
     activationBackwardInto(gradOutput.data, cache.pre!.data, gPre, layer.activation);
     const grad = new Float32Array(o.end);
     // dWo[i][j] = Σ_r gPre[r][i]·attn[r][j]; dAttn = gPre·Wo.
-    const gPreT = transpose(gPre, rows, m.d);
-    gemmABt(gPreT, transpose(attn, rows, m.q), grad.subarray(o.wo, o.bq), m.d, m.q, rows);
+    gemmAtB(gPre, attn, grad.subarray(o.wo, o.bq), m.d, m.q, rows);
     sumRows(gPre, rows, m.d, grad.subarray(o.bo, o.end));
     const gAttn = new Float32Array(rows * m.q);
-    gemmABt(gPre, transpose(w.subarray(o.wo, o.bq), m.d, m.q), gAttn, rows, m.q, m.d);
+    gemmAB(gPre, w.subarray(o.wo, o.bq), gAttn, rows, m.q, m.d);
 
     const gQKV = new Float32Array(rows * m.w3);
     const gQ = new Float64Array(seq * m.q);
@@ -225,10 +223,10 @@ export const attentionKind: LayerKind = {
     }
 
     // Wq, Wk, Wv and their biases are contiguous: one product each for the weights, the biases and the input.
-    gemmABt(transpose(gQKV, rows, m.w3), transpose(x, rows, m.d), grad.subarray(o.wq, o.wo), m.w3, m.d, rows);
+    gemmAtB(gQKV, x, grad.subarray(o.wq, o.wo), m.w3, m.d, rows);
     sumRows(gQKV, rows, m.w3, grad.subarray(o.bq, o.bo));
     const gradIn = new Float32Array(rows * m.d);
-    gemmABt(gQKV, transpose(w.subarray(o.wq, o.wo), m.w3, m.d), gradIn, rows, m.d, m.w3);
+    gemmAB(gQKV, w.subarray(o.wq, o.wo), gradIn, rows, m.d, m.w3);
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights: grad };
   },
 };
@@ -390,8 +388,6 @@ interface ForwardWorkspace {
   oh: F32;
   /** [BLOCK, nK] scores, then probabilities. */
   s: F32;
-  /** [hd, nK] the values of one block, transposed for the kernel. */
-  vT: F32;
   /** [nK] exponentials of one row. */
   e: Float64Array;
 }
@@ -405,7 +401,6 @@ function forwardWorkspace(m: Dims, nQ: number, nK: number, ownKV = true): Forwar
     vh: new Float32Array(kvSize),
     oh: new Float32Array(nQ * m.hd),
     s: new Float32Array(Math.min(BLOCK, nQ) * nK),
-    vT: new Float32Array(m.hd * nK),
     e: new Float64Array(nK),
   };
 }
@@ -465,8 +460,7 @@ function headForward(
         stats.inv[stats.off + i0 + r] = inv;
       }
     }
-    const vT = transpose(vh.subarray(0, kN * hd), kN, hd, ws.vT.subarray(0, hd * kN));
-    gemmABt(s, vT, ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN);
+    gemmAB(s, vh.subarray(0, kN * hd), ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN);
   }
 }
 
@@ -479,12 +473,6 @@ interface BackwardWorkspace {
   /** [BLOCK, nK]: the probabilities of one block; its dP, then dS. */
   p: F32;
   ds: F32;
-  /** Transposes of one block: keys [hd, nK], dS and P [nK, BLOCK], queries and dO [hd, BLOCK]. */
-  kT: F32;
-  dsT: F32;
-  pT: F32;
-  qT: F32;
-  dOT: F32;
   /** [max(BLOCK, nK), hd] products before they are added into the double accumulators. */
   tmp: F32;
 }
@@ -498,11 +486,6 @@ function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
     dOh: new Float32Array(seq * m.hd),
     p: new Float32Array(block * seq),
     ds: new Float32Array(block * seq),
-    kT: new Float32Array(m.hd * seq),
-    dsT: new Float32Array(seq * block),
-    pT: new Float32Array(seq * block),
-    qT: new Float32Array(m.hd * block),
-    dOT: new Float32Array(m.hd * block),
     tmp: new Float32Array(seq * m.hd),
   };
 }
@@ -542,18 +525,16 @@ function headBackward(
     }
 
     const dq = ws.tmp.subarray(0, rows * hd);
-    gemmABt(ds, transpose(ws.kh.subarray(0, kN * hd), kN, hd, ws.kT.subarray(0, hd * kN)), dq, rows, hd, kN);
+    gemmAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN);
     for (let r = 0; r < rows; r++) {
       const dst = (i0 + r) * qStride + qCol;
       for (let t = 0; t < hd; t++) gQ[dst + t] = dq[r * hd + t];
     }
 
-    const qT = transpose(ws.qh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, ws.qT.subarray(0, hd * rows));
-    const dOT = transpose(dOb, rows, hd, ws.dOT.subarray(0, hd * rows));
     const part = ws.tmp.subarray(0, kN * hd);
-    gemmABt(transpose(ds, rows, kN, ws.dsT.subarray(0, kN * rows)), qT, part, kN, hd, rows);
+    gemmAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows);
     addRows(part, kN, hd, gK, kvCol, kvStride);
-    gemmABt(transpose(p, rows, kN, ws.pT.subarray(0, kN * rows)), dOT, part, kN, hd, rows);
+    gemmAtB(p, dOb, part, kN, hd, rows);
     addRows(part, kN, hd, gV, kvCol, kvStride);
   }
 }

@@ -1,7 +1,6 @@
 import { ShapeError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { transpose } from '../kernels/gemm.js';
-import { gemmABt, sumRows } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
 import { Activation, sigmoid } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type LayerKind } from './layer.js';
@@ -119,10 +118,10 @@ export const swigluKind: LayerKind = {
     const gradWeights = new Float32Array(o.end);
 
     // Down projection: dW_down[i][j] = Σ_r gY[r][i]·hidden[r][j]; dHidden = gY·W_down.
-    gemmABt(transpose(gY, rows, nIn), transpose(hidden, rows, inter), gradWeights.subarray(o.downW, o.gateB), nIn, inter, rows);
+    gemmAtB(gY, hidden, gradWeights.subarray(o.downW, o.gateB), nIn, inter, rows);
     sumRows(gY, rows, nIn, gradWeights.subarray(o.downB, o.end));
     const gHidden = new Float32Array(rows * inter);
-    gemmABt(gY, transpose(w.subarray(o.downW, o.gateB), nIn, inter), gHidden, rows, inter, nIn);
+    gemmAB(gY, w.subarray(o.downW, o.gateB), gHidden, rows, inter, nIn);
 
     const relu2 = layer.activation === Activation.ReLU2;
     const gGateUp = new Float32Array(rows * 2 * inter);
@@ -132,15 +131,16 @@ export const swigluKind: LayerKind = {
       for (let j = 0; j < inter; j++) {
         const g = gateUp[gu + j];
         const gh = gHidden[hr + j];
-        gGateUp[gu + j] = gh * gateUp[gu + inter + j] * gateDerivative(g, relu2);
-        gGateUp[gu + inter + j] = gh * gate(g, relu2);
+        const s = relu2 ? 0 : sigmoid(g);
+        gGateUp[gu + j] = gh * gateUp[gu + inter + j] * gateSlope(g, relu2, s);
+        gGateUp[gu + inter + j] = gh * gate(g, relu2, s);
       }
     }
     const x = cache.input.data;
-    gemmABt(transpose(gGateUp, rows, 2 * inter), transpose(x, rows, nIn), gradWeights.subarray(o.gateW, o.downW), 2 * inter, nIn, rows);
+    gemmAtB(gGateUp, x, gradWeights.subarray(o.gateW, o.downW), 2 * inter, nIn, rows);
     sumRows(gGateUp, rows, 2 * inter, gradWeights.subarray(o.gateB, o.downB));
     const gx = new Float32Array(rows * nIn);
-    gemmABt(gGateUp, transpose(w.subarray(o.gateW, o.downW), 2 * inter, nIn), gx, rows, nIn, 2 * inter);
+    gemmAB(gGateUp, w.subarray(o.gateW, o.downW), gx, rows, nIn, 2 * inter);
     return { gradInput: new Tensor(gx, cache.input.shape), gradWeights };
   },
 };
@@ -151,15 +151,17 @@ function offsets(nIn: number, inter: number) {
   return { gateW: 0, upW: m, downW: 2 * m, gateB: 3 * m, upB: 3 * m + inter, downB: 3 * m + 2 * inter, end: 3 * m + 2 * inter + nIn };
 }
 
-function gate(g: number, relu2: boolean): number {
+/** The gate at g; `s` is sigmoid(g) (unused for ReLU²), passed when the caller also needs the slope. */
+function gate(g: number, relu2: boolean, s = relu2 ? 0 : sigmoid(g)): number {
   if (relu2) return g > 0 ? g * g : 0;
-  return g * sigmoid(g);
+  return g * s;
 }
 
-function gateDerivative(g: number, relu2: boolean): number {
+/** The gate's derivative at g, with s = sigmoid(g). */
+function gateSlope(g: number, relu2: boolean, s: number): number {
   if (relu2) return g > 0 ? 2 * g : 0;
-  const s = sigmoid(g);
   return s * (1 + g * (1 - s));
 }
+
 
 registerLayerKind(swigluKind);
