@@ -2456,3 +2456,153 @@ export function panelGemm(M: i32, N: i32, K: i32, x: usize, wp: usize, out: usiz
     }
   }
 }
+
+// ---- attention: one head, queries in blocks of ATT_BLOCK rows ----
+// Scores and products by gemm (its bits). Each query row's softmax in float32: m = max of its visible
+// scores, e = exp((s − m)·scale), Σe in four lanes added as (l0 + l1) + (l2 + l3), p = e·(1/Σe). Masked
+// scores (causal: keys after the query's position) become exact zeros, so a row's values do not depend on
+// the block it sits in or on how many keys are cached after it: decoding reproduces the full forward.
+
+const ATT_BLOCK = 64;
+const LANE_INDEX = memory.data<i32>([0, 1, 2, 3], 16);
+/** Where attentionForward writes row statistics nobody asked for. */
+const STATS_SINK = memory.data(8, 16);
+
+/** Query rows per block of attentionForward and attentionBackward (their score scratch is ATT_BLOCK × nK floats). */
+export function attentionBlock(): i32 {
+  return ATT_BLOCK;
+}
+
+/** Lanes below `count` of v stored at `at`; the other lanes keep what memory holds. */
+@inline function storeLanes(at: usize, v: v128, count: i32): void {
+  const mask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(count));
+  v128.store(at, v128.bitselect(v, v128.load(at), mask));
+}
+
+/**
+ * One row of scores in place → its first `visible` probabilities and zeros up to kN. With `given`, the
+ * row's max and 1/Σe are read from maxAt and invAt (the backward pass recomputing the forward's values);
+ * otherwise they are computed and written there.
+ */
+function softmaxRow(row: usize, kN: i32, visible: i32, scale: f32, maxAt: usize, invAt: usize, given: bool): void {
+  const full = visible & ~3;
+  const rem = visible - full;
+  const tail = row + (<usize>full << 2);
+  const remMask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(rem));
+  const negInf = f32x4.splat(-Infinity);
+  if (visible < kN) memory.fill(row + (<usize>visible << 2), 0, <usize>(kN - visible) << 2);
+  let m: f32, inv: f32;
+  if (given) {
+    m = load<f32>(maxAt);
+    inv = load<f32>(invAt);
+  } else {
+    let mv = negInf;
+    for (let p = row; p < tail; p += 16) mv = f32x4.max(mv, v128.load(p));
+    if (rem) mv = f32x4.max(mv, v128.bitselect(v128.load(tail), negInf, remMask));
+    m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+    inv = 0;
+  }
+  const mm = f32x4.splat(m);
+  const sc = f32x4.splat(scale);
+  if (given) {
+    const iv = f32x4.splat(inv);
+    for (let p = row; p < tail; p += 16) v128.store(p, f32x4.mul(expV(f32x4.mul(f32x4.sub(v128.load(p), mm), sc)), iv));
+    if (rem) storeLanes(tail, f32x4.mul(expV(f32x4.mul(f32x4.sub(v128.load(tail), mm), sc)), iv), rem);
+    return;
+  }
+  let sum = f32x4.splat(0);
+  for (let p = row; p < tail; p += 16) {
+    const e = expV(f32x4.mul(f32x4.sub(v128.load(p), mm), sc));
+    sum = f32x4.add(sum, e);
+    v128.store(p, e);
+  }
+  if (rem) {
+    const e = v128.and(expV(f32x4.mul(f32x4.sub(v128.load(tail), mm), sc)), remMask);
+    sum = f32x4.add(sum, e);
+    storeLanes(tail, e, rem);
+  }
+  inv = <f32>1 / ((f32x4.extract_lane(sum, 0) + f32x4.extract_lane(sum, 1)) + (f32x4.extract_lane(sum, 2) + f32x4.extract_lane(sum, 3)));
+  const iv = f32x4.splat(inv);
+  for (let p = row; p < tail; p += 16) v128.store(p, f32x4.mul(v128.load(p), iv));
+  if (rem) storeLanes(tail, f32x4.mul(v128.load(tail), iv), rem);
+  store<f32>(maxAt, m);
+  store<f32>(invAt, inv);
+}
+
+/**
+ * One head: out [nQ×hd] = softmax(q·kᵀ·scale)·v for q [nQ×hd], k and v [nK×hd] (row-major), query i at
+ * absolute position qPos0 + i (causal: it sees keys 0…qPos0 + i). stats ≠ 0: each row's max at
+ * stats + 4i and 1/Σe at stats + 4(nQ + i). `s` is scratch for ATT_BLOCK·nK floats plus 16 bytes.
+ */
+export function attentionForward(nQ: i32, nK: i32, hd: i32, q: usize, k: usize, v: usize, out: usize, causal: bool, qPos0: i32, scale: f32, stats: usize, s: usize, work: usize): void {
+  for (let i0 = 0; i0 < nQ; i0 += ATT_BLOCK) {
+    const rows = min(ATT_BLOCK, nQ - i0);
+    const kN = causal ? min(nK, qPos0 + i0 + rows) : nK;
+    gemm(rows, kN, hd, addr(q, i0 * hd), 0, k, 0, s, 0, work);
+    for (let r = 0; r < rows; r++) {
+      const i = i0 + r;
+      const visible = causal ? min(kN, qPos0 + i + 1) : kN;
+      const maxAt = stats ? addr(stats, i) : STATS_SINK;
+      const invAt = stats ? addr(stats, nQ + i) : STATS_SINK + 4;
+      softmaxRow(addr(s, r * kN), kN, visible, scale, maxAt, invAt, false);
+    }
+    gemm(rows, hd, kN, s, 0, v, 1, addr(out, i0 * hd), 0, work);
+  }
+}
+
+/** acc[i] += part[i] for n values: float64 accumulators, float32 parts. */
+function addToF64(n: i32, part: usize, acc: usize): void {
+  let i = 0;
+  for (; i + 2 <= n; i += 2) {
+    const a = acc + (<usize>i << 3);
+    v128.store(a, f64x2.add(v128.load(a), f64x2.promote_low_f32x4(v128.load64_zero(addr(part, i)))));
+  }
+  for (; i < n; i++) {
+    const a = acc + (<usize>i << 3);
+    store<f64>(a, load<f64>(a) + <f64>load<f32>(addr(part, i)));
+  }
+}
+
+/**
+ * Gradients of one head from attentionForward's inputs and row statistics (stats, as it wrote them for
+ * nQ = nK = seq) and dO [seq×hd]: the probabilities are recomputed (the same values), dP = dO·vᵀ,
+ * dS = P ⊙ (dP − Σⱼ P·dP)·scale (row sum in four lanes like softmax's), dq [seq×hd] = dS·k (float32),
+ * and dS ᵀ·q, Pᵀ·dO added to the float64 accumulators dk, dv [seq×hd], block by block in order. Scratch:
+ * p and ds for ATT_BLOCK·seq floats plus 16 bytes each, part for seq·hd floats.
+ */
+export function attentionBackward(seq: i32, hd: i32, q: usize, k: usize, v: usize, dO: usize, causal: bool, scale: f32, stats: usize, dq: usize, dk: usize, dv: usize, p: usize, ds: usize, part: usize, work: usize): void {
+  const sc = f32x4.splat(scale);
+  for (let i0 = 0; i0 < seq; i0 += ATT_BLOCK) {
+    const rows = min(ATT_BLOCK, seq - i0);
+    const kN = causal ? i0 + rows : seq;
+    const qb = addr(q, i0 * hd);
+    const dOb = addr(dO, i0 * hd);
+    gemm(rows, kN, hd, qb, 0, k, 0, p, 0, work);
+    for (let r = 0; r < rows; r++) {
+      const i = i0 + r;
+      softmaxRow(addr(p, r * kN), kN, causal ? i + 1 : kN, scale, addr(stats, i), addr(stats, seq + i), true);
+    }
+    gemm(rows, kN, hd, dOb, 0, v, 0, ds, 0, work);
+    const full = kN & ~3;
+    const rem = kN - full;
+    for (let r = 0; r < rows; r++) {
+      const pr = addr(p, r * kN);
+      const dr = addr(ds, r * kN);
+      const remMask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(rem));
+      let dot = f32x4.splat(0);
+      for (let j = 0; j < full; j += 4) dot = f32x4.add(dot, f32x4.mul(v128.load(addr(pr, j)), v128.load(addr(dr, j))));
+      if (rem) dot = f32x4.add(dot, v128.and(f32x4.mul(v128.load(addr(pr, full)), v128.load(addr(dr, full))), remMask));
+      const rowDot = f32x4.splat((f32x4.extract_lane(dot, 0) + f32x4.extract_lane(dot, 1)) + (f32x4.extract_lane(dot, 2) + f32x4.extract_lane(dot, 3)));
+      for (let j = 0; j < full; j += 4) {
+        const at = addr(dr, j);
+        v128.store(at, f32x4.mul(f32x4.mul(v128.load(addr(pr, j)), f32x4.sub(v128.load(at), rowDot)), sc));
+      }
+      if (rem) storeLanes(addr(dr, full), f32x4.mul(f32x4.mul(v128.load(addr(pr, full)), f32x4.sub(v128.load(addr(dr, full)), rowDot)), sc), rem);
+    }
+    gemm(rows, hd, kN, ds, 0, k, 1, addr(dq, i0 * hd), 0, work);
+    gemm(kN, hd, rows, ds, 1, qb, 1, part, 0, work);
+    addToF64(kN * hd, part, dk);
+    gemm(kN, hd, rows, p, 1, dOb, 1, part, 0, work);
+    addToF64(kN * hd, part, dv);
+  }
+}

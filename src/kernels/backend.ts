@@ -1,7 +1,7 @@
 import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
-import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type OptimizerUpdate, type SmoothActivation, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
+import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type AttentionRowStats, type OptimizerUpdate, type SmoothActivation, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -15,6 +15,7 @@ import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstan
  * for linear memory (over 4 GiB of operands) runs on the reference.
  */
 export type KernelBackend = 'ts' | 'wasm';
+export type { AttentionRowStats };
 export type KernelMode = KernelBackend | 'auto';
 
 /** Smallest N·K (values in B) routed to WebAssembly in 'auto' mode. */
@@ -396,6 +397,22 @@ export function convForward(input: Float32Array, g: ConvShape, batch: number, fi
 export function rnnForward(S: number, B: number, nIn: number, H: number, xT: Float32Array, wIH: Float32Array, wHH: Float32Array, bias: Float32Array, h: Float32Array): boolean {
   const k = pick(H, H);
   return !!k && k.rnnForward(S, B, nIn, H, xT, wIH, wHH, bias, h);
+}
+
+/**
+ * One attention head on the WebAssembly kernels (WasmKernels.attentionForward: float32 softmax with its
+ * own exp) when the size rule sends a head-dim square product there, whatever nQ and nK, so cached decoding
+ * and the full forward take the same path; false otherwise, and the caller runs the reference.
+ */
+export function attentionForward(nQ: number, nK: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, causal: boolean, qPos0: number, scale: number, stats: AttentionRowStats | null): boolean {
+  const wasm = pick(hd, hd);
+  return !!wasm && wasm.attentionForward(nQ, nK, hd, q, k, v, out, causal, qPos0, scale, stats);
+}
+
+/** One attention head's gradients on the WebAssembly kernels (WasmKernels.attentionBackward), under the same rule as attentionForward. */
+export function attentionBackward(seq: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array, causal: boolean, scale: number, stats: AttentionRowStats, dq: Float32Array, dk: Float64Array, dv: Float64Array): boolean {
+  const wasm = pick(hd, hd);
+  return !!wasm && wasm.attentionBackward(seq, hd, q, k, v, dO, causal, scale, stats, dq, dk, dv);
 }
 
 /**

@@ -34,6 +34,9 @@ interface KernelExports {
   convBackwardColFloats(K: number, P: number, F: number): number;
   convBackwardFilter(f0: number, f1: number, B: number, ...geometryThenBuffers: number[]): void;
   convBackwardData(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
+  attentionBlock(): number;
+  attentionForward(nQ: number, nK: number, hd: number, q: number, k: number, v: number, out: number, causal: number, qPos0: number, scale: number, stats: number, s: number, work: number): void;
+  attentionBackward(seq: number, hd: number, q: number, k: number, v: number, dO: number, causal: number, scale: number, stats: number, dq: number, dk: number, dv: number, p: number, ds: number, part: number, work: number): void;
   lstmScratchBytes(B: number, H: number): number;
   rnnScratchBytes(H: number): number;
   rnnForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, h: number, work: number, scratch: number): void;
@@ -84,6 +87,13 @@ export interface AdamWConstants {
   bc2: number;
   eps: number;
   step: number;
+}
+
+/** Softmax statistics of one head's query rows: row i's are max[off + i] and inv[off + i] (1/Σe). */
+export interface AttentionRowStats {
+  max: Float32Array;
+  inv: Float64Array;
+  off: number;
 }
 
 /** Operand layouts: A is [M×K] ('mk') or [K×M] ('km'); B is [N×K] ('nk') or [K×N] ('kn'). */
@@ -175,6 +185,52 @@ export class WasmKernels {
     this.put([px, xT, rows * nIn], [pih, wIH, H * nIn], [phh, wHH, H * H], [pb, bias, H]);
     this.x.rnnForward(S, B, nIn, H, px, pih, phh, pb, ph, this.work, ps);
     this.take([ph, h, rows * H]);
+    return true;
+  }
+
+  /**
+   * One attention head (assembly/kernels.ts attentionForward): out [nQ×hd] = softmax(q·kᵀ·scale)·v for
+   * q [nQ×hd], k and v [≥ nK×hd], query i at position qPos0 + i; with `stats`, row i's max and 1/Σe go to
+   * stats.max[stats.off + i] and stats.inv[stats.off + i]. False when linear memory cannot hold them.
+   */
+  attentionForward(nQ: number, nK: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, causal: boolean, qPos0: number, scale: number, stats: AttentionRowStats | null): boolean {
+    const at = this.place([nQ * hd, nK * hd, nK * hd, nQ * hd, 2 * nQ, this.x.attentionBlock() * nK + 4]);
+    if (!at) return false;
+    const [pq, pk, pv, po, pstats, ps] = at;
+    this.put([pq, q, nQ * hd], [pk, k, nK * hd], [pv, v, nK * hd]);
+    this.x.attentionForward(nQ, nK, hd, pq, pk, pv, po, causal ? 1 : 0, qPos0, scale, stats ? pstats : 0, ps, this.work);
+    this.take([po, out, nQ * hd]);
+    if (stats) {
+      const got = new Float32Array(this.x.memory.buffer, pstats, 2 * nQ);
+      stats.max.set(got.subarray(0, nQ), stats.off);
+      stats.inv.set(got.subarray(nQ), stats.off);
+    }
+    return true;
+  }
+
+  /**
+   * One head's gradients (assembly/kernels.ts attentionBackward) from attentionForward's inputs (nQ = nK =
+   * seq), its row statistics and dO [seq×hd]: dq [seq×hd] is written, dk and dv [seq×hd] (float64) are added
+   * to. False when linear memory cannot hold them.
+   */
+  attentionBackward(seq: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array, causal: boolean, scale: number, stats: AttentionRowStats, dq: Float32Array, dk: Float64Array, dv: Float64Array): boolean {
+    const n = seq * hd;
+    const scratch = this.x.attentionBlock() * seq + 4;
+    const at = this.place([n, n, n, n, 2 * seq, n, 2 * n, 2 * n, scratch, scratch, n]);
+    if (!at) return false;
+    const [pq, pk, pv, pdo, pstats, pdq, pdk, pdv, pp, pds, ppart] = at;
+    this.put([pq, q, n], [pk, k, n], [pv, v, n], [pdo, dO, n]);
+    const buf = this.x.memory.buffer;
+    const st = new Float32Array(buf, pstats, 2 * seq);
+    st.set(stats.max.subarray(stats.off, stats.off + seq));
+    st.set(stats.inv.subarray(stats.off, stats.off + seq), seq);
+    new Float64Array(buf, pdk, n).set(dk.subarray(0, n));
+    new Float64Array(buf, pdv, n).set(dv.subarray(0, n));
+    this.x.attentionBackward(seq, hd, pq, pk, pv, pdo, causal ? 1 : 0, scale, pstats, pdq, pdk, pdv, pp, pds, ppart, this.work);
+    this.take([pdq, dq, n]);
+    const out = this.x.memory.buffer;
+    dk.set(new Float64Array(out, pdk, n));
+    dv.set(new Float64Array(out, pdv, n));
     return true;
   }
 

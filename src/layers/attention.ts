@@ -1,6 +1,6 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
+import { attentionBackward, attentionForward, gemmAB, gemmABt, gemmAtB, sumRows, type AttentionRowStats } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';
@@ -213,10 +213,23 @@ export const attentionKind: LayerKind = {
       for (let g = 0; g < m.kvHeads; g++) {
         gatherCols(qkv, r0 * m.w3 + m.q + g * m.hd, m.w3, seq, m.hd, ws.kh);
         gatherCols(qkv, r0 * m.w3 + m.q + m.kv + g * m.hd, m.w3, seq, m.hd, ws.vh);
+        ws.dk.fill(0);
+        ws.dv.fill(0);
+        let onKernels = false;
         for (let h = g * m.group; h < (g + 1) * m.group; h++) {
           gatherCols(qkv, r0 * m.w3 + h * m.hd, m.w3, seq, m.hd, ws.qh);
           gatherCols(gAttn, r0 * m.q + h * m.hd, m.q, seq, m.hd, ws.dOh);
-          headBackward(m, ws, seq, { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq }, gQ, h * m.hd, m.q, gK, gV, g * m.hd, m.kv);
+          const stats = { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq };
+          if (attentionBackward(seq, m.hd, ws.qh, ws.kh, ws.vh, ws.dOh, m.causal, m.scale, stats, ws.tmp, ws.dk, ws.dv)) {
+            onKernels = true;
+            putRows(ws.tmp, seq, m.hd, gQ, h * m.hd, m.q);
+          } else {
+            headBackward(m, ws, seq, stats, gQ, h * m.hd, m.q, gK, gV, g * m.hd, m.kv);
+          }
+        }
+        if (onKernels) {
+          addRows(ws.dk, seq, m.hd, gK, g * m.hd, m.kv);
+          addRows(ws.dv, seq, m.hd, gV, g * m.hd, m.kv);
         }
       }
       storeQKVGrad(m, gQKV, r0, seq, gQ, gK, gV, cs);
@@ -418,13 +431,6 @@ function scatterCols(src: Float32Array, rows: number, width: number, dst: Float3
   for (let r = 0; r < rows; r++) dst.set(src.subarray(r * width, (r + 1) * width), off + r * stride);
 }
 
-/** Softmax statistics of one head's query rows: row i's are max[off + i], inv[off + i]. */
-interface RowStats {
-  max: Float32Array;
-  inv: Float64Array;
-  off: number;
-}
-
 /**
  * One head: ws.oh [nQ, hd] = softmax(ws.qh·khᵀ·scale)·vh over nK keys, query i at absolute position
  * qPos0 + i (causal: it sees keys 0..qPos0+i); `stats` receives each row's max and 1/Σexp.
@@ -433,9 +439,10 @@ interface RowStats {
  */
 function headForward(
   m: Dims, ws: ForwardWorkspace, nQ: number, qPos0: number, kh: Float32Array, vh: Float32Array, nK: number,
-  causal: boolean, stats: RowStats | null,
+  causal: boolean, stats: AttentionRowStats | null,
 ): void {
   const { hd, scale } = m;
+  if (attentionForward(nQ, nK, hd, ws.qh, kh, vh, ws.oh, causal, qPos0, scale, stats)) return;
   const e = ws.e;
   for (let i0 = 0; i0 < nQ; i0 += BLOCK) {
     const rows = Math.min(BLOCK, nQ - i0);
@@ -475,6 +482,9 @@ interface BackwardWorkspace {
   ds: F32;
   /** [max(BLOCK, nK), hd] products before they are added into the double accumulators. */
   tmp: F32;
+  /** [seq, hd] one KV head's gradients over its group's query heads, on the kernels. */
+  dk: Float64Array;
+  dv: Float64Array;
 }
 
 function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
@@ -487,6 +497,8 @@ function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
     p: new Float32Array(block * seq),
     ds: new Float32Array(block * seq),
     tmp: new Float32Array(seq * m.hd),
+    dk: new Float64Array(seq * m.hd),
+    dv: new Float64Array(seq * m.hd),
   };
 }
 
@@ -497,7 +509,7 @@ function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
  * dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO (the heads of a GQA group add into their shared K/V head).
  */
 function headBackward(
-  m: Dims, ws: BackwardWorkspace, seq: number, stats: RowStats,
+  m: Dims, ws: BackwardWorkspace, seq: number, stats: AttentionRowStats,
   gQ: Float64Array, qCol: number, qStride: number, gK: Float64Array, gV: Float64Array, kvCol: number, kvStride: number,
 ): void {
   const { hd, scale } = m;
@@ -526,10 +538,7 @@ function headBackward(
 
     const dq = ws.tmp.subarray(0, rows * hd);
     gemmAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN);
-    for (let r = 0; r < rows; r++) {
-      const dst = (i0 + r) * qStride + qCol;
-      for (let t = 0; t < hd; t++) gQ[dst + t] = dq[r * hd + t];
-    }
+    putRows(dq, rows, hd, gQ, i0 * qStride + qCol, qStride);
 
     const part = ws.tmp.subarray(0, kN * hd);
     gemmAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows);
@@ -539,8 +548,16 @@ function headBackward(
   }
 }
 
+/** dst[col + r·stride + c] = src[r·width + c]. */
+function putRows(src: Float32Array, rows: number, width: number, dst: Float64Array, col: number, stride: number): void {
+  for (let r = 0; r < rows; r++) {
+    const at = r * stride + col;
+    for (let c = 0; c < width; c++) dst[at + c] = src[r * width + c];
+  }
+}
+
 /** acc[r·stride + col + c] += src[r·width + c]. */
-function addRows(src: Float32Array, rows: number, width: number, acc: Float64Array, col: number, stride: number): void {
+function addRows(src: Float32Array | Float64Array, rows: number, width: number, acc: Float64Array, col: number, stride: number): void {
   for (let r = 0; r < rows; r++) {
     const dst = r * stride + col;
     for (let c = 0; c < width; c++) acc[dst + c] += src[r * width + c];
