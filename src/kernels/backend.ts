@@ -209,6 +209,15 @@ export function smoothActivation(kind: SmoothActivation, pre: Float32Array, grad
 }
 
 /**
+ * SwiGLU's gate on the WebAssembly kernels (WasmKernels.swiglu, float32, σ as smoothActivation's) for
+ * every size while they are on, so a row gets the same bits alone or in any batch; false otherwise.
+ */
+export function swigluGate(relu2: boolean, rows: number, inter: number, gateUp: Float32Array, gHidden: Float32Array | null, out: Float32Array): boolean {
+  if (!kernels || mode === 'ts' || rows === 0) return false;
+  return kernels.swiglu(relu2, rows, inter, gateUp, gHidden, out);
+}
+
+/**
  * Whether every value of `data` is finite: the WebAssembly kernels check the bulk (exponent bits,
  * four lanes at a time), this loop the rest (v·0 is 0 for finite v, NaN otherwise).
  */

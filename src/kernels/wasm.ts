@@ -37,6 +37,8 @@ interface KernelExports {
   attentionBlock(): number;
   attentionForward(nQ: number, nK: number, hd: number, q: number, k: number, v: number, out: number, causal: number, qPos0: number, scale: number, stats: number, s: number, work: number): void;
   attentionBackward(seq: number, hd: number, q: number, k: number, v: number, dO: number, causal: number, scale: number, stats: number, dq: number, dk: number, dv: number, p: number, ds: number, part: number, work: number): void;
+  swigluForward(rows: number, inter: number, relu2: number, gateUp: number, hidden: number): void;
+  swigluBackward(rows: number, inter: number, relu2: number, gateUp: number, gHidden: number, gGateUp: number): void;
   lstmScratchBytes(B: number, H: number): number;
   rnnScratchBytes(H: number): number;
   rnnForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, h: number, work: number, scratch: number): void;
@@ -392,6 +394,31 @@ export class WasmKernels {
       this.take([po, out.subarray(i), len]);
     }
     return n;
+  }
+
+  /**
+   * SwiGLU's gate (assembly/kernels.ts swigluForward/swigluBackward) over rows of [gate | up], inter values
+   * each: without gHidden, out [rows×inter] = gate(g)·u; with it, out [rows×2·inter] = the gradients of
+   * gate and up. Staged a few rows at a time (about RELU_CHUNK values of gateUp). False when memory cannot grow.
+   */
+  swiglu(relu2: boolean, rows: number, inter: number, gateUp: Float32Array, gHidden: Float32Array | null, out: Float32Array): boolean {
+    const chunk = Math.max(1, Math.min(rows, Math.floor(RELU_CHUNK / (2 * inter))));
+    const at = this.place([2 * inter * chunk, inter * chunk, 2 * inter * chunk]);
+    if (!at || rows === 0) return false;
+    const [pgu, pgh, pout] = at;
+    const width = gHidden ? 2 * inter : inter;
+    for (let r = 0; r < rows; r += chunk) {
+      const n = Math.min(chunk, rows - r);
+      this.put([pgu, gateUp.subarray(2 * inter * r), 2 * inter * n]);
+      if (gHidden) {
+        this.put([pgh, gHidden.subarray(inter * r), inter * n]);
+        this.x.swigluBackward(n, inter, relu2 ? 1 : 0, pgu, pgh, pout);
+      } else {
+        this.x.swigluForward(n, inter, relu2 ? 1 : 0, pgu, pout);
+      }
+      this.take([pout, out.subarray(width * r), width * n]);
+    }
+    return true;
   }
 
   /** out[c] = Σ_r input[r][c] (float64 sums in ascending r, rounded once: gemm.ts sumRows's bits); false when memory cannot hold them. */

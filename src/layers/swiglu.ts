@@ -1,6 +1,6 @@
 import { ShapeError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { gemmAB, gemmABt, gemmAtB, sumRows } from '../kernels/backend.js';
+import { gemmAB, gemmABt, gemmAtB, sumRows, swigluGate } from '../kernels/backend.js';
 import { Activation, sigmoid } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type LayerKind } from './layer.js';
@@ -63,16 +63,7 @@ export const swigluKind: LayerKind = {
     // Gate and up weights (and biases) are adjacent in the layout: one product gives both.
     const gateUp = new Float32Array(rows * 2 * inter);
     gemmABt(input.data, w.subarray(o.gateW, o.downW), gateUp, rows, 2 * inter, nIn, w.subarray(o.gateB, o.downB));
-    const hidden = new Float32Array(rows * inter);
-    const relu2 = layer.activation === Activation.ReLU2;
-    for (let r = 0; r < rows; r++) {
-      const gu = r * 2 * inter;
-      const hr = r * inter;
-      for (let j = 0; j < inter; j++) {
-        const g = gateUp[gu + j];
-        hidden[hr + j] = gate(g, relu2) * gateUp[gu + inter + j];
-      }
-    }
+    const hidden = gated(gateUp, rows, inter, layer.activation === Activation.ReLU2);
     const out = new Float32Array(rows * nIn);
     gemmABt(hidden, w.subarray(o.downW, o.gateB), out, rows, nIn, inter, w.subarray(o.downB, o.end));
     const extra: SwiGLUCache = { rows, gateUp, hidden };
@@ -90,11 +81,7 @@ export const swigluKind: LayerKind = {
     const o = offsets(nIn, inter);
     const gateUp = new Float32Array(rows * 2 * inter);
     ctx.linear(input.data, rows, o.gateW, 2 * inter, nIn, gateUp, o.gateB);
-    const hidden = new Float32Array(rows * inter);
-    const relu2 = layer.activation === Activation.ReLU2;
-    for (let r = 0; r < rows; r++) {
-      for (let j = 0; j < inter; j++) hidden[r * inter + j] = gate(gateUp[r * 2 * inter + j], relu2) * gateUp[r * 2 * inter + inter + j];
-    }
+    const hidden = gated(gateUp, rows, inter, layer.activation === Activation.ReLU2);
     const out = new Float32Array(rows * nIn);
     ctx.linear(hidden, rows, o.downW, nIn, inter, out, o.downB);
     return new Tensor(out, input.shape);
@@ -125,17 +112,7 @@ export const swigluKind: LayerKind = {
 
     const relu2 = layer.activation === Activation.ReLU2;
     const gGateUp = new Float32Array(rows * 2 * inter);
-    for (let r = 0; r < rows; r++) {
-      const gu = r * 2 * inter;
-      const hr = r * inter;
-      for (let j = 0; j < inter; j++) {
-        const g = gateUp[gu + j];
-        const gh = gHidden[hr + j];
-        const s = relu2 ? 0 : sigmoid(g);
-        gGateUp[gu + j] = gh * gateUp[gu + inter + j] * gateSlope(g, relu2, s);
-        gGateUp[gu + inter + j] = gh * gate(g, relu2, s);
-      }
-    }
+    if (!swigluGate(relu2, rows, inter, gateUp, gHidden, gGateUp)) gatedBackward(gateUp, gHidden, gGateUp, rows, inter, relu2);
     const x = cache.input.data;
     gemmAtB(gGateUp, x, gradWeights.subarray(o.gateW, o.downW), 2 * inter, nIn, rows);
     sumRows(gGateUp, rows, 2 * inter, gradWeights.subarray(o.gateB, o.downB));
@@ -149,6 +126,33 @@ export const swigluKind: LayerKind = {
 function offsets(nIn: number, inter: number) {
   const m = nIn * inter;
   return { gateW: 0, upW: m, downW: 2 * m, gateB: 3 * m, upB: 3 * m + inter, downB: 3 * m + 2 * inter, end: 3 * m + 2 * inter + nIn };
+}
+
+/** act(gate)·up for each row of [gate | up]: on the kernels when they run (float32), else in float64 here. */
+function gated(gateUp: Float32Array, rows: number, inter: number, relu2: boolean): Float32Array {
+  const hidden = new Float32Array(rows * inter);
+  if (swigluGate(relu2, rows, inter, gateUp, null, hidden)) return hidden;
+  for (let r = 0; r < rows; r++) {
+    const gu = r * 2 * inter;
+    const hr = r * inter;
+    for (let j = 0; j < inter; j++) hidden[hr + j] = gate(gateUp[gu + j], relu2) * gateUp[gu + inter + j];
+  }
+  return hidden;
+}
+
+/** The reference gradients of gate and up (float64 here) from gHidden. */
+function gatedBackward(gateUp: Float32Array, gHidden: Float32Array, gGateUp: Float32Array, rows: number, inter: number, relu2: boolean): void {
+  for (let r = 0; r < rows; r++) {
+    const gu = r * 2 * inter;
+    const hr = r * inter;
+    for (let j = 0; j < inter; j++) {
+      const g = gateUp[gu + j];
+      const gh = gHidden[hr + j];
+      const s = relu2 ? 0 : sigmoid(g);
+      gGateUp[gu + j] = gh * gateUp[gu + inter + j] * gateSlope(g, relu2, s);
+      gGateUp[gu + inter + j] = gh * gate(g, relu2, s);
+    }
+  }
 }
 
 /** The gate at g; `s` is sigmoid(g) (unused for ReLU²), passed when the caller also needs the slope. */
