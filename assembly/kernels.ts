@@ -2570,7 +2570,7 @@ function addToF64(n: i32, part: usize, acc: usize): void {
  * and dS ᵀ·q, Pᵀ·dO added to the float64 accumulators dk, dv [seq×hd], block by block in order. Scratch:
  * p and ds for ATT_BLOCK·seq floats plus 16 bytes each, part for seq·hd floats.
  */
-export function attentionBackward(seq: i32, hd: i32, q: usize, k: usize, v: usize, dO: usize, causal: bool, scale: f32, stats: usize, dq: usize, dk: usize, dv: usize, p: usize, ds: usize, part: usize, work: usize): void {
+function attentionBackward(seq: i32, hd: i32, q: usize, k: usize, v: usize, dO: usize, causal: bool, scale: f32, stats: usize, dq: usize, dk: usize, dv: usize, p: usize, ds: usize, part: usize, work: usize): void {
   const sc = f32x4.splat(scale);
   for (let i0 = 0; i0 < seq; i0 += ATT_BLOCK) {
     const rows = min(ATT_BLOCK, seq - i0);
@@ -2684,6 +2684,96 @@ export function swigluBackward(rows: i32, inter: i32, relu2: bool, gateUp: usize
       }
       store<f32>(dg0 + o, (gh * load<f32>(u0 + o)) * slope);
       store<f32>(du0 + o, gh * swigluGateS(g, s, relu2));
+    }
+  }
+}
+
+// ---- attention over a batch: every head's gather, attentionForward/Backward and scatter in linear memory ----
+// qkv rows (t·seq + i for sample t) hold q (heads·hd) | k (kvHeads·hd) | v (kvHeads·hd); head h reads
+// k/v head h / (heads / kvHeads). Each head (forward) or KV group (backward) is one task, computed whole
+// by one thread, so the bits do not depend on how tasks are shared out.
+
+@inline function gatherHead(src: usize, stride: i32, col: i32, rows: i32, hd: i32, dst: usize): void {
+  for (let r = 0; r < rows; r++) memory.copy(addr(dst, r * hd), addr(src, r * stride + col), <usize>hd << 2);
+}
+
+@inline function scatterHead(src: usize, rows: i32, hd: i32, dst: usize, stride: i32, col: i32): void {
+  for (let r = 0; r < rows; r++) memory.copy(addr(dst, r * stride + col), addr(src, r * hd), <usize>hd << 2);
+}
+
+/** Bytes of scratch attentionHeads and attentionGroupsBackward need per thread (16-byte aligned pieces). */
+export function attentionScratchBytes(seq: i32, hd: i32): usize {
+  return 15 + 10 * headBytes(seq, hd) + 2 * scoreBytes(seq);
+}
+
+// Scratch pieces: a head's [seq×hd] floats and a block of scores, each with 16 bytes for tail loads, 16-byte aligned.
+@inline function headBytes(seq: i32, hd: i32): usize {
+  return ((<usize>(seq * hd) << 2) + 31) & ~15;
+}
+
+@inline function scoreBytes(seq: i32): usize {
+  return ((<usize>(ATT_BLOCK * seq + 4) << 2) + 31) & ~15;
+}
+
+/**
+ * Forward heads [t0, t1) (task t = b·heads + h) of qkv [batch·seq × w3] into attn [batch·seq × heads·hd]
+ * (columns h·hd…), each by attentionForward; row statistics at stats + 4·2·seq·t (max, then 1/Σe).
+ */
+export function attentionHeads(t0: i32, t1: i32, seq: i32, hd: i32, heads: i32, kvHeads: i32, causal: bool, scale: f32, qkv: usize, attn: usize, stats: usize, scratch: usize, work: usize): void {
+  const q = heads * hd;
+  const w3 = q + 2 * kvHeads * hd;
+  const group = heads / kvHeads;
+  const head = headBytes(seq, hd);
+  const qh = (scratch + 15) & ~15;
+  const kh = qh + head, vh = kh + head, oh = vh + head, s = oh + head;
+  for (let t = t0; t < t1; t++) {
+    const b = t / heads;
+    const h = t - b * heads;
+    const g = h / group;
+    const rows = addr(qkv, b * seq * w3);
+    gatherHead(rows, w3, h * hd, seq, hd, qh);
+    gatherHead(rows, w3, q + g * hd, seq, hd, kh);
+    gatherHead(rows, w3, q + (kvHeads + g) * hd, seq, hd, vh);
+    attentionForward(seq, seq, hd, qh, kh, vh, oh, causal, 0, scale, addr(stats, 2 * seq * t), s, work);
+    scatterHead(oh, seq, hd, addr(attn, b * seq * q), q, h * hd);
+  }
+}
+
+/**
+ * Backward of KV groups [t0, t1) (task t = b·kvHeads + g): for each query head of the group,
+ * attentionBackward from qkv, gAttn [batch·seq × heads·hd] and attentionHeads' statistics; dq into gq
+ * (float32, [batch·seq × heads·hd]), the group's dk and dv (float64 sums over its heads in order) into
+ * gk and gv (float64, [batch·seq × kvHeads·hd]).
+ */
+export function attentionGroupsBackward(t0: i32, t1: i32, seq: i32, hd: i32, heads: i32, kvHeads: i32, causal: bool, scale: f32, qkv: usize, gAttn: usize, stats: usize, gq: usize, gk: usize, gv: usize, scratch: usize, work: usize): void {
+  const q = heads * hd;
+  const kv = kvHeads * hd;
+  const w3 = q + 2 * kv;
+  const group = heads / kvHeads;
+  const n = seq * hd;
+  const head = headBytes(seq, hd);
+  const scores = scoreBytes(seq);
+  const qh = (scratch + 15) & ~15;
+  const kh = qh + head, vh = kh + head, dOh = vh + head, dq = dOh + head, part = dq + head;
+  const p = part + head, ds = p + scores, dk = ds + scores, dv = dk + (head << 1);
+  for (let t = t0; t < t1; t++) {
+    const b = t / kvHeads;
+    const g = t - b * kvHeads;
+    const rows = addr(qkv, b * seq * w3);
+    gatherHead(rows, w3, q + g * hd, seq, hd, kh);
+    gatherHead(rows, w3, q + kv + g * hd, seq, hd, vh);
+    memory.fill(dk, 0, <usize>n << 3);
+    memory.fill(dv, 0, <usize>n << 3);
+    for (let h = g * group; h < (g + 1) * group; h++) {
+      gatherHead(rows, w3, h * hd, seq, hd, qh);
+      gatherHead(addr(gAttn, b * seq * q), q, h * hd, seq, hd, dOh);
+      attentionBackward(seq, hd, qh, kh, vh, dOh, causal, scale, addr(stats, 2 * seq * (b * heads + h)), dq, dk, dv, p, ds, part, work);
+      scatterHead(dq, seq, hd, addr(gq, b * seq * q), q, h * hd);
+    }
+    for (let r = 0; r < seq; r++) {
+      const at = (<usize>((b * seq + r) * kv + g * hd)) << 3;
+      memory.copy(gk + at, dk + (<usize>(r * hd) << 3), <usize>hd << 3);
+      memory.copy(gv + at, dv + (<usize>(r * hd) << 3), <usize>hd << 3);
     }
   }
 }

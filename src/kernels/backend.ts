@@ -1,7 +1,7 @@
 import { gemmABt as gemmABtTs, sumRows as sumRowsTs, transpose } from './gemm.js';
 import { KernelPool } from './pool.js';
 import { reluBackwardInto, reluInto } from './relu.js';
-import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type AttentionRowStats, type OptimizerUpdate, type SmoothActivation, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
+import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstants, type AttentionBatch, type AttentionRowStats, type OptimizerUpdate, type SmoothActivation, type ConvGradientOptions, type ConvShape, type GemmLayout, type WasmKernels } from './wasm.js';
 
 /**
  * Which implementation the engine's matrix products use: the float64-accumulating TypeScript
@@ -15,7 +15,7 @@ import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstan
  * for linear memory (over 4 GiB of operands) runs on the reference.
  */
 export type KernelBackend = 'ts' | 'wasm';
-export type { AttentionRowStats };
+export type { AttentionBatch, AttentionRowStats };
 export type KernelMode = KernelBackend | 'auto';
 
 /** Smallest N·K (values in B) routed to WebAssembly in 'auto' mode. */
@@ -418,10 +418,29 @@ export function attentionForward(nQ: number, nK: number, hd: number, q: Float32A
   return !!wasm && wasm.attentionForward(nQ, nK, hd, q, k, v, out, causal, qPos0, scale, stats);
 }
 
-/** One attention head's gradients on the WebAssembly kernels (WasmKernels.attentionBackward), under the same rule as attentionForward. */
-export function attentionBackward(seq: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array, causal: boolean, scale: number, stats: AttentionRowStats, dq: Float32Array, dk: Float64Array, dv: Float64Array): boolean {
-  const wasm = pick(hd, hd);
-  return !!wasm && wasm.attentionBackward(seq, hd, q, k, v, dO, causal, scale, stats, dq, dk, dv);
+/**
+ * Every head of a batch of self-attention on the WebAssembly kernels (WasmKernels.attentionBatch; the pool's
+ * threads share the heads when one runs and the batch is large enough; the same bits either way and as
+ * attentionForward head by head), under attentionForward's rule; false otherwise.
+ */
+export function attentionBatch(a: AttentionBatch, qkv: Float32Array, attn: Float32Array, stats: Float32Array): boolean {
+  const wasm = pick(a.hd, a.hd);
+  if (!wasm) return false;
+  if (pool && attentionMacs(a) >= POOL_MIN_MACS && pool.attention(a, qkv, attn, stats)) return true;
+  return wasm.attentionBatch(a, qkv, attn, stats);
+}
+
+/** attentionBatch's gradients (WasmKernels.attentionBatchBackward, or the pool's threads over the KV groups), under the same rule. */
+export function attentionBatchBackward(a: AttentionBatch, qkv: Float32Array, gAttn: Float32Array, stats: Float32Array, gq: Float32Array, gk: Float64Array, gv: Float64Array): boolean {
+  const wasm = pick(a.hd, a.hd);
+  if (!wasm) return false;
+  if (pool && attentionMacs(a) >= POOL_MIN_MACS && pool.attentionBackward(a, qkv, gAttn, stats, gq, gk, gv)) return true;
+  return wasm.attentionBatchBackward(a, qkv, gAttn, stats, gq, gk, gv);
+}
+
+/** Multiply-adds of a batch's scores and weighted values (every head, full score blocks). */
+function attentionMacs(a: AttentionBatch): number {
+  return 2 * a.batch * a.heads * a.seq * a.seq * a.hd;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { LoomError, UsageError } from '../core/errors.js';
-import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, evenCut, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, SPIN, bitsOfFloat, evenCut, runShare, setSampleTiles, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { spawnPoolThread, threadSupport, type PoolThread } from './poolThreads.js';
-import { backwardDataPlan, biasSums, convArgs, convChunk, reluOut, stageGradient, type ConvGradientOptions, type ConvShape, type GemmLayout } from './wasm.js';
+import { attentionSizes, backwardDataPlan, biasSums, convArgs, convChunk, reluOut, stageGradient, type AttentionBatch, type ConvGradientOptions, type ConvShape, type GemmLayout } from './wasm.js';
 
 /**
  * A pool of kernel threads over one shared WebAssembly memory: Node worker_threads, or module Web
@@ -18,6 +18,7 @@ interface SharedExports extends GemmShareExports {
   heapBase(): number;
   workBytes(): number;
   convBackwardColFloats(K: number, P: number, F: number): number;
+  attentionScratchBytes(seq: number, hd: number): number;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
@@ -275,6 +276,71 @@ export class KernelPool {
     gradW.set(new Float32Array(out, pdw, filters * K));
     if (gradIn) gradIn.set(new Float32Array(out, pdx, batch * image));
     return true;
+  }
+
+  /**
+   * Every head of a batch of attention like WasmKernels.attentionBatch, the heads taken in turn by the
+   * threads (each head computed whole by one thread, so the bits do not depend on the split). False when
+   * the operands do not fit the shared memory.
+   */
+  attention(a: AttentionBatch, qkv: Float32Array, attn: Float32Array, stats: Float32Array): boolean {
+    if (this.closed) throw new UsageError('KernelPool.attention: the pool is closed');
+    const { rows, w3, q, tasks } = attentionSizes(a);
+    const at = this.placeAll([rows * w3, rows * q, 2 * a.seq * tasks], this.attentionScratch(a));
+    if (!at) return false;
+    const [pqkv, pattn, pstats] = at;
+    new Float32Array(this.memory.buffer, pqkv, rows * w3).set(qkv.subarray(0, rows * w3));
+    this.runAttention(3, a, [pqkv, pattn, pstats, 0, 0, 0], tasks);
+    const out = this.memory.buffer;
+    attn.set(new Float32Array(out, pattn, rows * q));
+    stats.set(new Float32Array(out, pstats, 2 * a.seq * tasks));
+    return true;
+  }
+
+  /** attention's gradients like WasmKernels.attentionBatchBackward, the KV groups taken in turn by the threads. */
+  attentionBackward(a: AttentionBatch, qkv: Float32Array, gAttn: Float32Array, stats: Float32Array, gq: Float32Array, gk: Float64Array, gv: Float64Array): boolean {
+    if (this.closed) throw new UsageError('KernelPool.attentionBackward: the pool is closed');
+    const { rows, w3, q, kv, tasks } = attentionSizes(a);
+    const at = this.placeAll([rows * w3, rows * q, 2 * a.seq * tasks, rows * q, 2 * rows * kv, 2 * rows * kv], this.attentionScratch(a));
+    if (!at) return false;
+    const [pqkv, pga, pstats, pgq, pgk, pgv] = at;
+    const buf = this.memory.buffer;
+    new Float32Array(buf, pqkv, rows * w3).set(qkv.subarray(0, rows * w3));
+    new Float32Array(buf, pga, rows * q).set(gAttn.subarray(0, rows * q));
+    new Float32Array(buf, pstats, 2 * a.seq * tasks).set(stats.subarray(0, 2 * a.seq * tasks));
+    this.runAttention(4, a, [pqkv, pga, pstats, pgq, pgk, pgv], a.batch * a.kvHeads);
+    const out = this.memory.buffer;
+    gq.set(new Float32Array(out, pgq, rows * q));
+    gk.set(new Float64Array(out, pgk, rows * kv));
+    gv.set(new Float64Array(out, pgv, rows * kv));
+    return true;
+  }
+
+  private attentionScratch(a: AttentionBatch): number {
+    return align16(this.x.attentionScratchBytes(a.seq, a.hd));
+  }
+
+  /** 16-byte aligned offsets for float32 buffers of these lengths from the heap, then `scratchBytes` per thread at CTL.col; null past the shared memory's maximum. */
+  private placeAll(lengths: number[], scratchBytes: number): number[] | null {
+    const at: number[] = [];
+    let end = this.heap;
+    for (const n of lengths) {
+      at.push(end);
+      end = align16(end + n * 4);
+    }
+    this.ctl[CTL.col] = end;
+    this.ctl[CTL.colBytes] = scratchBytes;
+    return this.reserve(end + this.threads * scratchBytes) ? at : null;
+  }
+
+  private runAttention(op: 3 | 4, a: AttentionBatch, buffers: number[], tasks: number): void {
+    const ctl = this.ctl;
+    ctl.set([a.seq, a.hd, a.heads, a.kvHeads, a.causal ? 1 : 0, bitsOfFloat(a.scale), ...buffers], CTL.attention);
+    ctl[CTL.op] = op;
+    setSampleTiles(ctl, tasks, this.threads, 1);
+    const helpers = this.release();
+    runShare(this.x, ctl, 0, this.work0, ctl[CTL.col], this.state);
+    this.waitDone(helpers);
   }
 
   /** Products and convolutions handed to the workers so far (each wakes every worker once). */

@@ -47,6 +47,12 @@ export const CTL = {
   convBatch: 39,
   convDX: 40,
   convBackShape: 41,
+  /**
+   * Attention (op 3: forward heads, op 4: backward KV groups): seq, hd, heads, kvHeads, causal, the scale's
+   * float32 bits, then qkv, attn (op 3) or gAttn (op 4), stats, gq, gk, gv — in the convolution's shape words,
+   * which these ops leave alone.
+   */
+  attention: 16,
   /** Convolution forward (op 1): a number that changes with every call (a thread's first tile of a call prepares the weights in its scratch; later runs of samples reuse them and the zero borders). */
   convCall: 56,
   /** The next tile to take (each thread adds 1 and runs the tile it got) and how many there are; tiles sit in the range words, 4 per tile. */
@@ -68,8 +74,14 @@ export interface ConvShareExports {
   convBackwardData(b0: number, b1: number, ...rest: number[]): void;
 }
 
+/** The kernels a thread's share of a batch of attention heads calls (assembly/kernels.ts). */
+export interface AttentionShareExports {
+  attentionHeads(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, attn: number, stats: number, scratch: number, work: number): void;
+  attentionGroupsBackward(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, gAttn: number, stats: number, gq: number, gk: number, gv: number, scratch: number, work: number): void;
+}
+
 /** The kernel a thread runs its tiles of a product with. */
-export interface GemmShareExports extends ConvShareExports {
+export interface GemmShareExports extends ConvShareExports, AttentionShareExports {
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 
@@ -85,6 +97,16 @@ export interface ThreadState {
  */
 export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, work: number, col: number, state: ThreadState): void {
   const op = ctl[CTL.op];
+  if (op === 3 || op === 4) {
+    const [seq, hd, heads, kvHeads, causal, scaleBits, qkv, io, stats, gq, gk, gv] = ctl.subarray(CTL.attention, CTL.attention + 12);
+    const scale = floatOfBits(scaleBits);
+    for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < ctl[CTL.tiles]; t = Atomics.add(ctl, CTL.nextTile, 1)) {
+      const [lo, hi] = [ctl[CTL.ranges + 4 * t], ctl[CTL.ranges + 4 * t + 1]];
+      if (op === 3) x.attentionHeads(lo, hi, seq, hd, heads, kvHeads, causal, scale, qkv, io, stats, col, work);
+      else x.attentionGroupsBackward(lo, hi, seq, hd, heads, kvHeads, causal, scale, qkv, io, stats, gq, gk, gv, col, work);
+    }
+    return;
+  }
   const shape = op === 0 ? [] : Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
   if (op === 2) {
     // dW over this thread's fixed run of filters (each run re-reads every sample's patches, so one run per thread).
@@ -119,15 +141,15 @@ export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, w
 }
 
 /**
- * Tiles of samples [0, n) in the range words (first two of each 4), at multiples of 4 samples
- * (Winograd's vector), guided: each tile takes 1/(2·threads) of the samples left, so the last tiles,
- * which the threads that finish first may wait on, are the smallest; returns how many.
+ * Tiles of samples [0, n) in the range words (first two of each 4), at multiples of `step` samples
+ * (4 by default: Winograd's vector), guided: each tile takes 1/(2·threads) of the samples left, so the
+ * last tiles, which the threads that finish first may wait on, are the smallest; returns how many.
  */
-export function setSampleTiles(ctl: Int32Array, n: number, threads: number): number {
-  const sizes = guidedUnits(Math.ceil(n / 4), threads);
+export function setSampleTiles(ctl: Int32Array, n: number, threads: number, step = 4): number {
+  const sizes = guidedUnits(Math.ceil(n / step), threads);
   let start = 0;
   sizes.forEach((size, t) => {
-    ctl.set([Math.min(n, start * 4), Math.min(n, (start + size) * 4)], CTL.ranges + 4 * t);
+    ctl.set([Math.min(n, start * step), Math.min(n, (start + size) * step)], CTL.ranges + 4 * t);
     start += size;
   });
   ctl[CTL.tiles] = sizes.length;
@@ -153,4 +175,18 @@ export function guidedUnits(units: number, threads: number): number[] {
 /** Tile t of `tiles` when `units` blocks of `step` (the last one cut at `extent`) are shared out evenly: [start, end). */
 export function evenCut(units: number, step: number, extent: number, tiles: number, t: number): [number, number] {
   return [Math.min(extent, Math.floor((units * t) / tiles) * step), Math.min(extent, Math.floor((units * (t + 1)) / tiles) * step)];
+}
+
+const bitsView = new DataView(new ArrayBuffer(4));
+
+/** A float32's bits as an int32 (to pass it in the control words). */
+export function bitsOfFloat(x: number): number {
+  bitsView.setFloat32(0, x);
+  return bitsView.getInt32(0);
+}
+
+/** The float32 whose bits are `bits`. */
+export function floatOfBits(bits: number): number {
+  bitsView.setInt32(0, bits);
+  return bitsView.getFloat32(0);
 }

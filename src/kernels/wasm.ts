@@ -36,7 +36,9 @@ interface KernelExports {
   convBackwardData(b0: number, b1: number, ...geometryThenBuffers: number[]): void;
   attentionBlock(): number;
   attentionForward(nQ: number, nK: number, hd: number, q: number, k: number, v: number, out: number, causal: number, qPos0: number, scale: number, stats: number, s: number, work: number): void;
-  attentionBackward(seq: number, hd: number, q: number, k: number, v: number, dO: number, causal: number, scale: number, stats: number, dq: number, dk: number, dv: number, p: number, ds: number, part: number, work: number): void;
+  attentionScratchBytes(seq: number, hd: number): number;
+  attentionHeads(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, attn: number, stats: number, scratch: number, work: number): void;
+  attentionGroupsBackward(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, gAttn: number, stats: number, gq: number, gk: number, gv: number, scratch: number, work: number): void;
   swigluForward(rows: number, inter: number, relu2: number, gateUp: number, hidden: number): void;
   swigluBackward(rows: number, inter: number, relu2: number, gateUp: number, gHidden: number, gGateUp: number): void;
   lstmScratchBytes(B: number, H: number): number;
@@ -89,6 +91,24 @@ export interface AdamWConstants {
   bc2: number;
   eps: number;
   step: number;
+}
+
+/** The shape of a batch of self-attention (attentionBatch): head dim, query heads, KV heads (dividing them), and the softmax scale. */
+export interface AttentionBatch {
+  batch: number;
+  seq: number;
+  hd: number;
+  heads: number;
+  kvHeads: number;
+  causal: boolean;
+  scale: number;
+}
+
+/** Rows, qkv width, query and KV widths, and forward tasks (heads) of an AttentionBatch. */
+export function attentionSizes(a: AttentionBatch): { rows: number; w3: number; q: number; kv: number; tasks: number } {
+  const q = a.heads * a.hd;
+  const kv = a.kvHeads * a.hd;
+  return { rows: a.batch * a.seq, w3: q + 2 * kv, q, kv, tasks: a.batch * a.heads };
 }
 
 /** Softmax statistics of one head's query rows: row i's are max[off + i] and inv[off + i] (1/Σe). */
@@ -211,28 +231,36 @@ export class WasmKernels {
   }
 
   /**
-   * One head's gradients (assembly/kernels.ts attentionBackward) from attentionForward's inputs (nQ = nK =
-   * seq), its row statistics and dO [seq×hd]: dq [seq×hd] is written, dk and dv [seq×hd] (float64) are added
-   * to. False when linear memory cannot hold them.
+   * Every head of a batch (assembly/kernels.ts attentionHeads): attn [batch·seq × heads·hd] from qkv
+   * [batch·seq × (heads + 2·kvHeads)·hd] (RoPE applied), and per head t = b·heads + h its rows' max and 1/Σe
+   * at stats[2·seq·t…] (see AttentionBatch). False when linear memory cannot hold them.
    */
-  attentionBackward(seq: number, hd: number, q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array, causal: boolean, scale: number, stats: AttentionRowStats, dq: Float32Array, dk: Float64Array, dv: Float64Array): boolean {
-    const n = seq * hd;
-    const scratch = this.x.attentionBlock() * seq + 4;
-    const at = this.place([n, n, n, n, 2 * seq, n, 2 * n, 2 * n, scratch, scratch, n]);
+  attentionBatch(a: AttentionBatch, qkv: Float32Array, attn: Float32Array, stats: Float32Array): boolean {
+    const { rows, w3, q, tasks } = attentionSizes(a);
+    const at = this.place([rows * w3, rows * q, 2 * a.seq * tasks, this.x.attentionScratchBytes(a.seq, a.hd) / 4]);
     if (!at) return false;
-    const [pq, pk, pv, pdo, pstats, pdq, pdk, pdv, pp, pds, ppart] = at;
-    this.put([pq, q, n], [pk, k, n], [pv, v, n], [pdo, dO, n]);
+    const [pqkv, pattn, pstats, ps] = at;
+    this.put([pqkv, qkv, rows * w3]);
+    this.x.attentionHeads(0, tasks, a.seq, a.hd, a.heads, a.kvHeads, a.causal ? 1 : 0, a.scale, pqkv, pattn, pstats, ps, this.work);
+    this.take([pattn, attn, rows * q], [pstats, stats, 2 * a.seq * tasks]);
+    return true;
+  }
+
+  /**
+   * attentionBatch's gradients (assembly/kernels.ts attentionGroupsBackward) from qkv, gAttn [batch·seq ×
+   * heads·hd] and its statistics: gq (float32, like gAttn), gk and gv (float64, [batch·seq × kvHeads·hd]).
+   */
+  attentionBatchBackward(a: AttentionBatch, qkv: Float32Array, gAttn: Float32Array, stats: Float32Array, gq: Float32Array, gk: Float64Array, gv: Float64Array): boolean {
+    const { rows, w3, q, kv, tasks } = attentionSizes(a);
+    const at = this.place([rows * w3, rows * q, 2 * a.seq * tasks, rows * q, 2 * rows * kv, 2 * rows * kv, this.x.attentionScratchBytes(a.seq, a.hd) / 4]);
+    if (!at) return false;
+    const [pqkv, pga, pstats, pgq, pgk, pgv, ps] = at;
+    this.put([pqkv, qkv, rows * w3], [pga, gAttn, rows * q], [pstats, stats, 2 * a.seq * tasks]);
+    this.x.attentionGroupsBackward(0, a.batch * a.kvHeads, a.seq, a.hd, a.heads, a.kvHeads, a.causal ? 1 : 0, a.scale, pqkv, pga, pstats, pgq, pgk, pgv, ps, this.work);
+    this.take([pgq, gq, rows * q]);
     const buf = this.x.memory.buffer;
-    const st = new Float32Array(buf, pstats, 2 * seq);
-    st.set(stats.max.subarray(stats.off, stats.off + seq));
-    st.set(stats.inv.subarray(stats.off, stats.off + seq), seq);
-    new Float64Array(buf, pdk, n).set(dk.subarray(0, n));
-    new Float64Array(buf, pdv, n).set(dv.subarray(0, n));
-    this.x.attentionBackward(seq, hd, pq, pk, pv, pdo, causal ? 1 : 0, scale, pstats, pdq, pdk, pdv, pp, pds, ppart, this.work);
-    this.take([pdq, dq, n]);
-    const out = this.x.memory.buffer;
-    dk.set(new Float64Array(out, pdk, n));
-    dv.set(new Float64Array(out, pdv, n));
+    gk.set(new Float64Array(buf, pgk, rows * kv));
+    gv.set(new Float64Array(buf, pgv, rows * kv));
     return true;
   }
 

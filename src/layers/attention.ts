@@ -1,6 +1,6 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import { attentionBackward, attentionForward, gemmAB, gemmABt, gemmAtB, sumRows, type AttentionRowStats } from '../kernels/backend.js';
+import { attentionBatch, attentionBatchBackward, attentionForward, gemmAB, gemmABt, gemmAtB, sumRows, type AttentionBatch, type AttentionRowStats } from '../kernels/backend.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';
@@ -140,18 +140,11 @@ export const attentionKind: LayerKind = {
     const attn = new Float32Array(rows * m.q);
     const rowMax = new Float32Array(batch * m.heads * seq);
     const rowInv = new Float64Array(batch * m.heads * seq);
-    const ws = forwardWorkspace(m, seq, seq);
-    for (let b = 0; b < batch; b++) {
-      const r0 = b * seq;
-      for (let g = 0; g < m.kvHeads; g++) {
-        gatherCols(qkv, r0 * m.w3 + m.q + g * m.hd, m.w3, seq, m.hd, ws.kh);
-        gatherCols(qkv, r0 * m.w3 + m.q + m.kv + g * m.hd, m.w3, seq, m.hd, ws.vh);
-        for (let h = g * m.group; h < (g + 1) * m.group; h++) {
-          gatherCols(qkv, r0 * m.w3 + h * m.hd, m.w3, seq, m.hd, ws.qh);
-          headForward(m, ws, seq, 0, ws.kh, ws.vh, seq, m.causal, { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq });
-          scatterCols(ws.oh, seq, m.hd, attn, r0 * m.q + h * m.hd, m.q);
-        }
-      }
+    const kernelStats = new Float32Array(2 * seq * batch * m.heads);
+    if (attentionBatch(batchOf(m, batch, seq), qkv, attn, kernelStats)) {
+      unpackStats(kernelStats, seq, rowMax, rowInv);
+    } else {
+      headsForward(m, qkv, batch, seq, attn, rowMax, rowInv);
     }
     const pre = new Float32Array(rows * m.d);
     gemmABt(attn, w.subarray(o.wo, o.bq), pre, rows, m.d, m.q, w.subarray(o.bo, o.end));
@@ -201,38 +194,17 @@ export const attentionKind: LayerKind = {
     gemmAB(gPre, w.subarray(o.wo, o.bq), gAttn, rows, m.q, m.d);
 
     const gQKV = new Float32Array(rows * m.w3);
-    const gQ = new Float64Array(seq * m.q);
-    const gK = new Float64Array(seq * m.kv);
-    const gV = new Float64Array(seq * m.kv);
-    const ws = backwardWorkspace(m, seq);
     const cs = ropeTable(m, 0, seq);
-    for (let b = 0; b < batch; b++) {
-      const r0 = b * seq;
-      gK.fill(0);
-      gV.fill(0);
-      for (let g = 0; g < m.kvHeads; g++) {
-        gatherCols(qkv, r0 * m.w3 + m.q + g * m.hd, m.w3, seq, m.hd, ws.kh);
-        gatherCols(qkv, r0 * m.w3 + m.q + m.kv + g * m.hd, m.w3, seq, m.hd, ws.vh);
-        ws.dk.fill(0);
-        ws.dv.fill(0);
-        let onKernels = false;
-        for (let h = g * m.group; h < (g + 1) * m.group; h++) {
-          gatherCols(qkv, r0 * m.w3 + h * m.hd, m.w3, seq, m.hd, ws.qh);
-          gatherCols(gAttn, r0 * m.q + h * m.hd, m.q, seq, m.hd, ws.dOh);
-          const stats = { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq };
-          if (attentionBackward(seq, m.hd, ws.qh, ws.kh, ws.vh, ws.dOh, m.causal, m.scale, stats, ws.tmp, ws.dk, ws.dv)) {
-            onKernels = true;
-            putRows(ws.tmp, seq, m.hd, gQ, h * m.hd, m.q);
-          } else {
-            headBackward(m, ws, seq, stats, gQ, h * m.hd, m.q, gK, gV, g * m.hd, m.kv);
-          }
-        }
-        if (onKernels) {
-          addRows(ws.dk, seq, m.hd, gK, g * m.hd, m.kv);
-          addRows(ws.dv, seq, m.hd, gV, g * m.hd, m.kv);
-        }
+    const gq = new Float32Array(rows * m.q);
+    const gk = new Float64Array(rows * m.kv);
+    const gv = new Float64Array(rows * m.kv);
+    if (attentionBatchBackward(batchOf(m, batch, seq), qkv, gAttn, packStats(rowMax, rowInv, seq), gq, gk, gv)) {
+      for (let b = 0; b < batch; b++) {
+        const r0 = b * seq;
+        storeQKVGrad(m, gQKV, r0, seq, gq.subarray(r0 * m.q), gk.subarray(r0 * m.kv), gv.subarray(r0 * m.kv), cs);
       }
-      storeQKVGrad(m, gQKV, r0, seq, gQ, gK, gV, cs);
+    } else {
+      headsBackward(m, qkv, gAttn, batch, seq, rowMax, rowInv, gQKV, cs);
     }
 
     // Wq, Wk, Wv and their biases are contiguous: one product each for the weights, the biases and the input.
@@ -243,6 +215,69 @@ export const attentionKind: LayerKind = {
     return { gradInput: new Tensor(gradIn, cache.input.shape), gradWeights: grad };
   },
 };
+
+/** The kernels' description of a batch of this layer's heads. */
+function batchOf(m: Dims, batch: number, seq: number): AttentionBatch {
+  return { batch, seq, hd: m.hd, heads: m.heads, kvHeads: m.kvHeads, causal: m.causal, scale: m.scale };
+}
+
+/** The kernels' statistics (per head: seq maxima, then seq values of 1/Σe, float32) into the cache's arrays. */
+function unpackStats(stats: Float32Array, seq: number, rowMax: Float32Array, rowInv: Float64Array): void {
+  for (let t = 0; t < rowMax.length / seq; t++) {
+    rowMax.set(stats.subarray(2 * seq * t, 2 * seq * t + seq), seq * t);
+    rowInv.set(stats.subarray(2 * seq * t + seq, 2 * seq * (t + 1)), seq * t);
+  }
+}
+
+/** The inverse of unpackStats (1/Σe came from float32, so it goes back exactly). */
+function packStats(rowMax: Float32Array, rowInv: Float64Array, seq: number): Float32Array {
+  const stats = new Float32Array(2 * rowMax.length);
+  for (let t = 0; t < rowMax.length / seq; t++) {
+    stats.set(rowMax.subarray(seq * t, seq * (t + 1)), 2 * seq * t);
+    stats.set(rowInv.subarray(seq * t, seq * (t + 1)), 2 * seq * t + seq);
+  }
+  return stats;
+}
+
+/** The reference forward over every head (headForward each), when the kernels do not run. */
+function headsForward(m: Dims, qkv: Float32Array, batch: number, seq: number, attn: Float32Array, rowMax: Float32Array, rowInv: Float64Array): void {
+  const ws = forwardWorkspace(m, seq, seq);
+  for (let b = 0; b < batch; b++) {
+    const r0 = b * seq;
+    for (let g = 0; g < m.kvHeads; g++) {
+      gatherCols(qkv, r0 * m.w3 + m.q + g * m.hd, m.w3, seq, m.hd, ws.kh);
+      gatherCols(qkv, r0 * m.w3 + m.q + m.kv + g * m.hd, m.w3, seq, m.hd, ws.vh);
+      for (let h = g * m.group; h < (g + 1) * m.group; h++) {
+        gatherCols(qkv, r0 * m.w3 + h * m.hd, m.w3, seq, m.hd, ws.qh);
+        headForward(m, ws, seq, 0, ws.kh, ws.vh, seq, m.causal, { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq });
+        scatterCols(ws.oh, seq, m.hd, attn, r0 * m.q + h * m.hd, m.q);
+      }
+    }
+  }
+}
+
+/** The reference backward over every head (headBackward each) into gQKV, when the kernels do not run. */
+function headsBackward(m: Dims, qkv: Float32Array, gAttn: Float32Array, batch: number, seq: number, rowMax: Float32Array, rowInv: Float64Array, gQKV: Float32Array, cs: Float64Array | null): void {
+  const gQ = new Float64Array(seq * m.q);
+  const gK = new Float64Array(seq * m.kv);
+  const gV = new Float64Array(seq * m.kv);
+  const ws = backwardWorkspace(m, seq);
+  for (let b = 0; b < batch; b++) {
+    const r0 = b * seq;
+    gK.fill(0);
+    gV.fill(0);
+    for (let g = 0; g < m.kvHeads; g++) {
+      gatherCols(qkv, r0 * m.w3 + m.q + g * m.hd, m.w3, seq, m.hd, ws.kh);
+      gatherCols(qkv, r0 * m.w3 + m.q + m.kv + g * m.hd, m.w3, seq, m.hd, ws.vh);
+      for (let h = g * m.group; h < (g + 1) * m.group; h++) {
+        gatherCols(qkv, r0 * m.w3 + h * m.hd, m.w3, seq, m.hd, ws.qh);
+        gatherCols(gAttn, r0 * m.q + h * m.hd, m.q, seq, m.hd, ws.dOh);
+        headBackward(m, ws, seq, { max: rowMax, inv: rowInv, off: (b * m.heads + h) * seq }, gQ, h * m.hd, m.q, gK, gV, g * m.hd, m.kv);
+      }
+    }
+    storeQKVGrad(m, gQKV, r0, seq, gQ, gK, gV, cs);
+  }
+}
 
 /** Sequence layout of an input: [batch, seq, d_model], or [batch, seq·d_model] flattened per sample. */
 function layoutOf(layer: Layer, input: Tensor, m: Dims, checkSeqLength: boolean): { batch: number; seq: number } {
@@ -482,9 +517,6 @@ interface BackwardWorkspace {
   ds: F32;
   /** [max(BLOCK, nK), hd] products before they are added into the double accumulators. */
   tmp: F32;
-  /** [seq, hd] one KV head's gradients over its group's query heads, on the kernels. */
-  dk: Float64Array;
-  dv: Float64Array;
 }
 
 function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
@@ -497,8 +529,6 @@ function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
     p: new Float32Array(block * seq),
     ds: new Float32Array(block * seq),
     tmp: new Float32Array(seq * m.hd),
-    dk: new Float64Array(seq * m.hd),
-    dv: new Float64Array(seq * m.hd),
   };
 }
 
@@ -557,7 +587,7 @@ function putRows(src: Float32Array, rows: number, width: number, dst: Float64Arr
 }
 
 /** acc[r·stride + col + c] += src[r·width + c]. */
-function addRows(src: Float32Array | Float64Array, rows: number, width: number, acc: Float64Array, col: number, stride: number): void {
+function addRows(src: Float32Array, rows: number, width: number, acc: Float64Array, col: number, stride: number): void {
   for (let r = 0; r < rows; r++) {
     const dst = r * stride + col;
     for (let c = 0; c < width; c++) acc[dst + c] += src[r * width + c];
@@ -567,7 +597,7 @@ function addRows(src: Float32Array | Float64Array, rows: number, width: number, 
 /** Writes one sample's dQ, dK, dV into the fused gradient rows, undoing RoPE (rotation by −angle) on dQ and dK. */
 function storeQKVGrad(
   m: Dims, gQKV: Float32Array, r0: number, seq: number,
-  gQ: Float64Array, gK: Float64Array, gV: Float64Array, cs: Float64Array | null,
+  gQ: Float32Array | Float64Array, gK: Float64Array, gV: Float64Array, cs: Float64Array | null,
 ): void {
   const { hd, q, kv, w3 } = m;
   const half = hd / 2;

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, test } from 'node:test';
 import { gemmABt, kernelThreads, setThreads } from '../../src/kernels/backend.js';
 import { createKernelPool, productTiles, splitProduct, type KernelPool } from '../../src/kernels/pool.js';
-import { loadWasmKernelsSync, type GemmLayout } from '../../src/kernels/wasm.js';
+import { attentionSizes, loadWasmKernelsSync, type GemmLayout } from '../../src/kernels/wasm.js';
 import { randomArray } from '../helpers.js';
 
 const single = loadWasmKernelsSync()!;
@@ -69,6 +69,35 @@ test('kernel pool: 1, 2 and 3 threads give the same bits as the single-threaded 
   const got = Float32Array.from(C0);
   byThreads[2].gemm(A, B, got, M, N, K, undefined, null, true);
   sameBits(got, want, 'accumulate');
+});
+
+test('attention over a batch: 1, 2 and 3 threads give the bits of the single-threaded kernels, forward and backward', async () => {
+  const byThreads = await Promise.all([1, 2, 3].map((t) => createKernelPool(t)));
+  pools.push(...byThreads);
+  const f64Bits = (a: Float64Array) => new Uint32Array(a.buffer, a.byteOffset, 2 * a.length);
+  for (const a of [
+    { batch: 3, seq: 70, hd: 16, heads: 4, kvHeads: 2, causal: true, scale: 0.25 },
+    { batch: 2, seq: 33, hd: 12, heads: 3, kvHeads: 3, causal: false, scale: 0.3 },
+  ]) {
+    const { rows, w3, q, kv, tasks } = attentionSizes(a);
+    const qkv = randomArray(rows * w3, 7 + a.seq);
+    const gAttn = randomArray(rows * q, 8 + a.seq);
+    const want = { attn: new Float32Array(rows * q), stats: new Float32Array(2 * a.seq * tasks), gq: new Float32Array(rows * q), gk: new Float64Array(rows * kv), gv: new Float64Array(rows * kv) };
+    assert.ok(single.attentionBatch(a, qkv, want.attn, want.stats));
+    assert.ok(single.attentionBatchBackward(a, qkv, gAttn, want.stats, want.gq, want.gk, want.gv));
+    for (const p of byThreads) {
+      const got = { attn: new Float32Array(rows * q).fill(NaN), stats: new Float32Array(2 * a.seq * tasks), gq: new Float32Array(rows * q), gk: new Float64Array(rows * kv), gv: new Float64Array(rows * kv) };
+      assert.ok(p.attention(a, qkv, got.attn, got.stats));
+      assert.ok(p.attentionBackward(a, qkv, gAttn, got.stats, got.gq, got.gk, got.gv));
+      const what = `${p.threads} threads, seq ${a.seq}`;
+      sameBits(got.attn, want.attn, `${what} attn`);
+      sameBits(got.stats, want.stats, `${what} stats`);
+      sameBits(got.gq, want.gq, `${what} dq`);
+      assert.deepEqual(f64Bits(got.gk), f64Bits(want.gk), `${what} dk`);
+      assert.deepEqual(f64Bits(got.gv), f64Bits(want.gv), `${what} dv`);
+    }
+    assert.ok(want.attn.every(Number.isFinite) && want.gk.some((v) => v !== 0), 'the kernels computed something');
+  }
 });
 
 test('splitProduct: contiguous tiles covering C, split at multiples of 16 columns or 4 rows', () => {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONTROL_BYTES, CTL, MAX_THREADS, guidedUnits, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, bitsOfFloat, floatOfBits, guidedUnits, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
 
 /** Kernel exports that record which entry point ran on which range instead of computing. */
 function recorder(): { x: GemmShareExports; calls: string[] } {
@@ -11,6 +11,8 @@ function recorder(): { x: GemmShareExports; calls: string[] } {
     convRun: (b0, b1) => void calls.push(`run ${b0}-${b1}`),
     convBackwardFilter: (f0, f1) => void calls.push(`dW ${f0}-${f1}`),
     convBackwardData: (b0, b1) => void calls.push(`dX ${b0}-${b1}`),
+    attentionHeads: (t0, t1, ...rest) => void calls.push(`heads ${t0}-${t1} scale ${rest[5]}`),
+    attentionGroupsBackward: (t0, t1) => void calls.push(`groups ${t0}-${t1}`),
   };
   return { x, calls };
 }
@@ -99,4 +101,23 @@ test('runShare: product tiles in the order the counter hands them out', () => {
   runShare(x, ctl, 0, 0, 0, { preparedCall: -1 });
   assert.deepEqual(calls, ['gemm 0-8×16-20']);
   assert.ok(ctl[CTL.nextTile] >= 3);
+});
+
+test('attention ops: every thread takes heads (op 3) or KV groups (op 4) from the shared tiles; the scale crosses as float32 bits', () => {
+  for (const op of [3, 4]) {
+    const ctl = control();
+    ctl[CTL.op] = op;
+    ctl.set([70, 16, 4, 2, 1, bitsOfFloat(0.125)], CTL.attention);
+    setSampleTiles(ctl, 10, 2, 1);
+    const { x, calls } = recorder();
+    const state: ThreadState = { preparedCall: -1 };
+    runShare(x, ctl, 0, 0, 0, state);
+    const ranges = calls.map((c) => c.split(' ')[1].split('-').map(Number));
+    assert.deepEqual(ranges.flat()[0], 0);
+    assert.equal(ranges[ranges.length - 1][1], 10, 'all 10 tasks taken');
+    for (let i = 1; i < ranges.length; i++) assert.equal(ranges[i][0], ranges[i - 1][1]);
+    assert.ok(calls.every((c) => c.startsWith(op === 3 ? 'heads' : 'groups')));
+    if (op === 3) assert.ok(calls.every((c) => c.endsWith('scale 0.125')));
+  }
+  assert.equal(floatOfBits(bitsOfFloat(Math.fround(0.1))), Math.fround(0.1));
 });
