@@ -11,8 +11,9 @@ import { kernelBackend, setThreads } from '../src/kernels/backend.js';
 
 /**
  * Layer benchmark: the Conv2d pair forward (64×1×28×28 → 16 → 32 channels, 3×3, stride 1, padding 1),
- * LSTM 32→64 over seq 50 × batch 16 forward and forward+backward, next to PyTorch CPU and TensorFlow.js
- * measured in the same run; and Dense 1024×1024 forward in float32 against the packed int8 kernel.
+ * LSTM 32→64 over seq 50 × batch 16 forward and forward+backward, causal self-attention (batch 8 × 128
+ * tokens, d 256, 8 heads) and a SwiGLU MLP (256 → 1024) forward+backward on 1 and 2 threads, next to
+ * PyTorch CPU (and TensorFlow.js for the first two) measured in the same run; and Dense 1024×1024 forward in float32 against the packed int8 kernel.
  * Prints a table to stderr and one JSON document to stdout. Env: BENCH_SECONDS (per case, default 1).
  */
 raiseAllocatorThresholds();
@@ -89,6 +90,30 @@ async function loom(): Promise<Engine> {
       backwardNetwork(lstm, trace!, ones, { inputGradient: false });
     }),
   );
+
+  // A transformer block's two heavy layers, forward + backward: causal self-attention (RoPE off, as
+  // torch.nn.MultiheadAttention has none) and a SwiGLU MLP, on 1 and 2 threads.
+  const mha = buildNetwork({
+    depth: 1, rows: 1, cols: 1, layers_per_cell: 1,
+    layers: [{ z: 0, y: 0, x: 0, l: 0, type: 'MHA', d_model: 256, num_heads: 8, causal: true, rope_freq_base: 0 }],
+  });
+  const swiglu = buildNetwork({
+    depth: 1, rows: 1, cols: 1, layers_per_cell: 1,
+    layers: [{ z: 0, y: 0, x: 0, l: 0, type: 'SwiGLU', input_height: 256, output_height: 1024 }],
+  });
+  const tokens = new Tensor(random(8 * 128 * 256, 4), [8, 128, 256]);
+  const gradTokens = new Tensor(random(8 * 128 * 256, 5), [8, 128, 256]);
+  const fwdBwd = (net: typeof mha) => () => {
+    const { trace } = forwardNetwork(net, tokens, { keepTrace: true });
+    backwardNetwork(net, trace!, gradTokens);
+  };
+  for (const t of [1, 2]) {
+    if ((await setThreads(t)) !== t) continue;
+    const suffix = t === 2 ? ' 2T' : '';
+    cases.push(timed(`mha fwd+bwd${suffix}`, fwdBwd(mha)));
+    cases.push(timed(`swiglu fwd+bwd${suffix}`, fwdBwd(swiglu)));
+  }
+  await setThreads(1);
 
   const dense = buildNetwork({
     depth: 1, rows: 1, cols: 1, layers_per_cell: 1,

@@ -1,5 +1,6 @@
 """PyTorch CPU peer for bench/layers.ts: the Conv2d pair forward (64x1x28x28 -> 16 -> 32 channels, 3x3,
-stride 1, padding 1) and nn.LSTM(32, 64) on (seq 50, batch 16) forward and forward+backward, one thread count.
+stride 1, padding 1), nn.LSTM(32, 64) on (seq 50, batch 16) forward and forward+backward, and causal
+nn.MultiheadAttention(256, 8) and a SwiGLU MLP (256 -> 1024) on 8 x 128 tokens forward+backward, one thread count.
 Prints one JSON object. Usage: python3 torch_layers.py <threads> <seconds>"""
 import json
 import sys
@@ -60,4 +61,34 @@ ms, best, n = timed(lstm_fwd)
 cases.append({"case": "lstm fwd", "ms": ms, "best_ms": best, "samples": n})
 ms, best, n = timed(lstm_fwd_bwd)
 cases.append({"case": "lstm fwd+bwd", "ms": ms, "best_ms": best, "samples": n})
+suffix = " 2T" if threads == 2 else ""
+tokens = torch.rand(8, 128, 256, requires_grad=True)
+grad_tokens = torch.rand(8, 128, 256)
+mha = torch.nn.MultiheadAttention(256, 8, batch_first=True)
+causal = torch.triu(torch.ones(128, 128, dtype=torch.bool), 1)
+
+
+def mha_fwd_bwd():
+    mha.zero_grad(set_to_none=True)
+    tokens.grad = None
+    y, _ = mha(tokens, tokens, tokens, attn_mask=causal, need_weights=False)
+    y.backward(grad_tokens)
+
+
+gate_up = torch.nn.Linear(256, 2048)
+down = torch.nn.Linear(1024, 256)
+
+
+def swiglu_fwd_bwd():
+    gate_up.zero_grad(set_to_none=True)
+    down.zero_grad(set_to_none=True)
+    tokens.grad = None
+    g, u = gate_up(tokens).chunk(2, dim=-1)
+    down(torch.nn.functional.silu(g) * u).backward(grad_tokens)
+
+
+ms, best, n = timed(mha_fwd_bwd)
+cases.append({"case": "mha fwd+bwd" + suffix, "ms": ms, "best_ms": best, "samples": n})
+ms, best, n = timed(swiglu_fwd_bwd)
+cases.append({"case": "swiglu fwd+bwd" + suffix, "ms": ms, "best_ms": best, "samples": n})
 print(json.dumps({"peer": "pytorch", "version": torch.__version__, "threads": threads, "cases": cases}))
