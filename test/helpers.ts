@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { buildNetwork } from '../src/grid/spec.js';
+import { kernelMode, setKernelBackend, type KernelMode } from '../src/kernels/backend.js';
 import { loadWasmKernelsSync } from '../src/kernels/wasm.js';
 import type { VolumetricNetwork } from '../src/grid/network.js';
 
@@ -85,4 +86,15 @@ export function kernelInstance<T>(floats: number): { x: T & { memory: WebAssembl
   const need = at + floats * 4;
   if (x.memory.buffer.byteLength < need) x.memory.grow(Math.ceil((need - x.memory.buffer.byteLength) / 65536));
   return { x, at };
+}
+
+/** Runs `body` with the engine's kernels in mode `mode` (setKernelBackend), then restores the mode it found. */
+export function withKernelMode<T>(mode: KernelMode, body: () => T): T {
+  const before = kernelMode();
+  setKernelBackend(mode);
+  try {
+    return body();
+  } finally {
+    setKernelBackend(before);
+  }
 }

@@ -1,6 +1,7 @@
 import { LoomError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
 import { attentionBatch, attentionBatchBackward, attentionForward, gemmAB, gemmABt, gemmAtB, sumRows, type AttentionBatch, type AttentionRowStats } from '../kernels/backend.js';
+import { gemmABt as gemmABtRef, transpose } from '../kernels/gemm.js';
 import { activateInto, activationBackwardInto } from './activations.js';
 import { requirePositive } from './dense.js';
 import { coordText, type IncrementalContext, type Layer, type LayerKind } from './layer.js';
@@ -483,7 +484,7 @@ function headForward(
     const rows = Math.min(BLOCK, nQ - i0);
     const kN = causal ? Math.min(nK, qPos0 + i0 + rows) : nK;
     const s = ws.s.subarray(0, rows * kN);
-    gemmABt(ws.qh.subarray(i0 * hd, (i0 + rows) * hd), kh.subarray(0, kN * hd), s, rows, kN, hd);
+    gemmABtRef(ws.qh.subarray(i0 * hd, (i0 + rows) * hd), kh.subarray(0, kN * hd), s, rows, kN, hd);
     for (let r = 0; r < rows; r++) {
       const base = r * kN;
       const visible = causal ? Math.min(kN, qPos0 + i0 + r + 1) : kN;
@@ -502,7 +503,7 @@ function headForward(
         stats.inv[stats.off + i0 + r] = inv;
       }
     }
-    gemmAB(s, vh.subarray(0, kN * hd), ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN);
+    refAB(s, vh.subarray(0, kN * hd), ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN);
   }
 }
 
@@ -547,7 +548,7 @@ function headBackward(
     const rows = Math.min(BLOCK, seq - i0);
     const kN = m.causal ? i0 + rows : seq;
     const p = ws.p.subarray(0, rows * kN);
-    gemmABt(ws.qh.subarray(i0 * hd, (i0 + rows) * hd), ws.kh.subarray(0, kN * hd), p, rows, kN, hd);
+    gemmABtRef(ws.qh.subarray(i0 * hd, (i0 + rows) * hd), ws.kh.subarray(0, kN * hd), p, rows, kN, hd);
     for (let r = 0; r < rows; r++) {
       const base = r * kN;
       const visible = m.causal ? i0 + r + 1 : kN;
@@ -558,7 +559,7 @@ function headBackward(
     }
     const dOb = ws.dOh.subarray(i0 * hd, (i0 + rows) * hd);
     const ds = ws.ds.subarray(0, rows * kN);
-    gemmABt(dOb, ws.vh.subarray(0, kN * hd), ds, rows, kN, hd);
+    gemmABtRef(dOb, ws.vh.subarray(0, kN * hd), ds, rows, kN, hd);
     for (let r = 0; r < rows; r++) {
       const base = r * kN;
       let rowDot = 0;
@@ -567,15 +568,26 @@ function headBackward(
     }
 
     const dq = ws.tmp.subarray(0, rows * hd);
-    gemmAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN);
+    refAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN);
     putRows(dq, rows, hd, gQ, i0 * qStride + qCol, qStride);
 
     const part = ws.tmp.subarray(0, kN * hd);
-    gemmAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows);
+    refAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows);
     addRows(part, kN, hd, gK, kvCol, kvStride);
-    gemmAtB(p, dOb, part, kN, hd, rows);
+    refAtB(p, dOb, part, kN, hd, rows);
     addRows(part, kN, hd, gV, kvCol, kvStride);
   }
+}
+
+// The reference heads' products: the float64-accumulating TypeScript GEMM whatever their size, so a
+// query's values do not depend on how many keys its block or the cache holds (decoding reproduces the
+// full forward bit for bit; the size rule of kernels/backend.ts would switch on the key count).
+function refAB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number): void {
+  gemmABtRef(A, transpose(B, K, N), C, M, N, K);
+}
+
+function refAtB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number): void {
+  gemmABtRef(transpose(A, K, M), transpose(B, K, N), C, M, N, K);
 }
 
 /** dst[col + r·stride + c] = src[r·width + c]. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { kernelMode, setKernelBackend } from '../../src/kernels/backend.js';
 import { Activation, activateInto, activationBackwardInto } from '../../src/layers/activations.js';
+import { withKernelMode } from '../helpers.js';
 
 /** Inputs across both branches of tanh (|x| < 0.625 and above), saturation, and the special values. */
 function sweep(): Float32Array {
@@ -44,16 +44,6 @@ function geluArg(x: number): number {
   return Math.sqrt(2 / Math.PI) * (x + 0.044715 * x * x * x);
 }
 
-function withKernels<T>(mode: 'ts' | 'wasm', run: () => T): T {
-  const before = kernelMode();
-  setKernelBackend(mode);
-  try {
-    return run();
-  } finally {
-    setKernelBackend(before);
-  }
-}
-
 // [name, activation, f, f′, the scale f′'s rounding is relative to, ulps]
 for (const [name, act, f, fPrime, primeScale, ulps] of [
   ['Sigmoid', Activation.Sigmoid, exact.sigmoid, exact.sigmoidPrime, exact.sigmoidPrime, 4],
@@ -65,7 +55,7 @@ for (const [name, act, f, fPrime, primeScale, ulps] of [
   test(`${name} on the WebAssembly kernels: within ${ulps} float32 ulps of float64 forward and backward, saturated derivatives included`, () => {
     const x = sweep();
     const g = Float32Array.from(x, (_, i) => 1 + 0.5 * Math.cos(i));
-    const [out, grad] = withKernels('wasm', () => {
+    const [out, grad] = withKernelMode('wasm', () => {
       const o = new Float32Array(x.length);
       const d = new Float32Array(x.length);
       activateInto(x, o, act);
@@ -91,7 +81,7 @@ for (const [name, act, f, fPrime, primeScale, ulps] of [
   test(`${name} on the WebAssembly kernels: a value gets the same bits alone, in any lane, and in any batch; the TypeScript path stays float64`, () => {
     const x = sweep();
     const g = Float32Array.from(x, (_, i) => Math.sin(i));
-    withKernels('wasm', () => {
+    withKernelMode('wasm', () => {
       const whole = new Float32Array(x.length);
       const wholeGrad = new Float32Array(x.length);
       activateInto(x, whole, act);
@@ -107,7 +97,7 @@ for (const [name, act, f, fPrime, primeScale, ulps] of [
         }
       }
     });
-    const reference = withKernels('ts', () => {
+    const reference = withKernelMode('ts', () => {
       const o = new Float32Array(x.length);
       activateInto(x, o, act);
       return o;

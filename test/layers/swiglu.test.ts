@@ -6,10 +6,10 @@ import { Tensor } from '../../src/core/tensor.js';
 import { backwardNetwork, forwardNetwork } from '../../src/engine/run.js';
 import { deserializeNetwork, serializeNetwork } from '../../src/grid/persistence.js';
 import { buildNetwork } from '../../src/grid/spec.js';
-import { kernelMode, setKernelBackend, swigluGate } from '../../src/kernels/backend.js';
+import { swigluGate } from '../../src/kernels/backend.js';
 import '../../src/layers/swiglu.js';
 import { gradCheck } from '../gradcheck.js';
-import { assertClose, fixture, maxRelativeDiff, randomArray } from '../helpers.js';
+import { assertClose, fixture, maxRelativeDiff, randomArray, withKernelMode } from '../helpers.js';
 
 interface SwiGLUCase {
   activation: string;
@@ -31,7 +31,7 @@ const swiglu = (nIn: number, inter: number, activation?: string) => ({ type: 'Sw
 test('SwiGLU forward and backward match PyTorch (scripts/golden/swiglu.py), on the kernels and on the float64 reference', (t) => {
   const { cases } = fixture<{ cases: Record<string, SwiGLUCase> }>('swiglu.json');
   assert.ok(Object.keys(cases).length >= 3);
-  for (const mode of ['wasm', 'ts'] as const) withKernels(mode, () => matchesPyTorch(cases, (m) => t.diagnostic(`${mode}: ${m}`)));
+  for (const mode of ['wasm', 'ts'] as const) withKernelMode(mode, () => matchesPyTorch(cases, (m) => t.diagnostic(`${mode}: ${m}`)));
 });
 
 function matchesPyTorch(cases: Record<string, SwiGLUCase>, diagnostic: (message: string) => void): void {
@@ -107,17 +107,6 @@ test('every dtype runs through morph, and save/reload is bit-exact', () => {
   }
 });
 
-/** Runs `body` in kernel mode `mode`, then restores the mode. */
-function withKernels<T>(mode: 'ts' | 'wasm', body: () => T): T {
-  const before = kernelMode();
-  setKernelBackend(mode);
-  try {
-    return body();
-  } finally {
-    setKernelBackend(before);
-  }
-}
-
 test("SwiGLU's gate on the WebAssembly kernels: within a few float32 ulps of float64 (SiLU and ReLU²), forward and backward", () => {
   const inter = 7;
   const gates = [0, -0, 1e-30, -1e-30, 0.5, -1.28, 9, -9, 20, -20, 88, -88, 100, -100, 1e9, -1e9];
@@ -133,7 +122,7 @@ test("SwiGLU's gate on the WebAssembly kernels: within a few float32 ulps of flo
   }
   const sigmoid = (g: number) => 1 / (1 + Math.exp(-g));
   for (const relu2 of [false, true]) {
-    const [hidden, grads] = withKernels('wasm', () => {
+    const [hidden, grads] = withKernelMode('wasm', () => {
       const h = new Float32Array(rows * inter);
       const d = new Float32Array(rows * 2 * inter);
       assert.ok(swigluGate(relu2, rows, inter, gateUp, null, h) && swigluGate(relu2, rows, inter, gateUp, gHidden, d), 'the kernels ran');
@@ -167,7 +156,7 @@ test("SwiGLU on the WebAssembly kernels: a row gets the same bits alone or in an
       const { gradInput } = backwardNetwork(net, trace!, Tensor.from(output.shape, Float32Array.from(output.data, (_, i) => Math.cos(i))));
       return [output.data, gradInput.data];
     };
-    withKernels('wasm', () => {
+    withKernelMode('wasm', () => {
       const [y, gx] = run(x);
       for (const r of [0, 5, 911, rows - 1]) {
         const [yr, gr] = run(x.subarray(r * nIn, (r + 1) * nIn));
@@ -175,7 +164,7 @@ test("SwiGLU on the WebAssembly kernels: a row gets the same bits alone or in an
         // The upstream gradient of a lone row is cos(0..nIn) rather than the batch's: compare forward bits only, and gradients for row 0.
         if (r === 0) assert.deepEqual([...gr], [...gx.subarray(0, nIn)], 'row 0 backward');
       }
-      const ts = withKernels('ts', () => run(x));
+      const ts = withKernelMode('ts', () => run(x));
       assertClose(y, ts[0], 1e-5, 1e-6, `${activation ?? 'SiLU'} kernels vs float64 forward`);
       assertClose(gx, ts[1], 1e-5, 1e-6, `${activation ?? 'SiLU'} kernels vs float64 backward`);
     });
