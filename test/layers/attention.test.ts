@@ -378,3 +378,27 @@ test('attention runs in every dtype through morph and survives persistence bit f
     assert.deepEqual(new Uint32Array(forwardNetwork(reloaded, input).output.data.buffer), new Uint32Array(out.data.buffer), dtypeName(d));
   }
 });
+
+test('on the kernels, odd head sizes, one-token sequences and GQA groups of 3 agree with the reference path', () => {
+  const cases: [object, number[]][] = [
+    [{ type: 'MHA', d_model: 9, num_heads: 3, causal: true, rope_freq_base: 0 }, [2, 1, 9]],
+    [{ type: 'MHA', d_model: 9, num_heads: 3, causal: false, rope_freq_base: 0 }, [3, 5, 9]],
+    [{ type: 'MHA', d_model: 12, num_heads: 6, num_kv_heads: 2, causal: true }, [2, 67, 12]],
+    [{ type: 'MHA', d_model: 10, num_heads: 2, head_dim: 6, causal: true }, [1, 200, 10]],
+  ];
+  for (const [spec, shape] of cases) {
+    const run = () => {
+      const net = grid([spec], 5);
+      const n = shape.reduce((a, b) => a * b);
+      const { output, trace } = forwardNetwork(net, Tensor.from(shape, randomArray(n, 17, 2)), { keepTrace: true });
+      const { gradInput, gradients } = backwardNetwork(net, trace!, new Tensor(randomArray(output.size, 18), output.shape));
+      return [output.data, gradInput.data, gradients[0].grad];
+    };
+    const kernels = withKernelMode('wasm', run);
+    const reference = withKernelMode('ts', run);
+    ['y', 'gradInput', 'gradParams'].forEach((what, i) => {
+      const scale = reference[i].reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      assertClose(kernels[i], reference[i], 0, 2e-6 * scale, `${JSON.stringify(shape)} ${what}`);
+    });
+  }
+});
