@@ -64,6 +64,22 @@ export const CTL = {
 export const MAX_THREADS = 64;
 /** Polls of a control word before a thread sleeps on it (a few tens of microseconds). */
 export const SPIN = 20000;
+/**
+ * How long an idle worker keeps polling for the next job before it sleeps, in milliseconds: waking a
+ * sleeping thread costs tens to hundreds of microseconds on a VM (more than a small product takes), and
+ * a training step's products are spaced by its other work (losses, optimizer updates, a few tenths of a
+ * millisecond).
+ */
+export const WORKER_SPIN_MS = 2;
+
+/** Polls `word` until it differs from `seen` or `ms` milliseconds pass (reading the clock every 1024 polls); true when it changed. */
+export function pollFor(ctl: Int32Array, word: number, seen: number, ms: number): boolean {
+  const end = performance.now() + ms;
+  for (;;) {
+    for (let i = 0; i < 1024; i++) if (Atomics.load(ctl, word) !== seen) return true;
+    if (performance.now() >= end) return false;
+  }
+}
 export const CONTROL_BYTES = (CTL.ranges + 4 * MAX_THREADS) * 4;
 
 /** The kernels a thread's share of a convolution (forward or backward) calls. */

@@ -3,7 +3,7 @@
  * module on the pool's memory, reports 'ready', then sleeps on the control word and runs its share
  * of each product. Node (worker_threads) and browsers (module Web Workers) get the same messages.
  */
-import { CTL, SPIN, runShare, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
+import { CTL, WORKER_SPIN_MS, pollFor, runShare, type GemmShareExports, type PoolInit, type ThreadState } from './poolProtocol.js';
 import { poolThreadPort, type PoolThreadPort } from './poolThreads.js';
 
 function serve(init: PoolInit, port: PoolThreadPort): void {
@@ -13,9 +13,8 @@ function serve(init: PoolInit, port: PoolThreadPort): void {
   let seen = Atomics.load(ctl, CTL.generation);
   port.post('ready');
   for (;;) {
-    // Products come in bursts (a training step): spin briefly before sleeping, as waking costs far more.
-    for (let i = 0; i < SPIN && Atomics.load(ctl, CTL.generation) === seen; i++);
-    Atomics.wait(ctl, CTL.generation, seen);
+    // Products come in bursts (a training step): poll a while before sleeping, as waking costs far more.
+    if (!pollFor(ctl, CTL.generation, seen, WORKER_SPIN_MS)) Atomics.wait(ctl, CTL.generation, seen);
     seen = Atomics.load(ctl, CTL.generation);
     if (Atomics.load(ctl, CTL.exit)) return;
     try {

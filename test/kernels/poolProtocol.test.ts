@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CONTROL_BYTES, CTL, MAX_THREADS, bitsOfFloat, floatOfBits, guidedUnits, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
+import { CONTROL_BYTES, CTL, MAX_THREADS, bitsOfFloat, floatOfBits, guidedUnits, pollFor, runShare, setSampleTiles, type GemmShareExports, type ThreadState } from '../../src/kernels/poolProtocol.js';
 
 /** Kernel exports that record which entry point ran on which range instead of computing. */
 function recorder(): { x: GemmShareExports; calls: string[] } {
@@ -120,4 +120,13 @@ test('attention ops: every thread takes heads (op 3) or KV groups (op 4) from th
     if (op === 3) assert.ok(calls.every((c) => c.endsWith('scale 0.125')));
   }
   assert.equal(floatOfBits(bitsOfFloat(Math.fround(0.1))), Math.fround(0.1));
+});
+
+test('pollFor: true as soon as the word differs from what was seen, false once the time is up', () => {
+  const ctl = control();
+  ctl[CTL.generation] = 5;
+  assert.equal(pollFor(ctl, CTL.generation, 4, 1000), true);
+  const t0 = performance.now();
+  assert.equal(pollFor(ctl, CTL.generation, 5, 2), false);
+  assert.ok(performance.now() - t0 >= 2);
 });
