@@ -46,11 +46,16 @@ async function loadModule(url: URL): Promise<WebAssembly.Module> {
   return WebAssembly.compile(await response.arrayBuffer());
 }
 
-/** The side of C a product is cut along: column blocks at multiples of 16 (the micro-kernel's width) or row blocks at multiples of 4, whichever gives more blocks. */
+/**
+ * The side of C a product is cut along: column blocks at multiples of 16 (the micro-kernel's width) or
+ * row blocks at multiples of 4. Every tile packs the whole of the operand along the other side again
+ * (A for column tiles, B for row tiles), so when A has fewer rows than B (M < N) columns are cut once
+ * there are 8 blocks of them; otherwise the side with more blocks.
+ */
 function productAxis(M: number, N: number): { byCols: boolean; units: number; step: number; extent: number } {
   const colUnits = Math.ceil(N / 16);
   const rowUnits = Math.ceil(M / 4);
-  const byCols = M === 1 || colUnits >= rowUnits;
+  const byCols = M === 1 || colUnits >= rowUnits || (M < N && colUnits >= 8);
   return byCols ? { byCols, units: colUnits, step: 16, extent: N } : { byCols, units: rowUnits, step: 4, extent: M };
 }
 

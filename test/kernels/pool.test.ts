@@ -111,6 +111,13 @@ test('splitProduct: contiguous tiles covering C, split at multiples of 16 column
     }
     assert.equal(covered, M * N);
   }
+  // Each tile packs the whole operand along the uncut side again: the smaller one is repeated.
+  const rowsWhole = (M: number, N: number) => splitProduct(M, N, 2).every(([i0, i1]) => i0 === 0 && i1 === M);
+  assert.ok(rowsWhole(256, 784), 'A (256 rows) smaller than B (784): columns cut');
+  assert.ok(!rowsWhole(784, 256), 'B smaller: rows cut');
+  assert.ok(!rowsWhole(1024, 1024), 'square: rows cut (more blocks)');
+  assert.ok(rowsWhole(16, 100), 'under 8 column blocks but more of them than row blocks: columns cut');
+  assert.ok(!rowsWhole(64, 100), 'under 8 column blocks and fewer than the row blocks: rows cut');
 });
 
 test('productTiles: a few tiles per thread for large products, one per thread for small ones', () => {
