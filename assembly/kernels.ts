@@ -2607,87 +2607,6 @@ function attentionBackward(seq: i32, hd: i32, q: usize, k: usize, v: usize, dO: 
   }
 }
 
-// ---- SwiGLU's gate: rows of [gate (inter values) | up (inter values)] ----
-// SiLU gate g·σ(g) with σ as activationForward computes it (kind 2), or ReLU² (relu(g)²) with `relu2`.
-
-@inline function swigluGateV(g: v128, s: v128, relu2: bool): v128 {
-  return relu2 ? v128.and(f32x4.mul(g, g), f32x4.gt(g, f32x4.splat(0))) : f32x4.mul(g, s);
-}
-
-@inline function swigluGateS(g: f32, s: f32, relu2: bool): f32 {
-  return relu2 ? (g > 0 ? g * g : 0) : g * s;
-}
-
-/** hidden [rows×inter] = gate(g)·u for each row's g = gateUp[r][j], u = gateUp[r][inter + j]. */
-export function swigluForward(rows: i32, inter: i32, relu2: bool, gateUp: usize, hidden: usize): void {
-  const zero = f32x4.splat(0);
-  for (let r = 0; r < rows; r++) {
-    const g0 = addr(gateUp, 2 * r * inter);
-    const u0 = addr(g0, inter);
-    const h0 = addr(hidden, r * inter);
-    let j = 0;
-    for (; j + 4 <= inter; j += 4) {
-      const o = <usize>j << 2;
-      const g = v128.load(g0 + o);
-      const s = relu2 ? zero : logisticV(g, expV(f32x4.neg(g)));
-      v128.store(h0 + o, f32x4.mul(swigluGateV(g, s, relu2), v128.load(u0 + o)));
-    }
-    for (; j < inter; j++) {
-      const o = <usize>j << 2;
-      const g = load<f32>(g0 + o);
-      const s: f32 = relu2 ? 0 : logisticS(g, expS(-g));
-      store<f32>(h0 + o, swigluGateS(g, s, relu2) * load<f32>(u0 + o));
-    }
-  }
-}
-
-/**
- * gGateUp [rows×2·inter] from the forward's gateUp and gHidden [rows×inter]: d gate = (gh·u)·gate'(g),
- * d up = gh·gate(g); SiLU's slope σ + g·σ' with σ' = s·(e·s) as activationBackward computes it.
- */
-export function swigluBackward(rows: i32, inter: i32, relu2: bool, gateUp: usize, gHidden: usize, gGateUp: usize): void {
-  const zero = f32x4.splat(0);
-  const two = f32x4.splat(2);
-  for (let r = 0; r < rows; r++) {
-    const g0 = addr(gateUp, 2 * r * inter);
-    const u0 = addr(g0, inter);
-    const h0 = addr(gHidden, r * inter);
-    const dg0 = addr(gGateUp, 2 * r * inter);
-    const du0 = addr(dg0, inter);
-    let j = 0;
-    for (; j + 4 <= inter; j += 4) {
-      const o = <usize>j << 2;
-      const g = v128.load(g0 + o);
-      const gh = v128.load(h0 + o);
-      let s = zero, slope: v128;
-      if (relu2) {
-        slope = v128.and(f32x4.mul(two, g), f32x4.gt(g, zero));
-      } else {
-        const e = expV(f32x4.neg(g));
-        s = logisticV(g, e);
-        slope = f32x4.add(s, f32x4.mul(g, f32x4.mul(s, f32x4.mul(e, s))));
-      }
-      v128.store(dg0 + o, f32x4.mul(f32x4.mul(gh, v128.load(u0 + o)), slope));
-      v128.store(du0 + o, f32x4.mul(gh, swigluGateV(g, s, relu2)));
-    }
-    for (; j < inter; j++) {
-      const o = <usize>j << 2;
-      const g = load<f32>(g0 + o);
-      const gh = load<f32>(h0 + o);
-      let s: f32 = 0, slope: f32;
-      if (relu2) {
-        slope = g > 0 ? <f32>2 * g : 0;
-      } else {
-        const e = expS(-g);
-        s = logisticS(g, e);
-        slope = s + g * (s * (e * s));
-      }
-      store<f32>(dg0 + o, (gh * load<f32>(u0 + o)) * slope);
-      store<f32>(du0 + o, gh * swigluGateS(g, s, relu2));
-    }
-  }
-}
-
 // ---- attention over a batch: every head's gather, attentionForward/Backward and scatter in linear memory ----
 // qkv rows (t·seq + i for sample t) hold q (heads·hd) | k (kvHeads·hd) | v (kvHeads·hd); head h reads
 // k/v head h / (heads / kvHeads). Each head (forward) or KV group (backward) is one task, computed whole
@@ -2774,6 +2693,87 @@ export function attentionGroupsBackward(t0: i32, t1: i32, seq: i32, hd: i32, hea
       const at = (<usize>((b * seq + r) * kv + g * hd)) << 3;
       memory.copy(gk + at, dk + (<usize>(r * hd) << 3), <usize>hd << 3);
       memory.copy(gv + at, dv + (<usize>(r * hd) << 3), <usize>hd << 3);
+    }
+  }
+}
+
+// ---- SwiGLU's gate: rows of [gate (inter values) | up (inter values)] ----
+// SiLU gate g·σ(g) with σ as activationForward computes it (kind 2), or ReLU² (relu(g)²) with `relu2`.
+
+@inline function swigluGateV(g: v128, s: v128, relu2: bool): v128 {
+  return relu2 ? v128.and(f32x4.mul(g, g), f32x4.gt(g, f32x4.splat(0))) : f32x4.mul(g, s);
+}
+
+@inline function swigluGateS(g: f32, s: f32, relu2: bool): f32 {
+  return relu2 ? (g > 0 ? g * g : 0) : g * s;
+}
+
+/** hidden [rows×inter] = gate(g)·u for each row's g = gateUp[r][j], u = gateUp[r][inter + j]. */
+export function swigluForward(rows: i32, inter: i32, relu2: bool, gateUp: usize, hidden: usize): void {
+  const zero = f32x4.splat(0);
+  for (let r = 0; r < rows; r++) {
+    const g0 = addr(gateUp, 2 * r * inter);
+    const u0 = addr(g0, inter);
+    const h0 = addr(hidden, r * inter);
+    let j = 0;
+    for (; j + 4 <= inter; j += 4) {
+      const o = <usize>j << 2;
+      const g = v128.load(g0 + o);
+      const s = relu2 ? zero : logisticV(g, expV(f32x4.neg(g)));
+      v128.store(h0 + o, f32x4.mul(swigluGateV(g, s, relu2), v128.load(u0 + o)));
+    }
+    for (; j < inter; j++) {
+      const o = <usize>j << 2;
+      const g = load<f32>(g0 + o);
+      const s: f32 = relu2 ? 0 : logisticS(g, expS(-g));
+      store<f32>(h0 + o, swigluGateS(g, s, relu2) * load<f32>(u0 + o));
+    }
+  }
+}
+
+/**
+ * gGateUp [rows×2·inter] from the forward's gateUp and gHidden [rows×inter]: d gate = (gh·u)·gate'(g),
+ * d up = gh·gate(g); SiLU's slope σ + g·σ' with σ' = s·(e·s) as activationBackward computes it.
+ */
+export function swigluBackward(rows: i32, inter: i32, relu2: bool, gateUp: usize, gHidden: usize, gGateUp: usize): void {
+  const zero = f32x4.splat(0);
+  const two = f32x4.splat(2);
+  for (let r = 0; r < rows; r++) {
+    const g0 = addr(gateUp, 2 * r * inter);
+    const u0 = addr(g0, inter);
+    const h0 = addr(gHidden, r * inter);
+    const dg0 = addr(gGateUp, 2 * r * inter);
+    const du0 = addr(dg0, inter);
+    let j = 0;
+    for (; j + 4 <= inter; j += 4) {
+      const o = <usize>j << 2;
+      const g = v128.load(g0 + o);
+      const gh = v128.load(h0 + o);
+      let s = zero, slope: v128;
+      if (relu2) {
+        slope = v128.and(f32x4.mul(two, g), f32x4.gt(g, zero));
+      } else {
+        const e = expV(f32x4.neg(g));
+        s = logisticV(g, e);
+        slope = f32x4.add(s, f32x4.mul(g, f32x4.mul(s, f32x4.mul(e, s))));
+      }
+      v128.store(dg0 + o, f32x4.mul(f32x4.mul(gh, v128.load(u0 + o)), slope));
+      v128.store(du0 + o, f32x4.mul(gh, swigluGateV(g, s, relu2)));
+    }
+    for (; j < inter; j++) {
+      const o = <usize>j << 2;
+      const g = load<f32>(g0 + o);
+      const gh = load<f32>(h0 + o);
+      let s: f32 = 0, slope: f32;
+      if (relu2) {
+        slope = g > 0 ? <f32>2 * g : 0;
+      } else {
+        const e = expS(-g);
+        s = logisticS(g, e);
+        slope = s + g * (s * (e * s));
+      }
+      store<f32>(dg0 + o, (gh * load<f32>(u0 + o)) * slope);
+      store<f32>(du0 + o, gh * swigluGateS(g, s, relu2));
     }
   }
 }
