@@ -443,16 +443,24 @@ function gemvKN(N: i32, K: i32, x: usize, b: usize, y: usize, bias: usize, sums:
 // lane-wise in column order, then any tail. Lanes are summed (0 + 1) + (2 + 3) at the end. M only
 // repeats the same work per row of x, so results do not depend on M. `tot` is M·16 bytes of scratch.
 
+// An fp16 as float32, exactly. Normal values (all but the rarest scales) move their exponent and
+// mantissa bits over with one integer add (float32's bias is 112 more); subnormals (m·2⁻²⁴), infinities
+// and NaNs take the branch.
 @inline function q4_0HalfToF32(h: u32): f32 {
   const sign = (h & 0x8000) << 16;
-  const e = (h >> 10) & 0x1f;
-  const m = h & 0x3ff;
-  if (e == 0) {
-    const v = <f32>m * <f32>5.9604644775390625e-8;
-    return sign ? -v : v;
-  }
-  if (e == 31) return reinterpret<f32>(sign | 0x7f800000 | (m << 13));
-  return reinterpret<f32>(sign | ((e + 112) << 23) | (m << 13));
+  const e = h & 0x7c00;
+  if (e != 0 && e != 0x7c00) return reinterpret<f32>((((h & 0x7fff) << 13) + (112 << 23)) | sign);
+  if (e != 0) return reinterpret<f32>(sign | 0x7f800000 | ((h & 0x3ff) << 13));
+  const v = <f32>(h & 0x3ff) * <f32>5.9604644775390625e-8;
+  return sign ? -v : v;
+}
+
+// One 32-value block's i32 lane sums: w0…w3 (8 int16 weights each, in column order) · the int16 x at qb.
+@inline function dotBlockQ16(w0: v128, w1: v128, w2: v128, w3: v128, qb: usize): v128 {
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(w0, v128.load(qb)), i32x4.dot_i16x8_s(w1, v128.load(qb, 16))),
+    i32x4.add(i32x4.dot_i16x8_s(w2, v128.load(qb, 32)), i32x4.dot_i16x8_s(w3, v128.load(qb, 48))),
+  );
 }
 
 @inline function q4_0Lanes(v: v128): f32 {
@@ -516,6 +524,30 @@ export function quantizeRowsQ16(M: i32, cols: i32, x: usize, xq: usize, xs: usiz
   }
 }
 
+// Four consecutive blocks' fp16 scales (at blk, blk + 18, …) as float32, exactly as q4_0HalfToF32 reads each.
+@inline function q4_0Scales4(blk: usize): v128 {
+  let h = i32x4.splat(<i32>load<u16>(blk));
+  h = i32x4.replace_lane(h, 1, <i32>load<u16>(blk, 18));
+  h = i32x4.replace_lane(h, 2, <i32>load<u16>(blk, 36));
+  h = i32x4.replace_lane(h, 3, <i32>load<u16>(blk, 54));
+  const e = v128.and(h, i32x4.splat(0x7c00));
+  const m = v128.and(h, i32x4.splat(0x3ff));
+  const normal = i32x4.add(i32x4.shl(v128.and(h, i32x4.splat(0x7fff)), 13), i32x4.splat(112 << 23));
+  const special = v128.or(i32x4.splat(0x7f800000), i32x4.shl(m, 13));
+  const subnormal = f32x4.mul(f32x4.convert_i32x4_s(m), f32x4.splat(5.9604644775390625e-8));
+  const mag = v128.bitselect(subnormal, v128.bitselect(special, normal, i32x4.eq(e, i32x4.splat(0x7c00))), i32x4.eq(e, i32x4.splat(0)));
+  return v128.or(mag, i32x4.shl(v128.and(h, i32x4.splat(0x8000)), 16));
+}
+
+// acc + (the block's i32 lane sums with the int16 x at qb, as float32)·sc, for the Q4_0 block at blk.
+@inline function q4_0BlockAdd(blk: usize, qb: usize, sc: v128, acc: v128): v128 {
+  const q = v128.load(blk, 2);
+  const lo = i8x16.sub(v128.and(q, i8x16.splat(15)), i8x16.splat(8));
+  const hi = i8x16.sub(i8x16.shr_u(q, 4), i8x16.splat(8));
+  const d = dotBlockQ16(i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo), i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi), qb);
+  return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(d), sc));
+}
+
 export function q4_0GemmQ16(M: i32, rows: i32, cols: i32, w: usize, xq: usize, xs: usize, out: usize, bias: usize, tot: usize): void {
   const blocks = cols >> 5;
   const low = i8x16.splat(15);
@@ -523,7 +555,26 @@ export function q4_0GemmQ16(M: i32, rows: i32, cols: i32, w: usize, xq: usize, x
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < M; i++) v128.store(tot + (<usize>i << 4), f32x4.splat(0));
     const row = w + <usize>r * <usize>blocks * 18;
-    for (let b = 0; b < blocks; b++) {
+    if (M == 1) {
+      // One row of x (decoding): the total stays in a register, and four blocks' scales convert at once.
+      let one = f32x4.splat(0);
+      let b = 0;
+      for (; b + 4 <= blocks; b += 4) {
+        const blk = row + <usize>b * 18;
+        const qb = xq + (<usize>b << 6);
+        const sc = f32x4.mul(q4_0Scales4(blk), v128.load(xs + (<usize>b << 2)));
+        one = q4_0BlockAdd(blk, qb, f32x4.splat(f32x4.extract_lane(sc, 0)), one);
+        one = q4_0BlockAdd(blk + 18, qb + 64, f32x4.splat(f32x4.extract_lane(sc, 1)), one);
+        one = q4_0BlockAdd(blk + 36, qb + 128, f32x4.splat(f32x4.extract_lane(sc, 2)), one);
+        one = q4_0BlockAdd(blk + 54, qb + 192, f32x4.splat(f32x4.extract_lane(sc, 3)), one);
+      }
+      for (; b < blocks; b++) {
+        const blk = row + <usize>b * 18;
+        one = q4_0BlockAdd(blk, xq + (<usize>b << 6), f32x4.splat(q4_0HalfToF32(<u32>load<u16>(blk)) * load<f32>(xs + (<usize>b << 2))), one);
+      }
+      v128.store(tot, one);
+    }
+    for (let b = 0; M > 1 && b < blocks; b++) {
       const blk = row + <usize>b * 18;
       const ws = q4_0HalfToF32(<u32>load<u16>(blk));
       const q = v128.load(blk, 2);
@@ -533,13 +584,9 @@ export function q4_0GemmQ16(M: i32, rows: i32, cols: i32, w: usize, xq: usize, x
       const hi0 = i16x8.extend_low_i8x16_s(hi), hi1 = i16x8.extend_high_i8x16_s(hi);
       for (let i = 0; i < M; i++) {
         const qb = xq + ((<usize>i * <usize>cols + (<usize>b << 5)) << 1);
-        const d = i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(lo0, v128.load(qb)), i32x4.dot_i16x8_s(lo1, v128.load(qb, 16))),
-          i32x4.add(i32x4.dot_i16x8_s(hi0, v128.load(qb, 32)), i32x4.dot_i16x8_s(hi1, v128.load(qb, 48))),
-        );
         const sc = f32x4.splat(ws * load<f32>(xs + ((<usize>i * <usize>blocks + <usize>b) << 2)));
         const t = tot + (<usize>i << 4);
-        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(d), sc)));
+        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(dotBlockQ16(lo0, lo1, hi0, hi1, qb)), sc)));
       }
     }
     const bv: f32 = bias ? load<f32>(bias + (<usize>r << 2)) : 0;
@@ -554,22 +601,24 @@ export function int8RowGemmQ16(M: i32, rows: i32, cols: i32, w: usize, scales: u
   for (let r = 0; r < rows; r++) {
     for (let i = 0; i < M; i++) v128.store(tot + (<usize>i << 4), f32x4.splat(0));
     const row = w + <usize>r * <usize>cols;
+    let one = f32x4.splat(0);
     for (let b = 0; b < blocks; b++) {
       const q0 = v128.load(row + (<usize>b << 5));
       const q1 = v128.load(row + (<usize>b << 5), 16);
       const a0 = i16x8.extend_low_i8x16_s(q0), a1 = i16x8.extend_high_i8x16_s(q0);
       const a2 = i16x8.extend_low_i8x16_s(q1), a3 = i16x8.extend_high_i8x16_s(q1);
+      if (M == 1) {
+        one = f32x4.add(one, f32x4.mul(f32x4.convert_i32x4_s(dotBlockQ16(a0, a1, a2, a3, xq + (<usize>b << 6))), f32x4.splat(load<f32>(xs + (<usize>b << 2)))));
+        continue;
+      }
       for (let i = 0; i < M; i++) {
         const qb = xq + ((<usize>i * <usize>cols + (<usize>b << 5)) << 1);
-        const d = i32x4.add(
-          i32x4.add(i32x4.dot_i16x8_s(a0, v128.load(qb)), i32x4.dot_i16x8_s(a1, v128.load(qb, 16))),
-          i32x4.add(i32x4.dot_i16x8_s(a2, v128.load(qb, 32)), i32x4.dot_i16x8_s(a3, v128.load(qb, 48))),
-        );
         const sc = f32x4.splat(load<f32>(xs + ((<usize>i * <usize>blocks + <usize>b) << 2)));
         const t = tot + (<usize>i << 4);
-        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(d), sc)));
+        v128.store(t, f32x4.add(v128.load(t), f32x4.mul(f32x4.convert_i32x4_s(dotBlockQ16(a0, a1, a2, a3, qb)), sc)));
       }
     }
+    if (M == 1) v128.store(tot, one);
     const scale = load<f32>(scales + (<usize>r << 2));
     const bv: f32 = bias ? load<f32>(bias + (<usize>r << 2)) : 0;
     for (let i = 0; i < M; i++) {

@@ -142,3 +142,40 @@ test('float32 row panels: panelGemm gives gemmABt\'s bits for any rows, columns,
     }
   }
 });
+
+test('q4_0 on the kernels: every kind of fp16 block scale (zero, subnormal, normal, largest, infinite, NaN) reads as the reference reads it, for one row of x and several', () => {
+  const scales = [0x0000, 0x8000, 0x0001, 0x03ff, 0x8200, 0x0400, 0x3c00, 0xbc00, 0x2e66, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00];
+  const [rows, cols] = [scales.length, 128];
+  const q = quantizeMatrix('q4_0', random(rows * cols, 21), rows, cols);
+  for (let r = 0; r < rows; r++) {
+    for (let b = 0; b < cols / 32; b++) {
+      const o = (r * (cols / 32) + b) * 18;
+      q.data[o] = scales[r] & 255;
+      q.data[o + 1] = scales[r] >> 8;
+    }
+  }
+  const arena = QuantArena.create(1 << 16, rows, cols);
+  assert.ok(arena, 'the WebAssembly kernels load');
+  const placed = placeMatrix(q, arena);
+  for (const M of [1, 2]) {
+    const x = random(M * cols, 22);
+    const want = new Float32Array(M * rows);
+    const got = new Float32Array(M * rows);
+    quantGemm(q, x, M, want);
+    quantGemm(placed, x, M, got);
+    const w = dequantizeMatrix(q);
+    for (let k = 0; k < M * rows; k++) {
+      const [i, r] = [Math.floor(k / rows), k % rows];
+      // The kernels round x to int16 per 32-value block (each value moves by at most max|x_block|/32767/2).
+      let bound = 0;
+      for (let c0 = 0; c0 < cols; c0 += 32) {
+        let amax = 0;
+        for (let c = c0; c < c0 + 32; c++) amax = Math.max(amax, Math.abs(x[i * cols + c]));
+        for (let c = c0; c < c0 + 32; c++) bound += Math.abs(w[r * cols + c]) * (amax / 32767 / 2 + 1e-6 * Math.abs(x[i * cols + c]));
+      }
+      // Infinite or NaN scales: ±∞ or NaN depending on the order the lanes meet (the reference adds in another), never a finite value.
+      const ok = !Number.isFinite(want[k]) ? !Number.isFinite(got[k]) : got[k] === want[k] || Math.abs(got[k] - want[k]) <= bound;
+      assert.ok(ok, `M=${M} scale 0x${scales[r].toString(16)}: ${got[k]} vs ${want[k]} (bound ${bound})`);
+    }
+  }
+});
