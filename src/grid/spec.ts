@@ -17,6 +17,12 @@ export interface BuildOptions {
   allowNonFinite?: boolean;
   /** Most parameters one layer may have; checked before anything is allocated (default MAX_LAYER_PARAMETERS). */
   maxParameters?: number;
+  /**
+   * false: layers without weights in the document keep zeros instead of their initializer's random
+   * values, for a caller that writes every parameter next (a checkpoint import; seconds saved on
+   * large models). Default true.
+   */
+  initialize?: boolean;
 }
 
 /** Default parameter cap per layer: 2^31 - 1 float32 values (8 GiB of master weights). */
@@ -200,7 +206,7 @@ function parseLayer(entry: unknown, path: string, net: VolumetricNetwork, seed: 
     const store = new WeightStore(count);
     if (loaded) {
       loadWeights(store, layer, loaded, o, path, options);
-    } else {
+    } else if (options.initialize !== false) {
       kind.initParameters(layer, store.master, new Rng(ownSeed));
     }
     layer.weights = store;

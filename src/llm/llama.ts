@@ -216,7 +216,8 @@ export function llamaLayers(net: VolumetricNetwork, config: LlamaConfig): LlamaL
 
 /** Builds the grid for `config` and loads the Hugging Face tensors of `source` into it. */
 export function buildLlama(config: LlamaConfig, source: TensorSource): VolumetricNetwork {
-  const net = buildNetwork(llamaNetworkSpec(config));
+  // loadLlamaWeights writes every parameter (absent biases as zeros): no random initialization first.
+  const net = buildNetwork(llamaNetworkSpec(config), { initialize: false });
   loadLlamaWeights(net, config, source);
   return net;
 }

@@ -71,4 +71,8 @@ test('initialization is seeded: same seed, same weights; other seed, other weigh
   const c = buildNetwork({ ...base, layers: [dense] }, { seed: 6 }).getLayer(0, 0, 0, 0)!.weights!.master;
   assert.deepEqual(a, b);
   assert.notDeepEqual(a, c);
+  // initialize: false (a checkpoint import that writes every parameter next) leaves zeros, weights given in the document still load.
+  const bare = buildNetwork({ ...base, layers: [dense, { ...dense, x: 1, type: 'RMSNorm', input_height: 4, output_height: undefined }] }, { seed: 5, initialize: false });
+  assert.ok(bare.getLayer(0, 0, 0, 0)!.weights!.master.every((v) => v === 0));
+  assert.ok(bare.getLayer(0, 0, 1, 0)!.weights!.master.every((v) => v === 0), 'not even the norm’s ones');
 });
