@@ -15,8 +15,8 @@ import { WasmParamState, loadWasmKernels, loadWasmKernelsSync, type AdamWConstan
  * for linear memory (over 4 GiB of operands) runs on the reference.
  */
 export type KernelBackend = 'ts' | 'wasm';
-export type { AttentionBatch, AttentionRowStats };
 export type KernelMode = KernelBackend | 'auto';
+export type { AttentionBatch, AttentionRowStats };
 
 /** Smallest N·K (values in B) routed to WebAssembly in 'auto' mode. */
 export const WASM_MIN_NK = 128;

@@ -62,7 +62,7 @@ export const CTL = {
 } as const;
 
 export const MAX_THREADS = 64;
-/** Polls of a control word before a thread sleeps on it (a few tens of microseconds). */
+/** Polls of the done counter before the calling thread sleeps waiting for the workers (a few tens of microseconds). */
 export const SPIN = 20000;
 /**
  * How long an idle worker keeps polling for the next job before it sleeps, in milliseconds: waking a
