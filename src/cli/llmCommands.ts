@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { LoomError, UsageError } from '../core/errors.js';
@@ -9,6 +10,7 @@ import { tiedOwners } from '../grid/persistence.js';
 import { loadNetworkFile, saveNetworkFile } from '../io/modelFiles.js';
 import { openSafetensors, loadUniversalFile, saveNetworkSafetensors } from '../io/safetensorsFiles.js';
 import { detectArchitecture } from '../io/universalLoader.js';
+import { withThreads } from '../kernels/backend.js';
 import { parseQuantFormat } from '../kernels/quant.js';
 import { ChatSession, TextModel } from '../llm/chat.js';
 import { Generation, type GenerateOptions, type LanguageModel } from '../llm/generate.js';
@@ -27,7 +29,13 @@ const SAMPLING_FLAGS: OptionSpec = {
   seed: { type: 'string' },
   dtype: { type: 'string' },
   stop: { type: 'string' },
+  threads: { type: 'string' },
 };
+
+/** --threads N (default every core, at most 8): kernel threads for the products, decoding steps included; the same tokens on any count. */
+function threadsFlag(values: ParsedArgs['values']): number {
+  return numberFlag(values, 'threads', Math.min(8, availableParallelism()), (v) => Number.isInteger(v) && v > 0, 'a positive integer');
+}
 
 function samplingOptions(values: ParsedArgs['values']): GenerateOptions {
   const stop = stringFlag(values, 'stop');
@@ -63,6 +71,11 @@ export async function generateCommand(argv: string[], write: (s: string) => void
   const prompt = stringFlag(values, 'prompt');
   if (prompt === undefined) throw new UsageError('generate: missing --prompt <text>');
   const options = samplingOptions(values);
+  // The pool starts before the model loads: its packed matrices then live in the pool's memory.
+  await withThreads(threadsFlag(values), () => generate(dir, prompt, options, values, write, err));
+}
+
+async function generate(dir: string, prompt: string, options: GenerateOptions, values: ParsedArgs['values'], write: (s: string) => void, err: (s: string) => void): Promise<void> {
   const dtype = stringFlag(values, 'dtype');
   const gpuDtype = values.gpu ? (dtype === undefined || dtype === 'float32' ? 'float32' : parseQuantFormat(dtype, '--dtype')) : null;
   // On the GPU the float32 weights are packed there, so the CPU keeps no second packed copy.
@@ -103,6 +116,10 @@ export async function chatCommand(argv: string[], write: (s: string) => void, in
   const { positionals, values } = parseCommandArgs('chat', argv, { ...SAMPLING_FLAGS, system: { type: 'string' } });
   const dir = requireOne(positionals, 'chat', 'model-dir');
   const options = samplingOptions(values);
+  await withThreads(threadsFlag(values), () => chatLoop(dir, options, values, write, interactive));
+}
+
+async function chatLoop(dir: string, options: GenerateOptions, values: ParsedArgs['values'], write: (s: string) => void, interactive: boolean): Promise<void> {
   const chat = new ChatSession(loadTextModel(dir, values, 'chat'), stringFlag(values, 'system'));
   const rl = createInterface({ input: process.stdin, terminal: interactive });
   const prompt = (): void => {

@@ -29,7 +29,8 @@ commands:
                                          [--population N --generations G --seed S --scale σ --out best.json --json]
   generate <model-dir> --prompt <text>   stream a Hugging Face Llama/Qwen2/SmolLM model's continuation
                                          [--max-tokens N --temperature T --top-k K --top-p P --repetition-penalty R
-                                          --repetition-window W --seed S --stop <text> --dtype q4_0|int8|float32 --stats --gpu]
+                                          --repetition-window W --seed S --stop <text> --dtype q4_0|int8|float32 --threads N --stats --gpu]
+                                         (--threads: default every core, at most 8; the same tokens on any)
   chat <model-dir> [--system <text>]     multi-turn chat on stdin (terminal or pipe; /exit ends), same flags
   convert <in> <out>                     safetensors ↔ Loom JSON by extension (a model folder converts too)
   serve [--port N]                       the web playground on http://127.0.0.1:N/ (default 8080)

@@ -134,7 +134,7 @@ export class QuantizedWeights implements PackedWeights {
     params: Float32Array,
     matrices: readonly WeightMatrix[],
     /** Where the packed bytes go when the WebAssembly kernels are available (sized by arenaBytes). */
-    private readonly arena: QuantArena | null = null,
+    readonly arena: QuantArena | null = null,
   ) {
     this.count = params.length;
     const sorted = [...matrices].sort((a, b) => a.offset - b.offset);

@@ -97,12 +97,12 @@ export async function setThreads(threads: number): Promise<number> {
 
 /**
  * Runs `work` with the kernels on `threads` threads (it receives the count actually running) and
- * stops the pool afterwards, whether `work` returns or throws.
+ * stops the pool afterwards, once `work` (or the promise it returns) settles, whether it succeeds or throws.
  */
-export async function withThreads<T>(threads: number, work: (running: number) => T): Promise<T> {
+export async function withThreads<T>(threads: number, work: (running: number) => T | Promise<T>): Promise<T> {
   const running = await setThreads(threads);
   try {
-    return work(running);
+    return await work(running);
   } finally {
     void setThreads(1);
   }
@@ -111,6 +111,11 @@ export async function withThreads<T>(threads: number, work: (running: number) =>
 /** Threads the WebAssembly products run on (1 unless setThreads started a pool). */
 export function kernelThreads(): number {
   return pool ? pool.threads : 1;
+}
+
+/** The thread pool setThreads started, or null (one thread). */
+export function runningPool(): KernelPool | null {
+  return pool;
 }
 
 /** Products the thread pool has split over its workers since setThreads started it (0 without a pool). */

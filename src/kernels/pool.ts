@@ -14,11 +14,14 @@ import { attentionSizes, backwardDataPlan, biasSums, convArgs, convChunk, reluOu
  * a Node process alive.
  */
 
-interface SharedExports extends GemmShareExports {
+export interface SharedExports extends GemmShareExports {
   heapBase(): number;
   workBytes(): number;
   convBackwardColFloats(K: number, P: number, F: number): number;
   attentionScratchBytes(seq: number, hd: number): number;
+  quantizeRowsQ16(M: number, cols: number, x: number, xq: number, xs: number): void;
+  int8RowGemm(M: number, rows: number, cols: number, w: number, scales: number, x: number, out: number, bias: number, tot: number): void;
+  packPanel(n: number, K: number, src: number, dst: number): void;
   convFlipWeights(C: number, F: number, kD: number, kH: number, kW: number, w: number, out: number): void;
   reluForward(n: number, pre: number, out: number): void;
   reluBackward(n: number, gradOut: number, pre: number, gradPre: number): void;
@@ -86,7 +89,8 @@ const TILE_MIN_MACS = 1 << 21;
 export class KernelPool {
   private readonly ctl: Int32Array;
   private readonly x: SharedExports;
-  private readonly heap: number;
+  /** Start of the per-call area; persistent blocks (resident matrices) sit below it. */
+  private heap: number;
   private readonly work0: number;
   private closed = false;
   private readonly state: ThreadState = { preparedCall: -1 };
@@ -348,6 +352,46 @@ export class KernelPool {
     this.waitDone(helpers);
   }
 
+  /** The shared memory and the calling thread's kernel instance on it, for a resident arena (decode.ts, quantWasm.ts). */
+  get sharedMemory(): WebAssembly.Memory {
+    return this.memory;
+  }
+
+  get kernels(): SharedExports {
+    return this.x;
+  }
+
+  /**
+   * Reserves `bytes` of the shared memory for good (16-byte aligned; the per-call area moves above
+   * them): a resident matrix arena. Null when the memory cannot grow that far.
+   */
+  persistent(bytes: number): number | null {
+    const at = this.heap;
+    const end = align16(at + bytes);
+    if (!this.reserve(end)) return null;
+    this.heap = end;
+    return at;
+  }
+
+  /**
+   * One row of x times a matrix resident in this pool's memory (a decoding step), its rows shared out
+   * in runs of 16 (each output computed whole by one thread: the single-threaded kernels' bits). Every
+   * pointer is an offset into the shared memory: [format (0 float32 panels, 1 Q4_0, 2 int8), rows,
+   * cols, matrix, row scales, x, xq, xs, out, bias]. After close() the calling thread runs it alone.
+   */
+  rowProduct(words: number[]): void {
+    const ctl = this.ctl;
+    ctl.set(words, CTL.rowProduct);
+    ctl[CTL.op] = 5;
+    ctl[CTL.col] = align16(this.heap);
+    ctl[CTL.colBytes] = 64;
+    if (!this.reserve(ctl[CTL.col] + this.threads * 64)) throw new LoomError('kernel pool: no room for the row product scratch');
+    setSampleTiles(ctl, words[1], this.threads, 16);
+    const helpers = this.release();
+    runShare(this.x, ctl, 0, this.work0, ctl[CTL.col], this.state);
+    this.waitDone(helpers);
+  }
+
   /** Products and convolutions handed to the workers so far (each wakes every worker once). */
   get jobs(): number {
     return Atomics.load(this.ctl, CTL.generation) - (this.closed ? 1 : 0);
@@ -366,9 +410,9 @@ export class KernelPool {
     }
   }
 
-  /** Wakes the workers for the job now in the control words; returns how many there are. */
+  /** Wakes the workers for the job now in the control words; returns how many there are (none once closed). */
   private release(): number {
-    const helpers = this.workers.length;
+    const helpers = this.closed ? 0 : this.workers.length;
     if (helpers > 0) {
       Atomics.store(this.ctl, CTL.failed, 0);
       Atomics.store(this.ctl, CTL.done, 0);

@@ -53,6 +53,12 @@ export const CTL = {
    * which these ops leave alone.
    */
   attention: 16,
+  /**
+   * A product of one row of x with a matrix resident in the pool's memory (op 5, decoding): the format
+   * (0 float32 row panels, 1 Q4_0, 2 int8 rows), rows, cols, then the matrix, its row scales (int8), x,
+   * its int16 rounding and block scales (Q4_0, int8), out and bias (0: none). Tiles are runs of 16 rows.
+   */
+  rowProduct: 16,
   /** Convolution forward (op 1): a number that changes with every call (a thread's first tile of a call prepares the weights in its scratch; later runs of samples reuse them and the zero borders). */
   convCall: 56,
   /** The next tile to take (each thread adds 1 and runs the tile it got) and how many there are; tiles sit in the range words, 4 per tile. */
@@ -96,8 +102,15 @@ export interface AttentionShareExports {
   attentionGroupsBackward(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, gAttn: number, stats: number, gq: number, gk: number, gv: number, scratch: number, work: number): void;
 }
 
+/** The decoding kernels a thread's rows of a resident matrix run on (assembly/kernels.ts). */
+export interface RowProductExports {
+  panelGemm(M: number, N: number, K: number, x: number, wp: number, out: number, bias: number, tile: number): void;
+  q4_0GemmQ16(M: number, rows: number, cols: number, w: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
+  int8RowGemmQ16(M: number, rows: number, cols: number, w: number, scales: number, xq: number, xs: number, out: number, bias: number, tot: number): void;
+}
+
 /** The kernel a thread runs its tiles of a product with. */
-export interface GemmShareExports extends ConvShareExports, AttentionShareExports {
+export interface GemmShareExports extends ConvShareExports, AttentionShareExports, RowProductExports {
   gemmRange(M: number, N: number, K: number, a: number, aKM: number, b: number, bKN: number, c: number, bias: number, work: number, i0: number, i1: number, j0: number, j1: number): void;
 }
 
@@ -113,6 +126,18 @@ export interface ThreadState {
  */
 export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, work: number, col: number, state: ThreadState): void {
   const op = ctl[CTL.op];
+  if (op === 5) {
+    const [format, rows, cols, w, scales, x1, xq, xs, out, bias] = ctl.subarray(CTL.rowProduct, CTL.rowProduct + 10);
+    for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < ctl[CTL.tiles]; t = Atomics.add(ctl, CTL.nextTile, 1)) {
+      const [lo, hi] = [ctl[CTL.ranges + 4 * t], ctl[CTL.ranges + 4 * t + 1]];
+      if (hi <= lo) continue;
+      const b = bias ? bias + 4 * lo : 0;
+      if (format === 0) x.panelGemm(1, hi - lo, cols, x1, w + lo * cols * 4, out + 4 * lo, b, col);
+      else if (format === 1) x.q4_0GemmQ16(1, hi - lo, cols, w + (lo * cols / 32) * 18, xq, xs, out + 4 * lo, b, col);
+      else x.int8RowGemmQ16(1, hi - lo, cols, w + lo * cols, scales + 4 * lo, xq, xs, out + 4 * lo, b, col);
+    }
+    return;
+  }
   if (op === 3 || op === 4) {
     const [seq, hd, heads, kvHeads, causal, scaleBits, qkv, io, stats, gq, gk, gv] = ctl.subarray(CTL.attention, CTL.attention + 12);
     const scale = floatOfBits(scaleBits);

@@ -1,5 +1,6 @@
 import { LoomError } from '../core/errors.js';
-import { kernelMode } from './backend.js';
+import { kernelMode, runningPool } from './backend.js';
+import type { KernelPool } from './pool.js';
 import { WASM_KERNELS_URL } from './wasm.js';
 
 /**
@@ -70,42 +71,71 @@ export interface ArenaPlacement {
   readonly scales: number;
 }
 
+/** Scratch bytes of an arena (staged x, out, bias, totals, x's int16 rounding and block scales) for products up to maxRows × maxCols. */
+function scratchLayout(base: number, maxRows: number, maxCols: number): { x: number; out: number; bias: number; tot: number; xq: number; xs: number; end: number } {
+  const x = align16(base);
+  const out = align16(x + CHUNK * maxCols * 4);
+  const bias = align16(out + CHUNK * maxRows * 4);
+  const tot = align16(bias + maxRows * 4);
+  const xq = align16(tot + CHUNK * 16);
+  const xs = align16(xq + CHUNK * maxCols * 2);
+  return { x, out, bias, tot, xq, xs, end: align16(xs + CHUNK * Math.ceil(maxCols / 32) * 4) };
+}
+
 export class QuantArena {
-  private readonly x: QuantExports;
   private top: number;
   private readonly end: number;
   private readonly scratch: { x: number; out: number; bias: number; tot: number; xq: number; xs: number };
 
-  private constructor(m: WebAssembly.Module, matrixBytes: number, maxRows: number, maxCols: number) {
-    this.x = new WebAssembly.Instance(m, {}).exports as unknown as QuantExports;
-    const base = align16(this.x.heapBase());
-    const xAt = base;
-    const outAt = align16(xAt + CHUNK * maxCols * 4);
-    const biasAt = align16(outAt + CHUNK * maxRows * 4);
-    const totAt = align16(biasAt + maxRows * 4);
-    const xqAt = align16(totAt + CHUNK * 16);
-    const xsAt = align16(xqAt + CHUNK * maxCols * 2);
-    this.top = align16(xsAt + CHUNK * Math.ceil(maxCols / 32) * 4);
-    this.end = this.top + matrixBytes;
+  /**
+   * `pool`: the arena lies in that kernel pool's shared memory (x is the calling thread's instance on
+   * it), and one-row products (decoding steps) share their rows out over the pool's threads.
+   */
+  private constructor(
+    private readonly x: Omit<QuantExports, 'memory' | 'heapBase'>,
+    private readonly memory: WebAssembly.Memory,
+    base: number,
+    matrixBytes: number,
+    maxRows: number,
+    maxCols: number,
+    private readonly pool: KernelPool | null,
+  ) {
+    const { end, ...scratch } = scratchLayout(base, maxRows, maxCols);
+    this.scratch = scratch;
+    this.top = end;
+    this.end = end + matrixBytes;
     if (this.end > MAX_BYTES) throw new LoomError(`QuantArena: ${this.end} bytes exceed WebAssembly's 4 GiB`);
-    const have = this.x.memory.buffer.byteLength;
-    if (this.end > have) this.x.memory.grow(Math.ceil((this.end - have) / PAGE));
-    this.scratch = { x: xAt, out: outAt, bias: biasAt, tot: totAt, xq: xqAt, xs: xsAt };
+    const have = memory.buffer.byteLength;
+    if (this.end > have) memory.grow(Math.ceil((this.end - have) / PAGE));
   }
 
   /**
    * An arena for matrices totalling `matrixBytes` (each rounded up to 16 bytes by the caller) and
    * products up to maxRows × maxCols; null when the kernels are unavailable or turned off (LOOM_KERNELS=ts).
+   * While a thread pool runs (setThreads) the arena goes into its shared memory when it fits, so
+   * decoding steps use every thread (the same bits); otherwise into a private instance of its own.
    */
   static create(matrixBytes: number, maxRows: number, maxCols: number): QuantArena | null {
     if (kernelMode() === 'ts') return null;
+    const pool = runningPool();
+    if (pool) {
+      const scratch = scratchLayout(0, maxRows, maxCols).end;
+      const at = pool.persistent(scratch + matrixBytes + 16);
+      if (at !== null) return new QuantArena(pool.kernels, pool.sharedMemory, at, matrixBytes, maxRows, maxCols, pool);
+    }
     const m = kernelModule();
     if (!m) return null;
     try {
-      return new QuantArena(m, matrixBytes, maxRows, maxCols);
+      const x = new WebAssembly.Instance(m, {}).exports as unknown as QuantExports;
+      return new QuantArena(x, x.memory, x.heapBase(), matrixBytes, maxRows, maxCols, null);
     } catch {
       return null;
     }
+  }
+
+  /** How many threads this arena's one-row products run on. */
+  get threads(): number {
+    return this.pool ? this.pool.threads : 1;
   }
 
   /** Reserves `bytes` (16-byte aligned) and returns their offset. */
@@ -117,11 +147,11 @@ export class QuantArena {
   }
 
   bytes(at: number, length: number): Uint8Array {
-    return new Uint8Array(this.x.memory.buffer, at, length);
+    return new Uint8Array(this.memory.buffer, at, length);
   }
 
   floats(at: number, length: number): Float32Array {
-    return new Float32Array(this.x.memory.buffer, at, length);
+    return new Float32Array(this.memory.buffer, at, length);
   }
 
   /** out[M×rows] = x[M×cols]·Wᵀ (+ bias) for the matrix placed at `p`. */
@@ -131,7 +161,8 @@ export class QuantArena {
       if (cols % 32 === 0) {
         // Whole 32-value blocks: x rounded to int16 per block, then integer dot products (see the kernels).
         this.x.quantizeRowsQ16(m, cols, s.x, s.xq, s.xs);
-        if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, p.data, s.xq, s.xs, s.out, b, s.tot);
+        if (m === 1 && this.pool) this.pool.rowProduct([format === 'q4_0' ? 1 : 2, rows, cols, p.data, p.scales, 0, s.xq, s.xs, s.out, b]);
+        else if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, p.data, s.xq, s.xs, s.out, b, s.tot);
         else this.x.int8RowGemmQ16(m, rows, cols, p.data, p.scales, s.xq, s.xs, s.out, b, s.tot);
       } else {
         this.x.int8RowGemm(m, rows, cols, p.data, p.scales, s.x, s.out, b, s.tot);
@@ -144,26 +175,29 @@ export class QuantArena {
    * (placePanels): the same bits as gemmABt on the unpacked matrix.
    */
   panelGemm(at: number, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
-    this.chunked(rows, cols, x, M, out, bias, (m, b) => this.x.panelGemm(m, rows, cols, this.scratch.x, at, this.scratch.out, b, this.scratch.tot));
+    this.chunked(rows, cols, x, M, out, bias, (m, b) => {
+      if (m === 1 && this.pool) this.pool.rowProduct([0, rows, cols, at, 0, this.scratch.x, 0, 0, this.scratch.out, b]);
+      else this.x.panelGemm(m, rows, cols, this.scratch.x, at, this.scratch.out, b, this.scratch.tot);
+    });
   }
 
   /** Packs up to 16 rows of `cols` values (`rows` row-major) into the panel at `dst` (placePanels), through the scratch rows. */
   packPanel(rows: Float32Array, cols: number, dst: number): void {
     const n = rows.length / cols;
-    new Float32Array(this.x.memory.buffer, this.scratch.x, rows.length).set(rows);
+    new Float32Array(this.memory.buffer, this.scratch.x, rows.length).set(rows);
     this.x.packPanel(n, cols, this.scratch.x, dst);
   }
 
   /** Runs `product` over CHUNK rows of x at a time, staged in the scratch area; its second argument is the bias offset (0 for none). */
   private chunked(rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null, product: (m: number, bias: number) => void): void {
     const s = this.scratch;
-    const buf = this.x.memory.buffer;
-    if (bias) new Float32Array(buf, s.bias, rows).set(bias);
+    if (bias) new Float32Array(this.memory.buffer, s.bias, rows).set(bias);
     for (let i0 = 0; i0 < M; i0 += CHUNK) {
       const m = Math.min(CHUNK, M - i0);
-      new Float32Array(buf, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
+      new Float32Array(this.memory.buffer, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
       product(m, bias ? s.bias : 0);
-      out.set(new Float32Array(buf, s.out, m * rows), i0 * rows);
+      // A pool's memory may have grown during the product (a new buffer object): views come from it afresh.
+      out.set(new Float32Array(this.memory.buffer, s.out, m * rows), i0 * rows);
     }
   }
 }

@@ -29,6 +29,9 @@ test('loom generate streams the same greedy text as the API; seeded sampling rep
   const b = loom(['generate', MODEL, '--prompt', 'hi', '--max-tokens', '8', ...flags]);
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, b.stdout);
+  // The default runs every core (the packed matrices in the pool's memory); one thread gives the same tokens.
+  assert.equal(loom(['generate', MODEL, '--prompt', 'hi', '--max-tokens', '8', ...flags, '--threads', '1']).stdout, a.stdout);
+  assert.equal(loom(['generate', MODEL, '--prompt', 'hi', '--max-tokens', '8', ...flags, '--threads', '3']).stdout, a.stdout);
   const bad = loom(['generate', MODEL, '--prompt', 'x', '--dtype', 'q3']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /--dtype: expected one of q4_0, int8/);

@@ -13,6 +13,9 @@ function recorder(): { x: GemmShareExports; calls: string[] } {
     convBackwardData: (b0, b1) => void calls.push(`dX ${b0}-${b1}`),
     attentionHeads: (t0, t1, ...rest) => void calls.push(`heads ${t0}-${t1} scale ${rest[5]}`),
     attentionGroupsBackward: (t0, t1) => void calls.push(`groups ${t0}-${t1}`),
+    panelGemm: (_M, N, _K, _x, wp, out) => void calls.push(`panels ${N} rows at ${wp} → ${out}`),
+    q4_0GemmQ16: (_M, rows, _cols, w, _xq, _xs, out) => void calls.push(`q4_0 ${rows} rows at ${w} → ${out}`),
+    int8RowGemmQ16: (_M, rows, _cols, w, scales, _xq, _xs, out) => void calls.push(`int8 ${rows} rows at ${w} scales ${scales} → ${out}`),
   };
   return { x, calls };
 }
@@ -129,4 +132,21 @@ test('pollFor: true as soon as the word differs from what was seen, false once t
   const t0 = performance.now();
   assert.equal(pollFor(ctl, CTL.generation, 5, 2), false);
   assert.ok(performance.now() - t0 >= 2);
+});
+
+test('row products (op 5): runs of 16 rows, each run at its rows of the matrix, scales and output', () => {
+  const ctl = control();
+  ctl[CTL.op] = 5;
+  const calls: string[][] = [];
+  for (const format of [0, 1, 2]) {
+    // 40 rows of 64 columns: matrix at 1000, scales at 9000, out at 5000.
+    ctl.set([format, 40, 64, 1000, 9000, 0, 0, 0, 5000, 0], CTL.rowProduct);
+    setSampleTiles(ctl, 40, 2, 16);
+    const { x, calls: c } = recorder();
+    runShare(x, ctl, 0, 0, 0, { preparedCall: -1 });
+    calls.push(c);
+  }
+  assert.deepEqual(calls[0], ['panels 16 rows at 1000 → 5000', 'panels 16 rows at 5096 → 5064', 'panels 8 rows at 9192 → 5128']);
+  assert.deepEqual(calls[1], ['q4_0 16 rows at 1000 → 5000', 'q4_0 16 rows at 1576 → 5064', 'q4_0 8 rows at 2152 → 5128']);
+  assert.deepEqual(calls[2], ['int8 16 rows at 1000 scales 9000 → 5000', 'int8 16 rows at 2024 scales 9064 → 5064', 'int8 8 rows at 3048 scales 9128 → 5128']);
 });

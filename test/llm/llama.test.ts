@@ -9,7 +9,7 @@ import { DecodeSession, decodeResidentBytes, quantizeNetwork, QuantizedWeights }
 import { forwardNetwork } from '../../src/engine/run.js';
 import { parseLlamaConfig, llamaLayers } from '../../src/llm/llama.js';
 import { importLlama } from '../../src/llm/llamaFiles.js';
-import { setKernelBackend } from '../../src/kernels/backend.js';
+import { kernelPoolJobs, setKernelBackend, setThreads } from '../../src/kernels/backend.js';
 import { ROOT } from '../helpers.js';
 
 const DIR = `${ROOT}test/fixtures/llama/`;
@@ -163,4 +163,31 @@ test('float32 row panels: a packed decode gives the float32 decode\'s bits, with
   }
   const bytes = decodeResidentBytes(packed.network);
   assert.ok(bytes >= floatBytes && bytes <= floatBytes * 1.1, `${bytes} of ${floatBytes}`);
+});
+
+test('packed decoding on a thread pool (quantizeNetwork after setThreads) gives the one-thread bits, and keeps them once the pool stops', async () => {
+  const e = expected('qwen2');
+  const steps = (net: ReturnType<typeof importLlama>['network']): Float32Array[] => {
+    const session = new DecodeSession(net, 32);
+    return [e.prompt, e.prompt.slice(0, 1), e.prompt.slice(1, 2)].map((chunk) => session.forward(ids(chunk)).data);
+  };
+  const bits = (runs: Float32Array[]) => runs.map((a) => [...new Uint32Array(a.buffer, a.byteOffset, a.length)]);
+  for (const format of ['float32', 'int8', 'q4_0'] as const) {
+    const one = importLlama(`${DIR}qwen2`);
+    quantizeNetwork(one.network, format, { release: true });
+    const want = bits(steps(one.network));
+    assert.equal(await setThreads(2), 2);
+    const pooled = importLlama(`${DIR}qwen2`);
+    try {
+      quantizeNetwork(pooled.network, format, { release: true });
+      const arena = [...pooled.network.allLayers()].map((l) => (l.packed as QuantizedWeights | undefined)?.arena).find((a) => a);
+      assert.equal(arena?.threads, 2, `${format}: the arena lies in the pool`);
+      const jobs = kernelPoolJobs();
+      assert.deepEqual(bits(steps(pooled.network)), want, `${format} on 2 threads`);
+      assert.ok(kernelPoolJobs() > jobs, `${format}: one-row products went to the pool`);
+    } finally {
+      await setThreads(1);
+    }
+    assert.deepEqual(bits(steps(pooled.network)), want, `${format} after the pool stopped`);
+  }
 });
