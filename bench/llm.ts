@@ -5,13 +5,13 @@ import { fileURLToPath } from 'node:url';
 import { Tensor } from '../src/core/tensor.js';
 import { DecodeSession, quantizeNetwork } from '../src/engine/decode.js';
 import { buildNetwork } from '../src/grid/spec.js';
-import { kernelBackend } from '../src/kernels/backend.js';
+import { kernelBackend, setThreads } from '../src/kernels/backend.js';
 import type { QuantFormat } from '../src/kernels/quant.js';
 import { llamaNetworkSpec, type LlamaConfig } from '../src/llm/llama.js';
 
 /**
  * `node dist/bench/llm.js` (or `npm run bench -- llm`): decode tokens/s of a SmolLM2-135M-shaped
- * decoder with random weights in float32, int8 and q4_0, next to a same-shape PyTorch CPU decode loop
+ * decoder with random weights in float32, int8 and q4_0 (the packed ones on 1 and 2 threads), next to a same-shape PyTorch CPU decode loop
  * timed in the same run (1 and 2 threads), plus the bytes of weights each dtype keeps resident.
  * LLM_BENCH_SMALL=1 shrinks the model (a smoke run). Prints a table to stderr and JSON to stdout.
  */
@@ -72,12 +72,15 @@ function residentBytes(): number {
 
 const rows: Record<string, unknown>[] = [];
 // 'float32 panels': the same float32 values resident in WebAssembly memory as row panels (same bits).
-for (const dtype of ['float32', 'float32 panels', 'int8', 'q4_0'] as const) {
+// The packed dtypes again on 2 threads: quantized after setThreads, their arena lies in the pool's memory.
+for (const [dtype, threads] of [['float32', 1], ['float32 panels', 1], ['int8', 1], ['q4_0', 1], ['float32 panels', 2], ['int8', 2], ['q4_0', 2]] as const) {
+  if ((await setThreads(threads)) !== threads) continue;
   for (const layer of net.allLayers()) delete layer.packed;
   if (dtype !== 'float32') quantizeNetwork(net, dtype === 'float32 panels' ? 'float32' : (dtype as QuantFormat));
   const r = decode();
-  rows.push({ dtype, ms_per_token: r.msPerToken, tokens_per_s: 1000 / r.msPerToken, prefill_ms: r.prefillMs, resident_weight_bytes: residentBytes() });
+  rows.push({ dtype, threads, ms_per_token: r.msPerToken, tokens_per_s: 1000 / r.msPerToken, prefill_ms: r.prefillMs, resident_weight_bytes: residentBytes() });
 }
+await setThreads(1);
 
 function peer(threads: number): Record<string, unknown> {
   if (!existsSync(PYTHON)) return { peer: 'pytorch', error: `${PYTHON} not found` };
@@ -108,6 +111,6 @@ const result = {
     q4_0_resident_at_most_0_2: q4.resident_weight_bytes / f32.resident_weight_bytes <= 0.2,
   },
 };
-for (const r of rows) process.stderr.write(`loom-ts ${String(r.dtype).padEnd(15)} ${(r.ms_per_token as number).toFixed(1).padStart(8)} ms/token  ${((r.resident_weight_bytes as number) / 2 ** 20).toFixed(1)} MiB weights\n`);
+for (const r of rows) process.stderr.write(`loom-ts ${`${String(r.dtype)} ${String(r.threads)}T`.padEnd(18)} ${(r.ms_per_token as number).toFixed(1).padStart(8)} ms/token  ${((r.resident_weight_bytes as number) / 2 ** 20).toFixed(1)} MiB weights\n`);
 for (const p of peers) process.stderr.write(`pytorch  ${p.threads} thread(s) ${p.error ?? `${(p.ms_per_token as number).toFixed(1)} ms/token`}\n`);
 process.stdout.write(JSON.stringify(result, null, 2) + '\n');

@@ -25,6 +25,8 @@ interface QuantExports {
 const PAGE = 65536;
 const MAX_BYTES = 65536 * PAGE;
 const CHUNK = 16;
+/** Smallest matrix (weights) whose one-row products a pool-backed arena shares out over the threads (a few microseconds of work). */
+const POOL_MIN_WEIGHTS = 1 << 16;
 const align16 = (n: number): number => (n + 15) & ~15;
 
 let module: WebAssembly.Module | null | undefined;
@@ -138,6 +140,11 @@ export class QuantArena {
     return this.pool ? this.pool.threads : 1;
   }
 
+  /** Whether a one-row product with this matrix goes to the pool: enough weights to outweigh waking the threads. */
+  private pooled(rows: number, cols: number): boolean {
+    return this.pool !== null && rows * cols >= POOL_MIN_WEIGHTS;
+  }
+
   /** Reserves `bytes` (16-byte aligned) and returns their offset. */
   alloc(bytes: number): number {
     const at = this.top;
@@ -161,7 +168,7 @@ export class QuantArena {
       if (cols % 32 === 0) {
         // Whole 32-value blocks: x rounded to int16 per block, then integer dot products (see the kernels).
         this.x.quantizeRowsQ16(m, cols, s.x, s.xq, s.xs);
-        if (m === 1 && this.pool) this.pool.rowProduct([format === 'q4_0' ? 1 : 2, rows, cols, p.data, p.scales, 0, s.xq, s.xs, s.out, b]);
+        if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([format === 'q4_0' ? 1 : 2, rows, cols, p.data, p.scales, 0, s.xq, s.xs, s.out, b]);
         else if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, p.data, s.xq, s.xs, s.out, b, s.tot);
         else this.x.int8RowGemmQ16(m, rows, cols, p.data, p.scales, s.xq, s.xs, s.out, b, s.tot);
       } else {
@@ -176,7 +183,7 @@ export class QuantArena {
    */
   panelGemm(at: number, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
     this.chunked(rows, cols, x, M, out, bias, (m, b) => {
-      if (m === 1 && this.pool) this.pool.rowProduct([0, rows, cols, at, 0, this.scratch.x, 0, 0, this.scratch.out, b]);
+      if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([0, rows, cols, at, 0, this.scratch.x, 0, 0, this.scratch.out, b]);
       else this.x.panelGemm(m, rows, cols, this.scratch.x, at, this.scratch.out, b, this.scratch.tot);
     });
   }

@@ -7,7 +7,8 @@ import { FormatError } from '../../src/core/errors.js';
 import { Tensor } from '../../src/core/tensor.js';
 import { DecodeSession, decodeResidentBytes, quantizeNetwork, QuantizedWeights } from '../../src/engine/decode.js';
 import { forwardNetwork } from '../../src/engine/run.js';
-import { parseLlamaConfig, llamaLayers } from '../../src/llm/llama.js';
+import { buildNetwork } from '../../src/grid/spec.js';
+import { parseLlamaConfig, llamaLayers, llamaNetworkSpec } from '../../src/llm/llama.js';
 import { importLlama } from '../../src/llm/llamaFiles.js';
 import { kernelPoolJobs, setKernelBackend, setThreads } from '../../src/kernels/backend.js';
 import { ROOT } from '../helpers.js';
@@ -166,28 +167,32 @@ test('float32 row panels: a packed decode gives the float32 decode\'s bits, with
 });
 
 test('packed decoding on a thread pool (quantizeNetwork after setThreads) gives the one-thread bits, and keeps them once the pool stops', async () => {
-  const e = expected('qwen2');
-  const steps = (net: ReturnType<typeof importLlama>['network']): Float32Array[] => {
+  // Matrices of 256×256 and more (the pool takes one-row products from 2^16 weights); random weights.
+  const config = parseLlamaConfig({ ...JSON.parse(readFileSync(`${DIR}qwen2/config.json`, 'utf8')), hidden_size: 256, intermediate_size: 512, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 600 });
+  const build = () => buildNetwork(llamaNetworkSpec(config), { seed: 3 });
+  const steps = (net: ReturnType<typeof build>): number[][] => {
     const session = new DecodeSession(net, 32);
-    return [e.prompt, e.prompt.slice(0, 1), e.prompt.slice(1, 2)].map((chunk) => session.forward(ids(chunk)).data);
+    return [[1, 2, 3, 4, 5], [6], [7]].map((chunk) => {
+      const a = session.forward(ids(chunk)).data;
+      return [...new Uint32Array(a.buffer, a.byteOffset, a.length)];
+    });
   };
-  const bits = (runs: Float32Array[]) => runs.map((a) => [...new Uint32Array(a.buffer, a.byteOffset, a.length)]);
   for (const format of ['float32', 'int8', 'q4_0'] as const) {
-    const one = importLlama(`${DIR}qwen2`);
-    quantizeNetwork(one.network, format, { release: true });
-    const want = bits(steps(one.network));
+    const one = build();
+    quantizeNetwork(one, format, { release: true });
+    const want = steps(one);
     assert.equal(await setThreads(2), 2);
-    const pooled = importLlama(`${DIR}qwen2`);
+    const pooled = build();
     try {
-      quantizeNetwork(pooled.network, format, { release: true });
-      const arena = [...pooled.network.allLayers()].map((l) => (l.packed as QuantizedWeights | undefined)?.arena).find((a) => a);
+      quantizeNetwork(pooled, format, { release: true });
+      const arena = [...pooled.allLayers()].map((l) => (l.packed as QuantizedWeights | undefined)?.arena).find((a) => a);
       assert.equal(arena?.threads, 2, `${format}: the arena lies in the pool`);
       const jobs = kernelPoolJobs();
-      assert.deepEqual(bits(steps(pooled.network)), want, `${format} on 2 threads`);
+      assert.deepEqual(steps(pooled), want, `${format} on 2 threads`);
       assert.ok(kernelPoolJobs() > jobs, `${format}: one-row products went to the pool`);
     } finally {
       await setThreads(1);
     }
-    assert.deepEqual(bits(steps(pooled.network)), want, `${format} after the pool stopped`);
+    assert.deepEqual(steps(pooled), want, `${format} after the pool stopped`);
   }
 });
