@@ -175,9 +175,7 @@ export class KernelPool {
     parts.forEach((tile, t) => ctl.set(tile, CTL.ranges + 4 * t));
     ctl[CTL.tiles] = parts.length;
     Atomics.store(ctl, CTL.nextTile, 0);
-    const helpers = this.release();
-    runShare(this.x, ctl, 0, this.work0, 0, this.state);
-    this.waitDone(helpers);
+    this.runJob(0);
     const out = new Float32Array(this.memory.buffer, pc, M * N);
     if (!accumulate) C.set(out);
     else for (let i = 0; i < out.length; i++) C[i] += out[i];
@@ -223,9 +221,7 @@ export class KernelPool {
       const n = Math.min(chunk, batch - s0);
       xin.set(input.subarray(s0 * image, (s0 + n) * image));
       setSampleTiles(ctl, n, this.threads);
-      const helpers = this.release();
-      runShare(this.x, ctl, 0, this.work0, pcol, this.state);
-      this.waitDone(helpers);
+      this.runJob(pcol);
       out.set(n === chunk ? xout : xout.subarray(0, n * filters * P), s0 * filters * P);
       if (relu) reluOut(this.x, this.memory, pout, pact, n * filters * P, relu, s0 * filters * P);
     }
@@ -277,9 +273,7 @@ export class KernelPool {
     ctl[CTL.op] = 2;
     for (let t = 0; t < this.threads; t++) ctl.set(evenCut(Math.ceil(filters / 4), 4, filters, this.threads, t), CTL.ranges + 4 * t + 2);
     setSampleTiles(ctl, batch, this.threads);
-    const helpers = this.release();
-    runShare(this.x, ctl, 0, this.work0, pcol, this.state);
-    this.waitDone(helpers);
+    this.runJob(pcol);
     if (grad.biasGrad) biasSums(this.x, this.memory, batch, filters, P, pg, pbias, grad.biasGrad);
     const out = this.memory.buffer;
     gradW.set(new Float32Array(out, pdw, filters * K));
@@ -347,9 +341,7 @@ export class KernelPool {
     ctl.set([a.seq, a.hd, a.heads, a.kvHeads, a.causal ? 1 : 0, bitsOfFloat(a.scale), ...buffers], CTL.attention);
     ctl[CTL.op] = op;
     setSampleTiles(ctl, tasks, this.threads, 1);
-    const helpers = this.release();
-    runShare(this.x, ctl, 0, this.work0, ctl[CTL.col], this.state);
-    this.waitDone(helpers);
+    this.runJob(ctl[CTL.col]);
   }
 
   /** The shared memory and the calling thread's kernel instance on it, for a resident arena (decode.ts, quantWasm.ts). */
@@ -387,9 +379,7 @@ export class KernelPool {
     ctl[CTL.colBytes] = 64;
     if (!this.reserve(ctl[CTL.col] + this.threads * 64)) throw new LoomError('kernel pool: no room for the row product scratch');
     setSampleTiles(ctl, words[1], this.threads, 16);
-    const helpers = this.release();
-    runShare(this.x, ctl, 0, this.work0, ctl[CTL.col], this.state);
-    this.waitDone(helpers);
+    this.runJob(ctl[CTL.col]);
   }
 
   /** Products and convolutions handed to the workers so far (each wakes every worker once). */
@@ -408,6 +398,13 @@ export class KernelPool {
     } catch {
       return false;
     }
+  }
+
+  /** Runs the job now in the control words: the workers woken, the calling thread's share (its scratch at `col`), then the wait for theirs. */
+  private runJob(col: number): void {
+    const helpers = this.release();
+    runShare(this.x, this.ctl, 0, this.work0, col, this.state);
+    this.waitDone(helpers);
   }
 
   /** Wakes the workers for the job now in the control words; returns how many there are (none once closed). */
