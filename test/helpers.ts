@@ -98,3 +98,6 @@ export function withKernelMode<T>(mode: KernelMode, body: () => T): T {
     setKernelBackend(before);
   }
 }
+
+/** A skip reason while LOOM_KERNELS=ts turns the WebAssembly kernels off (tests of the kernels themselves then skip), else false. */
+export const KERNELS_OFF = kernelMode() === 'ts' && 'LOOM_KERNELS=ts: the WebAssembly kernels are off';

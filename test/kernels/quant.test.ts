@@ -5,6 +5,8 @@ import { gemmABt } from '../../src/kernels/gemm.js';
 import { dequantizeMatrix, placeMatrix, quantBytes, quantGemm, quantizeMatrix } from '../../src/kernels/quant.js';
 import { gemmABt as kernelGemmABt, setKernelBackend } from '../../src/kernels/backend.js';
 import { QuantArena, panelBytes, panelRow, placePanels } from '../../src/kernels/quantWasm.js';
+import { KERNELS_OFF } from '../helpers.js';
+
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   const rng = new Rng(seed);
@@ -52,7 +54,7 @@ test('int8 round trip within half a step per row', () => {
 });
 
 for (const format of ['q4_0', 'int8'] as const) {
-  test(`${format}: products on the packed blocks equal products with the dequantized matrix`, () => {
+  test(`${format}: products on the packed blocks equal products with the dequantized matrix`, { skip: KERNELS_OFF }, () => {
     const rows = 40;
     const cols = 128;
     const M = 3;
@@ -99,7 +101,7 @@ for (const format of ['q4_0', 'int8'] as const) {
   });
 }
 
-test('int8 rows of a width that is not whole 32-value blocks run the float kernel, equal to the reference', () => {
+test('int8 rows of a width that is not whole 32-value blocks run the float kernel, equal to the reference', { skip: KERNELS_OFF }, () => {
   const rows = 9;
   const cols = 40;
   const q = quantizeMatrix('int8', random(rows * cols, 9), rows, cols);
@@ -113,7 +115,7 @@ test('int8 rows of a width that is not whole 32-value blocks run the float kerne
   for (let i = 0; i < got.length; i++) assert.ok(Math.abs(got[i] - want[i]) <= 1e-5 * (1 + Math.abs(want[i])));
 });
 
-test('float32 row panels: panelGemm gives gemmABt\'s bits for any rows, columns, batch and bias; rows read back exactly', () => {
+test('float32 row panels: panelGemm gives gemmABt\'s bits for any rows, columns, batch and bias; rows read back exactly', { skip: KERNELS_OFF }, () => {
   let seed = 900;
   for (const [rows, cols] of [[16, 256], [37, 300], [5, 7], [64, 1024], [33, 513]]) {
     const arena = QuantArena.create(panelBytes(rows, cols), rows, cols)!;
@@ -143,7 +145,7 @@ test('float32 row panels: panelGemm gives gemmABt\'s bits for any rows, columns,
   }
 });
 
-test('q4_0 on the kernels: every kind of fp16 block scale (zero, subnormal, normal, largest, infinite, NaN) reads as the reference reads it, for one row of x and several', () => {
+test('q4_0 on the kernels: every kind of fp16 block scale (zero, subnormal, normal, largest, infinite, NaN) reads as the reference reads it, for one row of x and several', { skip: KERNELS_OFF }, () => {
   const scales = [0x0000, 0x8000, 0x0001, 0x03ff, 0x8200, 0x0400, 0x3c00, 0xbc00, 0x2e66, 0x7bff, 0xfbff, 0x7c00, 0xfc00, 0x7e00];
   const [rows, cols] = [scales.length, 128];
   const q = quantizeMatrix('q4_0', random(rows * cols, 21), rows, cols);

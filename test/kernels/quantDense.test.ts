@@ -7,7 +7,8 @@ import { forwardNetwork } from '../../src/engine/run.js';
 import { buildNetwork } from '../../src/grid/spec.js';
 import { gemmABt } from '../../src/kernels/backend.js';
 import { PackedDense } from '../../src/kernels/quantDense.js';
-import { randomArray } from '../helpers.js';
+import { KERNELS_OFF, randomArray } from '../helpers.js';
+
 
 const f = Math.fround;
 const INTEGER_CODED: [DType, number][] = [
@@ -55,7 +56,7 @@ function sameBits(a: Float32Array, b: Float32Array, what: string): void {
   for (let i = 0; i < ia.length; i++) if (ia[i] !== ib[i]) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
 }
 
-test('packed Dense kernels: exact integer arithmetic, and within the int16 rounding bound of decode-then-float', () => {
+test('packed Dense kernels: exact integer arithmetic, and within the int16 rounding bound of decode-then-float', { skip: KERNELS_OFF }, () => {
   let seed = 10;
   for (const [nOut, nIn] of [[37, 64], [9, 200], [6, 1032]] as const) {
     for (const useBias of [true, false]) {
@@ -94,7 +95,7 @@ test('packed Dense kernels: exact integer arithmetic, and within the int16 round
   }
 });
 
-test('packed Dense kernels: FP8 equals decode-then-float bit for bit', () => {
+test('packed Dense kernels: FP8 equals decode-then-float bit for bit', { skip: KERNELS_OFF }, () => {
   const [nOut, nIn] = [70, 48];
   const store = new WeightStore(randomArray(nOut * nIn + nOut, 3, 0.8));
   for (const d of [DType.FP8E4M3, DType.FP8E5M2]) {
@@ -111,7 +112,7 @@ test('packed Dense kernels: FP8 equals decode-then-float bit for bit', () => {
   }
 });
 
-test('packed Dense kernels: unsupported dtypes and unaligned rows decline; NaN inputs give NaN rows', () => {
+test('packed Dense kernels: unsupported dtypes and unaligned rows decline; NaN inputs give NaN rows', { skip: KERNELS_OFF }, () => {
   const store = new WeightStore(randomArray(5 * 12 + 5, 8));
   assert.equal(PackedDense.for(store.morph(DType.Float16), 5, 12, true), null);
   assert.equal(PackedDense.for(store.morph(DType.Binary), 5, 12, true), null, 'binary rows of 12 bits do not start on a byte');
@@ -124,7 +125,7 @@ test('packed Dense kernels: unsupported dtypes and unaligned rows decline; NaN i
   assert.ok(out.subarray(5).every(Number.isFinite));
 });
 
-test('forwardNetwork with packedKernels runs quantized Dense layers on the packed kernels', () => {
+test('forwardNetwork with packedKernels runs quantized Dense layers on the packed kernels', { skip: KERNELS_OFF }, () => {
   const net = buildNetwork({
     depth: 1, rows: 1, cols: 2, layers_per_cell: 1,
     layers: [

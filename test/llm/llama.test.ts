@@ -10,8 +10,8 @@ import { forwardNetwork } from '../../src/engine/run.js';
 import { buildNetwork } from '../../src/grid/spec.js';
 import { parseLlamaConfig, llamaLayers, llamaNetworkSpec } from '../../src/llm/llama.js';
 import { importLlama } from '../../src/llm/llamaFiles.js';
-import { kernelMode, kernelPoolJobs, setThreads } from '../../src/kernels/backend.js';
-import { ROOT, withKernelMode } from '../helpers.js';
+import { kernelPoolJobs, setThreads } from '../../src/kernels/backend.js';
+import { KERNELS_OFF, ROOT, withKernelMode } from '../helpers.js';
 
 const DIR = `${ROOT}test/fixtures/llama/`;
 
@@ -161,7 +161,7 @@ test('float32 row panels: a packed decode gives the float32 decode\'s bits, with
   assert.ok(bytes >= floatBytes && bytes <= floatBytes * 1.1, `${bytes} of ${floatBytes}`);
 });
 
-test('packed decoding on a thread pool (quantizeNetwork after setThreads) gives the one-thread bits, and keeps them once the pool stops', { skip: kernelMode() === 'ts' && 'the arenas need the WebAssembly kernels (LOOM_KERNELS=ts)' }, async () => {
+test('packed decoding on a thread pool (quantizeNetwork after setThreads) gives the one-thread bits, and keeps them once the pool stops', { skip: KERNELS_OFF }, async () => {
   // Matrices of 256×256 and more (the pool takes one-row products from 2^16 weights); random weights.
   const config = parseLlamaConfig({ ...JSON.parse(readFileSync(`${DIR}qwen2/config.json`, 'utf8')), hidden_size: 256, intermediate_size: 512, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 600 });
   const build = () => buildNetwork(llamaNetworkSpec(config), { seed: 3 });
