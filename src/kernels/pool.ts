@@ -375,9 +375,7 @@ export class KernelPool {
     const ctl = this.ctl;
     ctl.set(words, CTL.rowProduct);
     ctl[CTL.op] = 5;
-    ctl[CTL.col] = align16(this.heap);
-    ctl[CTL.colBytes] = 64;
-    if (!this.reserve(ctl[CTL.col] + this.threads * 64)) throw new LoomError('kernel pool: no room for the row product scratch');
+    if (!this.placeAll([], 64)) throw new LoomError('kernel pool: no room for the row product scratch');
     setSampleTiles(ctl, words[1], this.threads, 16);
     this.runJob(ctl[CTL.col]);
   }
