@@ -2634,10 +2634,10 @@ function attentionBackward(seq: i32, hd: i32, q: usize, k: usize, v: usize, dO: 
     gemm(rows, kN, hd, dOb, 0, v, 0, ds, 0, work);
     const full = kN & ~3;
     const rem = kN - full;
+    const remMask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(rem));
     for (let r = 0; r < rows; r++) {
       const pr = addr(p, r * kN);
       const dr = addr(ds, r * kN);
-      const remMask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(rem));
       let dot = f32x4.splat(0);
       for (let j = 0; j < full; j += 4) dot = f32x4.add(dot, f32x4.mul(v128.load(addr(pr, j)), v128.load(addr(dr, j))));
       if (rem) dot = f32x4.add(dot, v128.and(f32x4.mul(v128.load(addr(pr, full)), v128.load(addr(dr, full))), remMask));
