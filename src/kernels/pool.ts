@@ -91,6 +91,8 @@ export class KernelPool {
   private readonly x: SharedExports;
   /** Start of the per-call area; persistent blocks (resident matrices) sit below it. */
   private heap: number;
+  /** Released persistent blocks below `heap`, by address, none adjacent to another or to `heap`. */
+  private gaps: { at: number; bytes: number }[] = [];
   private readonly work0: number;
   private closed = false;
   private readonly state: ThreadState = { preparedCall: -1 };
@@ -354,15 +356,44 @@ export class KernelPool {
   }
 
   /**
-   * Reserves `bytes` of the shared memory for good (16-byte aligned; the per-call area moves above
-   * them): a resident matrix arena. Null when the memory cannot grow that far.
+   * Reserves `bytes` of the shared memory until `release` (16-byte aligned; the per-call area sits
+   * above every reserved block): a resident matrix arena. Reuses the first released gap that fits,
+   * else grows the reserved area. Null when the memory cannot grow that far.
    */
   persistent(bytes: number): number | null {
+    const size = align16(bytes);
+    const gap = this.gaps.findIndex((g) => g.bytes >= size);
+    if (gap >= 0) {
+      const g = this.gaps[gap];
+      if (g.bytes === size) this.gaps.splice(gap, 1);
+      else this.gaps[gap] = { at: g.at + size, bytes: g.bytes - size };
+      return g.at;
+    }
     const at = this.heap;
-    const end = align16(at + bytes);
-    if (!this.reserve(end)) return null;
-    this.heap = end;
+    if (!this.reserve(at + size)) return null;
+    this.heap = at + size;
     return at;
+  }
+
+  /**
+   * Gives back a block `persistent` returned (with the size it was asked for): later blocks may reuse
+   * it, and a block at the top of the reserved area hands its bytes back to the per-call area.
+   */
+  release(at: number, bytes: number): void {
+    let gap = { at, bytes: align16(bytes) };
+    const kept: { at: number; bytes: number }[] = [];
+    for (const g of this.gaps) {
+      if (g.at + g.bytes === gap.at || gap.at + gap.bytes === g.at) gap = { at: Math.min(g.at, gap.at), bytes: g.bytes + gap.bytes };
+      else kept.push(g);
+    }
+    if (gap.at + gap.bytes === this.heap) this.heap = gap.at;
+    else kept.push(gap);
+    this.gaps = kept.sort((a, b) => a.at - b.at);
+  }
+
+  /** Bytes of shared memory below the per-call area (reserved blocks and the gaps between them). */
+  get reservedEnd(): number {
+    return this.heap;
   }
 
   /**
@@ -400,13 +431,13 @@ export class KernelPool {
 
   /** Runs the job now in the control words: the workers woken, the calling thread's share (its scratch at `col`), then the wait for theirs. */
   private runJob(col: number): void {
-    const helpers = this.release();
+    const helpers = this.wakeWorkers();
     runShare(this.x, this.ctl, 0, this.work0, col, this.state);
     this.waitDone(helpers);
   }
 
   /** Wakes the workers for the job now in the control words; returns how many there are (none once closed). */
-  private release(): number {
+  private wakeWorkers(): number {
     const helpers = this.closed ? 0 : this.workers.length;
     if (helpers > 0) {
       Atomics.store(this.ctl, CTL.failed, 0);

@@ -36,19 +36,24 @@ export function packedMatrixBytes(format: QuantFormat, rows: number, cols: numbe
   return format === 'q4_0' ? { data: ((rows * cols) / Q4_0_BLOCK) * Q4_0_BLOCK_BYTES, scales: 0 } : { data: rows * cols, scales: rows * 4 };
 }
 
-/** Moves a packed matrix into `arena` (the returned copy's bytes live only there). */
+/** Moves a packed matrix into `arena` (the returned copy's bytes live only there, read through fresh views as the arena may move). */
 export function placeMatrix(m: QuantMatrix, arena: QuantArena): QuantMatrix {
-  const data = arena.alloc(m.data.byteLength);
-  arena.bytes(data, m.data.byteLength).set(m.data);
-  let scales = 0;
-  if (m.scales) {
-    scales = arena.alloc(m.scales.byteLength);
-    arena.floats(scales, m.scales.length).set(m.scales);
-  }
+  const bytes = m.data.byteLength;
+  const data = arena.alloc(bytes);
+  arena.bytes(data, bytes).set(m.data);
+  const n = m.scales ? m.scales.length : 0;
+  const scales = n > 0 ? arena.alloc(n * 4) : 0;
+  if (m.scales) arena.floats(scales, n).set(m.scales);
   return {
-    ...m,
-    data: arena.bytes(data, m.data.byteLength),
-    scales: m.scales ? arena.floats(scales, m.scales.length) : null,
+    format: m.format,
+    rows: m.rows,
+    cols: m.cols,
+    get data() {
+      return arena.bytes(data, bytes);
+    },
+    get scales() {
+      return n > 0 ? arena.floats(scales, n) : null;
+    },
     placement: { arena, data, scales },
   };
 }

@@ -6,10 +6,11 @@ import { WASM_KERNELS_URL } from './wasm.js';
 /**
  * Packed matrices living in WebAssembly memory for the q4_0 / int8 product kernels
  * (assembly/kernels.ts, "q4_0 / int8-row products") and float32 matrices in row panels (panelGemm).
- * An arena is one private instance of the kernel
- * module: its memory is sized once, for the matrices plus scratch, and never grows afterwards, so the
- * Uint8Array views the matrices keep stay valid and the packed bytes exist only there (nothing is
- * copied per call but the activations). Products of more than CHUNK rows run CHUNK rows at a time.
+ * An arena is one block of memory sized once, for the matrices plus scratch: a private instance of
+ * the kernel module, or a block of a running kernel pool's shared memory. The packed bytes exist only
+ * there (nothing is copied per call but the activations); the arena may move into a pool's memory
+ * (whole, once), so callers keep offsets from its start and take views afresh. Products of more than
+ * CHUNK rows run CHUNK rows at a time.
  */
 interface QuantExports {
   memory: WebAssembly.Memory;
@@ -65,7 +66,7 @@ export async function initQuantKernels(url: string | URL = WASM_KERNELS_URL): Pr
   return module !== null;
 }
 
-/** Where a packed matrix lies in an arena. */
+/** Where a packed matrix lies in an arena (offsets from the arena's start). */
 export interface ArenaPlacement {
   readonly arena: QuantArena;
   readonly data: number;
@@ -84,31 +85,31 @@ function scratchLayout(base: number, maxRows: number, maxCols: number): { x: num
   return { x, out, bias, tot, xq, xs, end: align16(xs + CHUNK * Math.ceil(maxCols / 32) * 4) };
 }
 
+/** Gives an arena's pool block back once the arena is garbage (pool, offset, bytes). */
+const poolBlocks = new FinalizationRegistry<{ pool: KernelPool; at: number; bytes: number }>(({ pool, at, bytes }) => pool.release(at, bytes));
+
+type ArenaExports = Omit<QuantExports, 'memory' | 'heapBase'>;
+
 export class QuantArena {
   private top: number;
-  private readonly end: number;
+  /** Bytes of the arena: scratch, then the matrices. */
+  private readonly size: number;
+  /** Offsets from the arena's start, like every offset `alloc` hands out. */
   private readonly scratch: { x: number; out: number; bias: number; tot: number; xq: number; xs: number };
+  private x: ArenaExports;
+  private memory: WebAssembly.Memory;
+  /** Where the arena starts in `memory`. */
+  private base: number;
+  /** The kernel pool whose shared memory holds the arena, or null for a private instance. */
+  private pool: KernelPool | null;
 
-  /**
-   * `pool`: the arena lies in that kernel pool's shared memory (x is the calling thread's instance on
-   * it), and one-row products (decoding steps) share their rows out over the pool's threads.
-   */
-  private constructor(
-    private readonly x: Omit<QuantExports, 'memory' | 'heapBase'>,
-    private readonly memory: WebAssembly.Memory,
-    base: number,
-    matrixBytes: number,
-    maxRows: number,
-    maxCols: number,
-    private readonly pool: KernelPool | null,
-  ) {
-    const { end, ...scratch } = scratchLayout(base, maxRows, maxCols);
+  private constructor(matrixBytes: number, maxRows: number, maxCols: number, home: { x: ArenaExports; memory: WebAssembly.Memory; base: number; pool: KernelPool | null }) {
+    const { end, ...scratch } = scratchLayout(0, maxRows, maxCols);
     this.scratch = scratch;
     this.top = end;
-    this.end = end + matrixBytes;
-    if (this.end > MAX_BYTES) throw new LoomError(`QuantArena: ${this.end} bytes exceed WebAssembly's 4 GiB`);
-    const have = memory.buffer.byteLength;
-    if (this.end > have) memory.grow(Math.ceil((this.end - have) / PAGE));
+    this.size = end + matrixBytes;
+    ({ x: this.x, memory: this.memory, base: this.base, pool: this.pool } = home);
+    if (this.pool) poolBlocks.register(this, { pool: this.pool, at: this.base, bytes: this.size }, this);
   }
 
   /**
@@ -116,28 +117,48 @@ export class QuantArena {
    * products up to maxRows × maxCols; null when the kernels are unavailable or turned off (LOOM_KERNELS=ts).
    * While a thread pool runs (setThreads) the arena goes into its shared memory when it fits, so
    * decoding steps use every thread (the same bits); otherwise into a private instance of its own.
+   * An arena made before a pool starts moves into the pool's memory at its next product.
    */
   static create(matrixBytes: number, maxRows: number, maxCols: number): QuantArena | null {
     if (kernelMode() === 'ts') return null;
+    const size = scratchLayout(0, maxRows, maxCols).end + matrixBytes;
     const pool = runningPool();
-    if (pool) {
-      const scratch = scratchLayout(0, maxRows, maxCols).end;
-      const at = pool.persistent(scratch + matrixBytes + 16);
-      if (at !== null) return new QuantArena(pool.kernels, pool.sharedMemory, at, matrixBytes, maxRows, maxCols, pool);
-    }
+    const shared = pool ? poolHome(pool, size) : null;
+    if (shared) return new QuantArena(matrixBytes, maxRows, maxCols, shared);
     const m = kernelModule();
     if (!m) return null;
     try {
       const x = new WebAssembly.Instance(m, {}).exports as unknown as QuantExports;
-      return new QuantArena(x, x.memory, x.heapBase(), matrixBytes, maxRows, maxCols, null);
-    } catch {
+      const base = align16(x.heapBase());
+      if (base + size > MAX_BYTES) throw new LoomError(`QuantArena: ${base + size} bytes exceed WebAssembly's 4 GiB`);
+      const have = x.memory.buffer.byteLength;
+      if (base + size > have) x.memory.grow(Math.ceil((base + size - have) / PAGE));
+      return new QuantArena(matrixBytes, maxRows, maxCols, { x, memory: x.memory, base, pool: null });
+    } catch (e) {
+      if (e instanceof LoomError) throw e;
       return null;
     }
   }
 
   /** How many threads this arena's one-row products run on. */
   get threads(): number {
-    return this.pool ? this.pool.threads : 1;
+    return this.pool && this.pool === runningPool() ? this.pool.threads : 1;
+  }
+
+  /**
+   * Moves the arena into the running pool's shared memory when it lies elsewhere (a private instance,
+   * or the memory of a pool that has stopped), so products use the pool's threads; stays put when the
+   * pool has no room. The bytes are copied as they are: offsets from the arena's start still hold.
+   */
+  private follow(): void {
+    const pool = runningPool();
+    if (pool === null || pool === this.pool) return;
+    const home = poolHome(pool, this.size);
+    if (!home) return;
+    new Uint8Array(home.memory.buffer, home.base, this.top).set(new Uint8Array(this.memory.buffer, this.base, this.top));
+    poolBlocks.unregister(this);
+    ({ x: this.x, memory: this.memory, base: this.base, pool: this.pool } = home);
+    poolBlocks.register(this, { pool, at: this.base, bytes: this.size }, this);
   }
 
   /** Whether a one-row product with this matrix goes to the pool: enough weights to outweigh waking the threads. */
@@ -145,34 +166,37 @@ export class QuantArena {
     return this.pool !== null && rows * cols >= POOL_MIN_WEIGHTS;
   }
 
-  /** Reserves `bytes` (16-byte aligned) and returns their offset. */
+  /** Reserves `bytes` (16-byte aligned) and returns their offset from the arena's start. */
   alloc(bytes: number): number {
     const at = this.top;
-    if (at + bytes > this.end) throw new LoomError(`QuantArena: out of reserved space (${bytes} bytes asked, ${this.end - at} left)`);
+    if (at + bytes > this.size) throw new LoomError(`QuantArena: out of reserved space (${bytes} bytes asked, ${this.size - at} left)`);
     this.top = align16(at + bytes);
     return at;
   }
 
+  /** A view of `length` bytes at offset `at` (from alloc); take a fresh one for each use, as the arena may move. */
   bytes(at: number, length: number): Uint8Array {
-    return new Uint8Array(this.memory.buffer, at, length);
+    return new Uint8Array(this.memory.buffer, this.base + at, length);
   }
 
+  /** A view of `length` floats at offset `at` (from alloc); take a fresh one for each use, as the arena may move. */
   floats(at: number, length: number): Float32Array {
-    return new Float32Array(this.memory.buffer, at, length);
+    return new Float32Array(this.memory.buffer, this.base + at, length);
   }
 
   /** out[M×rows] = x[M×cols]·Wᵀ (+ bias) for the matrix placed at `p`. */
   gemm(format: 'q4_0' | 'int8', p: ArenaPlacement, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
-    this.chunked(rows, cols, x, M, out, bias, (m, b) => {
-      const s = this.scratch;
+    this.chunked(rows, cols, x, M, out, bias, (m, b, s) => {
+      const data = this.base + p.data;
+      const scales = p.scales ? this.base + p.scales : 0;
       if (cols % 32 === 0) {
         // Whole 32-value blocks: x rounded to int16 per block, then integer dot products (see the kernels).
         this.x.quantizeRowsQ16(m, cols, s.x, s.xq, s.xs);
-        if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([format === 'q4_0' ? 1 : 2, rows, cols, p.data, p.scales, 0, s.xq, s.xs, s.out, b]);
-        else if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, p.data, s.xq, s.xs, s.out, b, s.tot);
-        else this.x.int8RowGemmQ16(m, rows, cols, p.data, p.scales, s.xq, s.xs, s.out, b, s.tot);
+        if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([format === 'q4_0' ? 1 : 2, rows, cols, data, scales, 0, s.xq, s.xs, s.out, b]);
+        else if (format === 'q4_0') this.x.q4_0GemmQ16(m, rows, cols, data, s.xq, s.xs, s.out, b, s.tot);
+        else this.x.int8RowGemmQ16(m, rows, cols, data, scales, s.xq, s.xs, s.out, b, s.tot);
       } else {
-        this.x.int8RowGemm(m, rows, cols, p.data, p.scales, s.x, s.out, b, s.tot);
+        this.x.int8RowGemm(m, rows, cols, data, scales, s.x, s.out, b, s.tot);
       }
     });
   }
@@ -182,31 +206,45 @@ export class QuantArena {
    * (placePanels): the same bits as gemmABt on the unpacked matrix.
    */
   panelGemm(at: number, rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null): void {
-    this.chunked(rows, cols, x, M, out, bias, (m, b) => {
-      if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([0, rows, cols, at, 0, this.scratch.x, 0, 0, this.scratch.out, b]);
-      else this.x.panelGemm(m, rows, cols, this.scratch.x, at, this.scratch.out, b, this.scratch.tot);
+    this.chunked(rows, cols, x, M, out, bias, (m, b, s) => {
+      const panels = this.base + at;
+      if (m === 1 && this.pooled(rows, cols)) this.pool!.rowProduct([0, rows, cols, panels, 0, s.x, 0, 0, s.out, b]);
+      else this.x.panelGemm(m, rows, cols, s.x, panels, s.out, b, s.tot);
     });
   }
 
   /** Packs up to 16 rows of `cols` values (`rows` row-major) into the panel at `dst` (placePanels), through the scratch rows. */
   packPanel(rows: Float32Array, cols: number, dst: number): void {
     const n = rows.length / cols;
-    new Float32Array(this.memory.buffer, this.scratch.x, rows.length).set(rows);
-    this.x.packPanel(n, cols, this.scratch.x, dst);
+    const x = this.base + this.scratch.x;
+    new Float32Array(this.memory.buffer, x, rows.length).set(rows);
+    this.x.packPanel(n, cols, x, this.base + dst);
   }
 
-  /** Runs `product` over CHUNK rows of x at a time, staged in the scratch area; its second argument is the bias offset (0 for none). */
-  private chunked(rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null, product: (m: number, bias: number) => void): void {
-    const s = this.scratch;
+  /**
+   * Runs `product` over CHUNK rows of x at a time, staged in the scratch area; its arguments are the
+   * rows, the bias's memory offset (0 for none) and the scratch's memory offsets.
+   */
+  private chunked(rows: number, cols: number, x: Float32Array, M: number, out: Float32Array, bias: Float32Array | null, product: (m: number, bias: number, scratch: QuantArena['scratch']) => void): void {
+    this.follow();
+    const o = this.base;
+    const r = this.scratch;
+    const s = { x: o + r.x, out: o + r.out, bias: o + r.bias, tot: o + r.tot, xq: o + r.xq, xs: o + r.xs };
     if (bias) new Float32Array(this.memory.buffer, s.bias, rows).set(bias);
     for (let i0 = 0; i0 < M; i0 += CHUNK) {
       const m = Math.min(CHUNK, M - i0);
       new Float32Array(this.memory.buffer, s.x, m * cols).set(x.subarray(i0 * cols, (i0 + m) * cols));
-      product(m, bias ? s.bias : 0);
+      product(m, bias ? s.bias : 0, s);
       // A pool's memory may have grown during the product (a new buffer object): views come from it afresh.
       out.set(new Float32Array(this.memory.buffer, s.out, m * rows), i0 * rows);
     }
   }
+}
+
+/** A block of `size` bytes in `pool`'s shared memory, with the calling thread's kernels on it; null when it does not fit. */
+function poolHome(pool: KernelPool, size: number): { x: ArenaExports; memory: WebAssembly.Memory; base: number; pool: KernelPool } | null {
+  const base = pool.persistent(size);
+  return base === null ? null : { x: pool.kernels, memory: pool.sharedMemory, base, pool };
 }
 
 /** Rows per panel of a float32 matrix kept for panelGemm. */

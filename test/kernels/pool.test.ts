@@ -144,3 +144,25 @@ test('setThreads routes large products to the pool with unchanged results', { sk
   await assert.rejects(() => createKernelPool(0), /threads/);
 });
 
+
+test('persistent blocks: released ones are reused first fit, merged with their neighbours, and the top one goes back to the per-call area', { skip: KERNELS_OFF }, async () => {
+  const pool = await createKernelPool(1);
+  pools.push(pool);
+  const start = pool.reservedEnd;
+  const a = pool.persistent(100)!;
+  const b = pool.persistent(1000)!;
+  const c = pool.persistent(50)!;
+  assert.deepEqual([a, b, c], [start, start + 112, start + 1120]);
+  assert.equal(pool.reservedEnd, start + 1184);
+  pool.release(b, 1000);
+  assert.equal(pool.persistent(200), b, 'a released gap is reused');
+  assert.equal(pool.persistent(2000), start + 1184, 'a block larger than every gap goes on top');
+  pool.release(start + 1184, 2000);
+  assert.equal(pool.reservedEnd, start + 1184, 'the top block went back');
+  pool.release(a, 100);
+  pool.release(b, 200);
+  assert.equal(pool.persistent(1008), a, 'a and the rest of b merged into one gap');
+  pool.release(a, 1008);
+  pool.release(c, 50);
+  assert.equal(pool.reservedEnd, start, 'everything released: the per-call area starts where it did');
+});

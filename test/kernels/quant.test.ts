@@ -1,9 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { Rng } from '../../src/core/rng.js';
 import { gemmABt } from '../../src/kernels/gemm.js';
 import { dequantizeMatrix, placeMatrix, quantBytes, quantGemm, quantizeMatrix } from '../../src/kernels/quant.js';
-import { gemmABt as kernelGemmABt, setKernelBackend } from '../../src/kernels/backend.js';
+import { gemmABt as kernelGemmABt, runningPool, setKernelBackend, setThreads } from '../../src/kernels/backend.js';
 import { QuantArena, panelBytes, panelRow, placePanels } from '../../src/kernels/quantWasm.js';
 import { KERNELS_OFF } from '../helpers.js';
 
@@ -179,5 +181,27 @@ test('q4_0 on the kernels: every kind of fp16 block scale (zero, subnormal, norm
       const ok = !Number.isFinite(want[k]) ? !Number.isFinite(got[k]) : got[k] === want[k] || Math.abs(got[k] - want[k]) <= bound;
       assert.ok(ok, `M=${M} scale 0x${scales[r].toString(16)}: ${got[k]} vs ${want[k]} (bound ${bound})`);
     }
+  }
+});
+
+test('an arena in a pool\'s shared memory gives its block back once it is garbage', { skip: KERNELS_OFF }, async () => {
+  setFlagsFromString('--expose_gc');
+  const gc = runInNewContext('gc') as () => void;
+  assert.equal(await setThreads(2), 2);
+  try {
+    const pool = runningPool()!;
+    const start = pool.reservedEnd;
+    (() => {
+      const arena = QuantArena.create(1 << 20, 16, 64)!;
+      assert.equal(arena.threads, 2);
+      assert.ok(pool.reservedEnd >= start + (1 << 20));
+    })();
+    for (let i = 0; i < 50 && pool.reservedEnd !== start; i++) {
+      gc();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.equal(pool.reservedEnd, start);
+  } finally {
+    await setThreads(1);
   }
 });

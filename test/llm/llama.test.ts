@@ -191,3 +191,35 @@ test('packed decoding on a thread pool (quantizeNetwork after setThreads) gives 
     assert.deepEqual(steps(pooled), want, `${format} after the pool stopped`);
   }
 });
+
+test('a model packed before the pool starts moves into it at its next product, and into a restarted pool again: the one-thread bits throughout', { skip: KERNELS_OFF }, async () => {
+  const config = parseLlamaConfig({ ...JSON.parse(readFileSync(`${DIR}qwen2/config.json`, 'utf8')), hidden_size: 256, intermediate_size: 512, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 600 });
+  const prompt = [[1, 2, 3, 4, 5], [6], [7]];
+  for (const format of ['float32', 'int8', 'q4_0'] as const) {
+    const net = buildNetwork(llamaNetworkSpec(config), { seed: 3 });
+    quantizeNetwork(net, format, { release: true });
+    const arena = [...net.allLayers()].map((l) => (l.packed as QuantizedWeights | undefined)?.arena).find((a) => a)!;
+    const decode = (): number[][] => {
+      const session = new DecodeSession(net, 32);
+      return prompt.map((chunk) => {
+        const a = session.forward(ids(chunk)).data;
+        return [...new Uint32Array(a.buffer, a.byteOffset, a.length)];
+      });
+    };
+    const want = decode();
+    assert.equal(arena.threads, 1);
+    for (const round of ['first pool', 'restarted pool']) {
+      try {
+        assert.equal(await setThreads(2), 2);
+        const jobs = kernelPoolJobs();
+        assert.deepEqual(decode(), want, `${format}, ${round}`);
+        assert.equal(arena.threads, 2, `${format}: the arena moved into the ${round}`);
+        assert.ok(kernelPoolJobs() > jobs, `${format}: one-row products went to the ${round}`);
+      } finally {
+        await setThreads(1);
+      }
+      assert.equal(arena.threads, 1);
+      assert.deepEqual(decode(), want, `${format} after the ${round} stopped`);
+    }
+  }
+});
