@@ -25,6 +25,11 @@ if (process.argv[2] === 'adaptation') {
   const r = spawnSync(process.execPath, [fileURLToPath(new URL('./adaptation.js', import.meta.url))], { stdio: 'inherit' });
   process.exit(r.status ?? 1);
 }
+// `npm run bench -- browser`: the kernels and the MLP step in headless Chromium alone (bench/browser.ts).
+if (process.argv[2] === 'browser') {
+  const r = spawnSync(process.execPath, [fileURLToPath(new URL('./browser.js', import.meta.url))], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
 // `npm run bench -- llm`: LLM decode tokens/s per dtype next to PyTorch (bench/llm.ts).
 if (process.argv[2] === 'llm') {
   const r = spawnSync(process.execPath, [fileURLToPath(new URL('./llm.js', import.meta.url))], { stdio: 'inherit' });
@@ -135,6 +140,10 @@ else results.kernels = { error: `bench/kernels exited with ${kernels.status}` };
 const layerBench = spawnSync(process.execPath, [fileURLToPath(new URL('./layers.js', import.meta.url))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 if (layerBench.status === 0) results.layers = JSON.parse(layerBench.stdout);
 else results.layers = { error: `bench/layers exited with ${layerBench.status}` };
+// The same kernels and MLP step in headless Chromium: bench/browser.ts, its own process.
+const browserBench = spawnSync(process.execPath, [fileURLToPath(new URL('./browser.js', import.meta.url))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+if (browserBench.status === 0) results.browser = JSON.parse(browserBench.stdout);
+else results.browser = { error: `bench/browser exited with ${browserBench.status}` };
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 process.stderr.write(rows.map((r) => r.map((cell, c) => cell.padEnd(widths[c])).join('  ')).join('\n') + '\n');
 process.stderr.write(
@@ -180,6 +189,14 @@ function goals(): Goal[] {
   const i8 = find('layers', 'loom-ts', 'dense 1024² int8 b1');
   const f32 = find('layers', 'loom-ts', 'dense 1024² f32 b1');
   const n = (v: number | undefined) => v ?? NaN;
+  const page = (label: string) => (results.browser as { cases?: Case[] }).cases?.find((c) => c.case === label);
+  const inChromium = page('sgemm 1024³ kernel 1T')
+    ? [
+        goal('in Chromium: sgemm 1024³ 1 thread ≥ 45 GFLOP/s (kernel on staged operands)', 'GFLOP/s', n(page('sgemm 1024³ kernel 1T')?.gflops), n(page('sgemm 1024³ kernel 1T')?.best_gflops), (v) => v >= 45),
+        goal('in Chromium: sgemm 1024³ 2 threads ≥ 1.8× one (same calls, copies included)', '×', n(page('sgemm 1024³ 2T')?.gflops) / n(page('sgemm 1024³ 1T')?.gflops), n(page('sgemm 1024³ 2T')?.best_gflops) / n(page('sgemm 1024³ 1T')?.best_gflops), (v) => v >= 1.8),
+        goal('in Chromium: MLP 784-256-128-10 train step b64 ≤ 2 ms, 1 thread', 'ms', n(page('MLP 784-256-128-10 train step b64 1T')?.ms), n(page('MLP 784-256-128-10 train step b64 1T')?.best_ms), (v) => v <= 2),
+      ]
+    : [];
   // gemv moves 4 bytes per multiply-add: GB/s = 2 · GFLOP/s.
   return [
     goal('sgemm 1024³ 1 thread ≥ 45 GFLOP/s (kernel on staged operands)', 'GFLOP/s', n(sgemm?.gflops), n(sgemm?.best_gflops), (v) => v >= 45),
@@ -189,5 +206,6 @@ function goals(): Goal[] {
     goal('Conv2d pair forward ≤ 2× PyTorch 1 thread in the same run, loom/pytorch', '×', n(conv?.ms) / n(convTorch?.ms), n(conv?.best_ms) / n(convTorch?.best_ms), (v) => v <= 2),
     goal('int8 Dense 1024² faster than float32 (batch 1), int8/float32', '×', n(i8?.ms) / n(f32?.ms), n(i8?.best_ms) / n(f32?.best_ms), (v) => v < 1),
     goal('gemv 4096² ≥ 20 GB/s (resident row panels, copies of x and y included)', 'GB/s', 2 * n(gemv?.gflops), 2 * n(gemv?.best_gflops), (v) => v >= 20),
+    ...inChromium,
   ];
 }
