@@ -2826,3 +2826,86 @@ export function swigluBackward(rows: i32, inter: i32, relu2: bool, gateUp: usize
     }
   }
 }
+
+// ---- softmax cross-entropy over rows of logits (src/train/losses.ts crossEntropyLoss) ----
+
+/**
+ * Each of `rows` rows of `classes` logits at z is overwritten in place by its gradient
+ * (softmax − onehot(label)) / batch, in float32: e = exp(z − max) (expV), inv = 1 / Σe rounded once
+ * from float64, softmax = e·inv. stats[3r…3r+2] (float64) = the row's max, Σe (float64 sum of the
+ * float32 exps: two lanes each, lanes summed (0+1)+(2+3)) and the first index of the max, counted as
+ * crossEntropyLoss's scan counts it (NaNs skipped). Labels are in range (the caller checks). Rows need
+ * 3 floats of slack after the last one (whole-vector tail loads).
+ */
+export function crossEntropyRows(rows: i32, classes: i32, z: usize, labels: usize, batch: f32, stats: usize): void {
+  const full = classes & ~3;
+  const rem = classes - full;
+  const remMask = i32x4.lt_s(v128.load(LANE_INDEX), i32x4.splat(rem));
+  const negInf = f32x4.splat(-Infinity);
+  const vb = f32x4.splat(batch);
+  // Dividing by a power of two is multiplying by its exact reciprocal: the same bits, without a divide.
+  const pow2 = (reinterpret<u32>(batch) & 0x7fffff) == 0;
+  const vr = f32x4.splat(<f32>1 / batch);
+  for (let r = 0; r < rows; r++) {
+    const row = z + ((<usize>r * <usize>classes) << 2);
+    const tail = row + (<usize>full << 2);
+    let mv = negInf;
+    for (let p = row; p < tail; p += 16) mv = f32x4.max(mv, v128.load(p));
+    if (rem) mv = f32x4.max(mv, v128.bitselect(v128.load(tail), negInf, remMask));
+    const m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
+    const st = stats + (<usize>r * 24);
+    store<f64>(st, <f64>m);
+    store<f64>(st, <f64>crossEntropyArg(row, classes, m), 16);
+    const mm = f32x4.splat(m);
+    let s01 = f64x2.splat(0), s23 = f64x2.splat(0);
+    for (let p = row; p < tail; p += 16) {
+      const e = expV(f32x4.sub(v128.load(p), mm));
+      v128.store(p, e);
+      s01 = f64x2.add(s01, f64x2.promote_low_f32x4(e));
+      s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
+    }
+    if (rem) {
+      const e = v128.and(expV(f32x4.sub(v128.load(tail), mm)), remMask);
+      storeLanes(tail, e, rem);
+      s01 = f64x2.add(s01, f64x2.promote_low_f32x4(e));
+      s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<f32>(e, e, 2, 3, 0, 1)));
+    }
+    const sum = (f64x2.extract_lane(s01, 0) + f64x2.extract_lane(s01, 1)) + (f64x2.extract_lane(s23, 0) + f64x2.extract_lane(s23, 1));
+    store<f64>(st, sum, 8);
+    const inv = <f32>(1 / sum);
+    const at = row + (<usize>load<i32>(labels + (<usize>r << 2)) << 2);
+    const labelGrad = (load<f32>(at) * inv - 1) / batch;
+    const vi = f32x4.splat(inv);
+    if (pow2) {
+      for (let p = row; p < tail; p += 16) v128.store(p, f32x4.mul(f32x4.mul(v128.load(p), vi), vr));
+      if (rem) storeLanes(tail, f32x4.mul(f32x4.mul(v128.load(tail), vi), vr), rem);
+    } else {
+      for (let p = row; p < tail; p += 16) v128.store(p, f32x4.div(f32x4.mul(v128.load(p), vi), vb));
+      if (rem) storeLanes(tail, f32x4.div(f32x4.mul(v128.load(tail), vi), vb), rem);
+    }
+    store<f32>(at, labelGrad);
+  }
+}
+
+/** The first index whose logit equals the max m (crossEntropyLoss's strict > scan); with a NaN max, that scan itself. */
+function crossEntropyArg(row: usize, classes: i32, m: f32): i32 {
+  if (m == m) {
+    const mm = f32x4.splat(m);
+    let c = 0;
+    for (; c + 4 <= classes; c += 4) {
+      if (v128.any_true(f32x4.eq(v128.load(row + (<usize>c << 2)), mm))) break;
+    }
+    for (; c < classes; c++) if (load<f32>(row + (<usize>c << 2)) == m) return c;
+    return 0;
+  }
+  let best: f32 = -Infinity;
+  let arg = 0;
+  for (let c = 0; c < classes; c++) {
+    const v = load<f32>(row + (<usize>c << 2));
+    if (v > best) {
+      best = v;
+      arg = c;
+    }
+  }
+  return arg;
+}

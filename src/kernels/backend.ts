@@ -223,6 +223,16 @@ export function swigluGate(relu2: boolean, rows: number, inter: number, gateUp: 
 }
 
 /**
+ * Softmax cross-entropy's gradient and row statistics on the WebAssembly kernels (see
+ * WasmKernels.crossEntropy), for every size while the kernels are on; false when they are off (the
+ * caller runs its float64 reference). Labels must be in range.
+ */
+export function crossEntropyRows(z: Float32Array, labels: Int32Array, rows: number, classes: number, grad: Float32Array, stats: Float64Array): boolean {
+  if (!kernels || mode === 'ts' || rows === 0) return false;
+  return kernels.crossEntropy(z, labels, rows, classes, rows, grad, stats);
+}
+
+/**
  * Whether every value of `data` is finite: the WebAssembly kernels check the bulk (exponent bits,
  * four lanes at a time), this loop the rest (v·0 is 0 for finite v, NaN otherwise).
  */

@@ -41,6 +41,7 @@ interface KernelExports {
   attentionGroupsBackward(t0: number, t1: number, seq: number, hd: number, heads: number, kvHeads: number, causal: number, scale: number, qkv: number, gAttn: number, stats: number, gq: number, gk: number, gv: number, scratch: number, work: number): void;
   swigluForward(rows: number, inter: number, relu2: number, gateUp: number, hidden: number): void;
   swigluBackward(rows: number, inter: number, relu2: number, gateUp: number, gHidden: number, gGateUp: number): void;
+  crossEntropyRows(rows: number, classes: number, z: number, labels: number, batch: number, stats: number): void;
   lstmScratchBytes(B: number, H: number): number;
   rnnScratchBytes(H: number): number;
   rnnForward(S: number, B: number, nIn: number, H: number, x: number, wih: number, whh: number, bias: number, h: number, work: number, scratch: number): void;
@@ -132,6 +133,8 @@ const MAX_BYTES = 65536 * PAGE;
 const align16 = (n: number): number => (n + 15) & ~15;
 /** Values per staged run of WasmKernels.relu (three 32 KiB buffers). */
 const RELU_CHUNK = 8192;
+/** Logits per staged run of WasmKernels.crossEntropy (256 KiB; at least one row). */
+const CE_CHUNK = 65536;
 /** Bytes of input plus output per run of samples in WasmKernels.conv (about half of a 1 MiB L2). */
 const CONV_CHUNK_BYTES = 512 * 1024;
 
@@ -445,6 +448,29 @@ export class WasmKernels {
         this.x.swigluForward(n, inter, relu2 ? 1 : 0, pgu, pout);
       }
       this.take([pout, out.subarray(width * r), width * n]);
+    }
+    return true;
+  }
+
+  /**
+   * Softmax cross-entropy's gradient over `rows` rows of `classes` logits (assembly/kernels.ts
+   * crossEntropyRows): grad = (softmax − onehot(label)) / batch, and stats[3r…3r+2] = the row's max,
+   * Σ exp(z − max) and first arg max. Labels must be in range. Staged about CE_CHUNK values at a time
+   * (whole rows); false when memory cannot hold one row.
+   */
+  crossEntropy(z: Float32Array, labels: Int32Array, rows: number, classes: number, batch: number, grad: Float32Array, stats: Float64Array): boolean {
+    const chunk = Math.max(1, Math.min(rows, Math.floor(CE_CHUNK / classes)));
+    // 4 floats of slack after the rows (the kernel's tail loads), labels as int32, 3 float64 stats per row.
+    const at = this.place([chunk * classes + 4, chunk, 6 * chunk]);
+    if (!at) return false;
+    const [pz, pl, ps] = at;
+    for (let r = 0; r < rows; r += chunk) {
+      const n = Math.min(chunk, rows - r);
+      this.put([pz, z.subarray(r * classes), n * classes]);
+      new Int32Array(this.x.memory.buffer, pl, n).set(labels.subarray(r, r + n));
+      this.x.crossEntropyRows(n, classes, pz, pl, batch, ps);
+      this.take([pz, grad.subarray(r * classes), n * classes]);
+      stats.set(new Float64Array(this.x.memory.buffer, ps, 3 * n), 3 * r);
     }
     return true;
   }

@@ -1,5 +1,7 @@
 import { LoomError, ShapeError } from '../core/errors.js';
+import { overwrittenFloat32 } from '../core/alloc.js';
 import { Tensor } from '../core/tensor.js';
+import { crossEntropyRows } from '../kernels/backend.js';
 
 export type LossName = 'mse' | 'cross_entropy';
 export const LOSS_NAMES: readonly LossName[] = ['mse', 'cross_entropy'];
@@ -46,21 +48,41 @@ export function mseLoss(prediction: Tensor, target: Float32Array, labels?: Int32
   return result;
 }
 
-/** Softmax cross-entropy on logits, mean over the batch, with a max-shifted log-sum-exp for stability. */
+/**
+ * Softmax cross-entropy on logits, mean over the batch, with a max-shifted log-sum-exp for stability.
+ * With the WebAssembly kernels on, the gradient is computed in float32 there (crossEntropyRows); the
+ * loss adds max + log Σe − z[label] in float64 either way.
+ */
 export function crossEntropyLoss(logits: Tensor, labels: Int32Array): LossResult {
   const batch = logits.batch;
   const classes = logits.rowSize;
   if (labels.length !== batch) throw new ShapeError(`cross_entropy: ${batch} predictions but ${labels.length} labels`);
-  const z = logits.data;
-  const grad = new Float32Array(z.length);
-  let total = 0;
-  let correct = 0;
   for (let b = 0; b < batch; b++) {
-    const base = b * classes;
     const label = labels[b];
     if (!(label >= 0 && label < classes)) {
       throw new ShapeError(`cross_entropy: label ${label} of sample ${b} is out of range for ${classes} outputs`);
     }
+  }
+  const z = logits.data;
+  // Both paths write every gradient value.
+  const grad = overwrittenFloat32(z.length);
+  const stats = new Float64Array(3 * batch);
+  if (!crossEntropyRows(z, labels, batch, classes, grad, stats)) crossEntropyReference(z, labels, batch, classes, grad, stats);
+  let total = 0;
+  let correct = 0;
+  for (let b = 0; b < batch; b++) {
+    const logSumExp = stats[3 * b] + Math.log(stats[3 * b + 1]);
+    total += logSumExp - z[b * classes + labels[b]];
+    if (stats[3 * b + 2] === labels[b]) correct++;
+  }
+  return { loss: total / batch, grad: new Tensor(grad, logits.shape), correct };
+}
+
+/** crossEntropyRows in float64 TypeScript: grad = (softmax − onehot)/batch; stats per row = max, Σ exp(z − max), first arg max. */
+function crossEntropyReference(z: Float32Array, labels: Int32Array, batch: number, classes: number, grad: Float32Array, stats: Float64Array): void {
+  for (let b = 0; b < batch; b++) {
+    const base = b * classes;
+    const label = labels[b];
     let max = -Infinity;
     let arg = 0;
     for (let c = 0; c < classes; c++) {
@@ -69,17 +91,17 @@ export function crossEntropyLoss(logits: Tensor, labels: Int32Array): LossResult
         arg = c;
       }
     }
-    if (arg === label) correct++;
     let sumExp = 0;
     for (let c = 0; c < classes; c++) sumExp += Math.exp(z[base + c] - max);
     const logSumExp = max + Math.log(sumExp);
-    total += logSumExp - z[base + label];
     for (let c = 0; c < classes; c++) {
       const softmax = Math.exp(z[base + c] - logSumExp);
       grad[base + c] = (softmax - (c === label ? 1 : 0)) / batch;
     }
+    stats[3 * b] = max;
+    stats[3 * b + 1] = sumExp;
+    stats[3 * b + 2] = arg;
   }
-  return { loss: total / batch, grad: new Tensor(grad, logits.shape), correct };
 }
 
 export function countCorrect(prediction: Tensor, labels: Int32Array): number {
