@@ -10,10 +10,14 @@ export interface PackedVersion {
   readonly params: QuantParams;
 }
 
+/** Float32 values of packed versions (getActive), held while their version is. */
+const decodedVersions = new WeakMap<PackedVersion, Float32Array>();
+
 /**
- * A layer's parameters: a float32 master (what optimizers update) plus packed versions per dtype.
- * Packed versions stay packed; the float32 values a forward pass sees are decoded on demand, so an
- * int4 layer keeps about 1/8 of the float32 bytes resident in its version.
+ * A layer's parameters: a float32 master (what optimizers update) plus packed versions per dtype
+ * (an int4 version holds about 1/8 of the float32 bytes; that is what saves write). A forward pass in a
+ * packed dtype computes with the version's decoded values, decoded on first use and kept with the
+ * version, so repeated forwards do not decode again; Dense's packed kernels read the bytes directly.
  */
 export class WeightStore {
   master: Float32Array;
@@ -77,11 +81,17 @@ export class WeightStore {
     for (const d of [...this.versions.keys()]) if (d !== dtype) this.versions.delete(d);
   }
 
-  /** The float32 values a forward pass in `dtype` computes with. */
+  /**
+   * The float32 values a forward pass in `dtype` computes with: the master for float32, else the
+   * packed version decoded once and kept while the version lives (a master change drops both).
+   * Read-only: write parameters through `master` and markMasterChanged.
+   */
   getActive(dtype: DType): Float32Array {
-    if (dtype === DType.Float32 && !this.versions.has(DType.Float32)) return this.master;
     if (dtype === DType.Float32) return this.master;
-    return this.decode(this.morph(dtype));
+    const version = this.morph(dtype);
+    let values = decodedVersions.get(version);
+    if (!values) decodedVersions.set(version, (values = this.decode(version)));
+    return values;
   }
 
   /** Bytes the `dtype` version occupies (packed). */
@@ -89,10 +99,10 @@ export class WeightStore {
     return packedByteLength(dtype, this.master.length);
   }
 
-  /** Bytes held in memory right now: master plus every packed version. */
+  /** Bytes held in memory right now: master plus every packed version and its decoded values (getActive). */
   residentBytes(): number {
     let n = this.master.byteLength;
-    for (const [d, v] of this.versions) if (d !== DType.Float32) n += v.bytes.byteLength;
+    for (const [d, v] of this.versions) if (d !== DType.Float32) n += v.bytes.byteLength + (decodedVersions.get(v)?.byteLength ?? 0);
     return n;
   }
 

@@ -1,7 +1,6 @@
 import { DType } from '../core/dtype.js';
 import { LoomError, NumericError, ShapeError, SpecError } from '../core/errors.js';
 import { Tensor } from '../core/tensor.js';
-import type { PackedVersion } from '../core/weightStore.js';
 import type { VolumetricNetwork } from '../grid/network.js';
 import { coordText, walkLayer, type Coord, type Layer, type LayerCache } from '../layers/layer.js';
 import type { ForwardTrace, ParameterGradient } from './run.js';
@@ -298,18 +297,9 @@ export function stepForward(state: StepState, input?: Tensor): Tensor {
   return state.output();
 }
 
-// Decoded float32 views of packed versions, reused while the version lives (a master change drops it).
-const decoded = new WeakMap<PackedVersion, Float32Array>();
-
-/** The float32 values `layer` computes with in its active dtype, decoded once per packed version. */
+/** The float32 values `layer` computes with in its active dtype (decoded once per packed version: WeightStore.getActive). */
 export function activeWeights(layer: Layer): Float32Array | null {
-  const store = layer.weights;
-  if (!store) return null;
-  if (layer.dtype === DType.Float32) return store.getActive(DType.Float32);
-  const version = store.morph(layer.dtype);
-  let values = decoded.get(version);
-  if (!values) decoded.set(version, (values = store.getActive(layer.dtype)));
-  return values;
+  return layer.weights ? layer.weights.getActive(layer.dtype) : null;
 }
 
 /** The mesh wiring of every enabled layer, in traversal order. */

@@ -27,6 +27,19 @@ test('getActive returns the dtype\'s values and never the master once morphed', 
   }
 });
 
+test('getActive decodes a packed version once and keeps it with the version; a master change decodes afresh', () => {
+  const store = new WeightStore(randomArray(4096, 5));
+  const first = store.getActive(DType.Int8);
+  assert.equal(store.getActive(DType.Int8), first, 'the same decoded array on the next call');
+  assert.deepEqual(first, new WeightStore(store.master.slice()).getActive(DType.Int8), 'the values a fresh decode gives');
+  assert.equal(store.residentBytes(), 4096 * 4 + 4096 + 4096 * 4, 'master, int8 version and its decoded values');
+  store.master[0] += 1;
+  store.markMasterChanged();
+  const second = store.getActive(DType.Int8);
+  assert.notEqual(second, first);
+  assert.deepEqual(second, new WeightStore(store.master.slice()).getActive(DType.Int8));
+});
+
 test('applying gradients drops stale packed versions', () => {
   const store = new WeightStore(randomArray(16, 3));
   const before = store.morph(DType.Int8);
