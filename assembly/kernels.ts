@@ -1063,15 +1063,62 @@ export function qgemm(fmt: i32, M: i32, N: i32, K: i32, w: usize, xq: usize, xs:
  * are decoded to float32 (value·scale, one rounding, as the TS decoder does) into `buf`, never the whole
  * matrix, and multiplied by gemmRange, so the outputs are the bits gemm gives on fully decoded weights.
  */
-export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize, scale: f32, out: usize, bias: usize, buf: usize, rows: i32, work: usize): void {
+export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize, scale: f32, out: usize, bias: usize, buf: usize, rows: i32, work: usize, e5m2: i32): void {
+  // fp8Decode multiplies by scale·2¹²⁰ (E5M2 2¹¹²), exact while that is finite; past it, the table.
+  const rebiased = scale * reinterpret<f32>(((e5m2 ? 112 : 120) + 127) << 23);
+  const simd = rebiased - rebiased == 0;
   for (let j0 = 0; j0 < N; j0 += rows) {
     const j1 = min(N, j0 + rows);
     const src = w + <usize>j0 * <usize>K;
     const n = <usize>(j1 - j0) * <usize>K;
-    for (let e: usize = 0; e < n; e++) store<f32>(buf + (e << 2), load<f32>(table + (<usize>load<u8>(src + e) << 2)) * scale);
+    // One loop per format, so each has its shift as a constant.
+    let e: usize = 0;
+    if (simd) e = e5m2 ? fp8Decode(src, n, rebiased, buf, true) : fp8Decode(src, n, rebiased, buf, false);
+    for (; e < n; e++) store<f32>(buf + (e << 2), load<f32>(table + (<usize>load<u8>(src + e) << 2)) * scale);
     // gemmRange reads row j at b + j·K·4: shift the base so rows j0… land in buf (wrapping i32 arithmetic).
     gemmRange(M, N, K, x, 0, buf - ((<usize>j0 * <usize>K) << 2), 0, out, bias, work, 0, M, j0, j1);
   }
+}
+
+/** The last ordinary magnitude (E4M3, E5M2), then the magnitude mask, sign mask and float exponent bits; 4 lanes each. */
+const FP8_CONSTANTS = memory.data<i32>([
+  0x7e, 0x7e, 0x7e, 0x7e, 0x7b, 0x7b, 0x7b, 0x7b,
+  0x7f, 0x7f, 0x7f, 0x7f, 0x80000000, 0x80000000, 0x80000000, 0x80000000, 0x7f800000, 0x7f800000, 0x7f800000, 0x7f800000,
+], 16);
+
+/**
+ * Whole groups of 16 FP8 codes at src → value·scale at dst, given rebiased = scale·2¹²⁰ (E4M3) or
+ * scale·2¹¹² (E5M2); returns how many codes it did. A code's 7 magnitude bits shifted to the top of a
+ * float's exponent and mantissa (E4M3: << 20, E5M2: << 21) are its value times 2⁻¹²⁰ (2⁻¹¹²) exactly
+ * (subnormal codes as float32 subnormals, which x86 multiplies slowly, but quantized weights rarely
+ * have them), so one multiply by `rebiased` rounds value·scale as Loom's table (src/core/dtype.ts)
+ * times scale does. Past the last ordinary magnitude (E4M3 0x7f, E5M2 0x7c…0x7f) the exponent bits are
+ * all set: NaN, or ±∞ for E5M2's zero mantissa. The sign comes from the code sign-extended. Constants
+ * are read into locals before the loop (V8 rebuilds a v128 constant at each use).
+ */
+@inline function fp8Decode(src: usize, n: usize, rebiased: f32, dst: usize, e5m2: bool): usize {
+  const lastOrdinary = v128.load(FP8_CONSTANTS + (e5m2 ? 16 : 0));
+  const magMask = v128.load(FP8_CONSTANTS, 32), signMask = v128.load(FP8_CONSTANTS, 48), top = v128.load(FP8_CONSTANTS, 64);
+  const shift = e5m2 ? 21 : 20;
+  const vr = f32x4.splat(rebiased);
+  let e: usize = 0;
+  for (; e + 16 <= n; e += 16) {
+    const codes = v128.load(src + e);
+    const lo = i16x8.extend_low_i8x16_s(codes), hi = i16x8.extend_high_i8x16_s(codes);
+    const d = dst + (e << 2);
+    v128.store(d, f32x4.mul(fp8Bits(i32x4.extend_low_i16x8_s(lo), shift, magMask, signMask, top, lastOrdinary), vr));
+    v128.store(d, f32x4.mul(fp8Bits(i32x4.extend_high_i16x8_s(lo), shift, magMask, signMask, top, lastOrdinary), vr), 16);
+    v128.store(d, f32x4.mul(fp8Bits(i32x4.extend_low_i16x8_s(hi), shift, magMask, signMask, top, lastOrdinary), vr), 32);
+    v128.store(d, f32x4.mul(fp8Bits(i32x4.extend_high_i16x8_s(hi), shift, magMask, signMask, top, lastOrdinary), vr), 48);
+  }
+  return e;
+}
+
+/** Four sign-extended FP8 codes → their value times 2⁻¹²⁰ (E4M3) or 2⁻¹¹² (E5M2) as float bits (see fp8Decode). */
+@inline function fp8Bits(c: v128, shift: i32, magMask: v128, signMask: v128, top: v128, lastOrdinary: v128): v128 {
+  const mag = v128.and(c, magMask);
+  const special = v128.and(top, i32x4.gt_s(mag, lastOrdinary));
+  return v128.or(v128.or(i32x4.shl(mag, shift), special), v128.and(c, signMask));
 }
 
 // ---- Convolution forward ----

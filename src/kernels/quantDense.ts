@@ -10,8 +10,8 @@ import { wasmKernelModule } from './backend.js';
  * Integer-coded dtypes (Int8, Int4, Int2, Ternary, Binary, FP4 as twice its value) take exact integer
  * dot products against each input row rounded to int16 (scale max|x|/32767, nearest), so the only
  * error against decode-then-float is that rounding of x (at most max|x|/65534 per value) and the
- * final float32 rounding. FP8 rows are decoded one at a time through a 256-entry table and summed in
- * float32. Other dtypes, or shapes whose rows do not start on a byte, return null (callers decode).
+ * final float32 rounding. FP8 rows are decoded FP8_ROWS at a time (16 codes per SIMD step, by their
+ * bits, exactly the 256-entry table's values) and multiplied on gemm's kernels: decode-then-float's bits. Other dtypes, or shapes whose rows do not start on a byte, return null (callers decode).
  */
 
 interface QuantDenseExports {
@@ -20,7 +20,7 @@ interface QuantDenseExports {
   quantizeRowsI16(M: number, K: number, x: number, xq: number, xs: number): void;
   qgemm(fmt: number, M: number, N: number, K: number, w: number, xq: number, xs: number, scale: number, out: number, bias: number): void;
   workBytes(): number;
-  fp8gemm(M: number, N: number, K: number, w: number, table: number, x: number, scale: number, out: number, bias: number, buf: number, rows: number, work: number): void;
+  fp8gemm(M: number, N: number, K: number, w: number, table: number, x: number, scale: number, out: number, bias: number, buf: number, rows: number, work: number, e5m2: number): void;
 }
 
 /** Kernel format code and codes per byte for each natively supported dtype; fp8 marks the table path. */
@@ -43,10 +43,12 @@ const align16 = (n: number): number => (n + 15) & ~15;
 
 const cache = new WeakMap<PackedVersion, PackedDense | null>();
 
+
 export class PackedDense {
   private readonly x: QuantDenseExports;
   private readonly fmt: number;
   private readonly fp8: boolean;
+  private readonly e5m2: boolean;
   private readonly scale: number;
   private readonly at: { w: number; bias: number; table: number; x: number; xq: number; xs: number; out: number; row: number; work: number };
 
@@ -54,6 +56,7 @@ export class PackedDense {
     const f = FORMATS[version.dtype]!;
     this.fmt = f.fmt;
     this.fp8 = !!f.fp8;
+    this.e5m2 = version.dtype === DType.FP8E5M2;
     this.scale = Math.fround(version.params.scale);
     this.x = new WebAssembly.Instance(module, {}).exports as unknown as QuantDenseExports;
     const wBytes = (nOut * nIn) / f.perByte;
@@ -112,7 +115,7 @@ export class PackedDense {
       const m = Math.min(CHUNK, M - i0);
       new Float32Array(buf, a.x, m * nIn).set(x.subarray(i0 * nIn, (i0 + m) * nIn));
       if (this.fp8) {
-        k.fp8gemm(m, nOut, nIn, a.w, a.table, a.x, this.scale, a.out, a.bias, a.row, FP8_ROWS, a.work);
+        k.fp8gemm(m, nOut, nIn, a.w, a.table, a.x, this.scale, a.out, a.bias, a.row, FP8_ROWS, a.work, this.e5m2 ? 1 : 0);
       } else {
         k.quantizeRowsI16(m, nIn, a.x, a.xq, a.xs);
         k.qgemm(this.fmt, m, nOut, nIn, a.w, a.xq, a.xs, this.scale, a.out, a.bias);

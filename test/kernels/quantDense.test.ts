@@ -112,6 +112,44 @@ test('packed Dense kernels: FP8 equals decode-then-float bit for bit', { skip: K
   }
 });
 
+test('packed Dense kernels: FP8 decodes every code as the table does, whatever the scale (NaN codes give NaN)', { skip: KERNELS_OFF }, () => {
+  const [nOut, nIn] = [16, 272];
+  const x = randomArray(nIn, 9);
+  for (const dtype of [DType.FP8E4M3, DType.FP8E5M2]) {
+    // Rows 0–14: every finite code, rotated per row, 272 a row (a tail of 16 for the scalar loop); row 15 adds the NaN/∞ codes.
+    const special = (c: number) => (dtype === DType.FP8E4M3 ? (c & 0x7f) === 0x7f : (c & 0x7c) === 0x7c);
+    const finite = Array.from({ length: 256 }, (_, c) => c).filter((c) => !special(c));
+    const codes = Uint8Array.from({ length: nOut * nIn }, (_, i) => {
+      const [j, k] = [Math.floor(i / nIn), i % nIn];
+      return j === nOut - 1 && k < 8 ? (k & 1 ? 0x80 : 0) | (dtype === DType.FP8E4M3 ? 0x7f : 0x7c + (k >> 1)) : finite[(k + 37 * j) % finite.length];
+    });
+    // Scales where scale·2¹²⁰ overflows (the table path), tiny ones and ordinary ones; float32 values, as morph makes them.
+    for (const scale of [1, 0.013, 3e-30, 300, 2 ** 7, 2 ** 8].map(Math.fround)) {
+      const version = { dtype, bytes: codes, count: nOut * nIn, params: { scale, zeroPoint: 0 } };
+      const kernel = PackedDense.for(version, nOut, nIn, false)!;
+      const got = new Float32Array(nOut);
+      kernel.forward(x, 1, got);
+      const w = unpackWeights(dtype, codes, nOut * nIn, version.params);
+      const want = new Float32Array(nOut);
+      gemmABt(x, w, want, 1, nOut, nIn);
+      for (let j = 0; j < nOut; j++) {
+        const what = `${dtypeName(dtype)} scale ${scale} row ${j}`;
+        assert.equal(Number.isNaN(want[j]), j === nOut - 1, `${what}: only the row with NaN/∞ codes is NaN`);
+        if (Number.isNaN(want[j])) assert.ok(Number.isNaN(got[j]), what);
+        else assert.equal(new Uint32Array(got.buffer)[j], new Uint32Array(want.buffer)[j], `${what}: ${got[j]} vs ${want[j]}`);
+      }
+      // The decoded weights themselves (no sums to hide a wrong code): rows as one-hot products.
+      const one = new Float32Array(nIn);
+      for (const k of [0, 1, 5, 100, 257, 271]) {
+        one.fill(0);
+        one[k] = 1;
+        kernel.forward(one, 1, got);
+        for (let j = 0; j < nOut - 1; j++) assert.equal(got[j], w[j * nIn + k], `${dtypeName(dtype)} scale ${scale} code ${codes[j * nIn + k]}`);
+      }
+    }
+  }
+});
+
 test('packed Dense kernels: unsupported dtypes and unaligned rows decline; NaN inputs give NaN rows', { skip: KERNELS_OFF }, () => {
   const store = new WeightStore(randomArray(5 * 12 + 5, 8));
   assert.equal(PackedDense.for(store.morph(DType.Float16), 5, 12, true), null);
