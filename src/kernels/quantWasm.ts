@@ -130,12 +130,12 @@ export class QuantArena {
     try {
       const x = new WebAssembly.Instance(m, {}).exports as unknown as QuantExports;
       const base = align16(x.heapBase());
-      if (base + size > MAX_BYTES) throw new LoomError(`QuantArena: ${base + size} bytes exceed WebAssembly's 4 GiB`);
+      // Past WebAssembly's 4 GiB (or when the memory cannot grow), no arena: the TypeScript products run.
+      if (base + size > MAX_BYTES) return null;
       const have = x.memory.buffer.byteLength;
       if (base + size > have) x.memory.grow(Math.ceil((base + size - have) / PAGE));
       return new QuantArena(matrixBytes, maxRows, maxCols, { x, memory: x.memory, base, pool: null });
-    } catch (e) {
-      if (e instanceof LoomError) throw e;
+    } catch {
       return null;
     }
   }
