@@ -91,6 +91,8 @@ export class KernelPool {
   private readonly x: SharedExports;
   /** Start of the per-call area; persistent blocks (resident matrices) sit below it. */
   private heap: number;
+  /** Where persistent blocks start (the per-call area's start before any was reserved). */
+  private readonly reservedStart: number;
   /** Released persistent blocks below `heap`, by address, none adjacent to another or to `heap`. */
   private gaps: { at: number; bytes: number }[] = [];
   private readonly work0: number;
@@ -110,6 +112,7 @@ export class KernelPool {
     this.x = x;
     this.work0 = work0;
     this.heap = heap;
+    this.reservedStart = heap;
   }
 
   /**
@@ -381,6 +384,10 @@ export class KernelPool {
    */
   release(at: number, bytes: number): void {
     let gap = { at, bytes: align16(bytes) };
+    const inside = Number.isInteger(at) && at % 16 === 0 && at >= this.reservedStart && gap.bytes > 0 && at + gap.bytes <= this.heap;
+    if (!inside || this.gaps.some((g) => at < g.at + g.bytes && g.at < at + gap.bytes)) {
+      throw new UsageError(`KernelPool.release: [${at}, ${at + gap.bytes}) is not a reserved block (persistent blocks lie in [${this.reservedStart}, ${this.heap}))`);
+    }
     const kept: { at: number; bytes: number }[] = [];
     for (const g of this.gaps) {
       if (g.at + g.bytes === gap.at || gap.at + gap.bytes === g.at) gap = { at: Math.min(g.at, gap.at), bytes: g.bytes + gap.bytes };

@@ -163,6 +163,10 @@ test('persistent blocks: released ones are reused first fit, merged with their n
   pool.release(b, 200);
   assert.equal(pool.persistent(1008), a, 'a and the rest of b merged into one gap');
   pool.release(a, 1008);
+  assert.throws(() => pool.release(a, 16), /KernelPool\.release: \[\d+, \d+\) is not a reserved block/, 'a block released twice');
+  assert.throws(() => pool.release(c + 8, 16), /not a reserved block/, 'unaligned');
+  assert.throws(() => pool.release(start - 16, 16), /not a reserved block/, 'below the reserved area');
+  assert.throws(() => pool.release(c, 4096), /not a reserved block/, 'past the reserved area');
   pool.release(c, 50);
   assert.equal(pool.reservedEnd, start, 'everything released: the per-call area starts where it did');
 });
