@@ -1072,9 +1072,10 @@ export function qgemm(fmt: i32, M: i32, N: i32, K: i32, w: usize, xq: usize, xs:
 }
 
 /**
- * FP8 (one byte per weight) through a 256-entry float32 table at `table`: `rows` weight rows at a time
- * are decoded to float32 (value·scale, one rounding, as the TS decoder does) into `buf`, never the whole
- * matrix, and multiplied by gemmRange, so the outputs are the bits gemm gives on fully decoded weights.
+ * FP8 (one byte per weight, E4M3 or E5M2 by `e5m2`): `rows` weight rows at a time are decoded to
+ * float32 (value·scale, one rounding, as the TS decoder does) into `buf`, never the whole matrix, 16
+ * codes at a time by their bits (fp8Decode) and the rest through the 256-entry float32 table at
+ * `table`, then multiplied by gemmRange: the bits gemm gives on fully decoded weights.
  */
 export function fp8gemm(M: i32, N: i32, K: i32, w: usize, table: usize, x: usize, scale: f32, out: usize, bias: usize, buf: usize, rows: i32, work: usize, e5m2: i32): void {
   // fp8Decode multiplies by scale·2¹²⁰ (E5M2 2¹¹²), exact while that is finite; past it, the table.
