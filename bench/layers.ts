@@ -8,6 +8,7 @@ import { Tensor } from '../src/core/tensor.js';
 import { backwardNetwork, forwardNetwork } from '../src/engine/run.js';
 import { buildNetwork } from '../src/grid/spec.js';
 import { kernelBackend, setThreads } from '../src/kernels/backend.js';
+import { crossEntropyLoss } from '../src/train/losses.js';
 
 /**
  * Layer benchmark: the Conv2d pair forward (64×1×28×28 → 16 → 32 channels, 3×3, stride 1, padding 1),
@@ -127,7 +128,18 @@ async function loom(): Promise<Engine> {
     layer.dtype = DType.Int8;
     cases.push(timed(`dense 1024² int8 b${batch}`, () => forwardNetwork(dense, x, { packedKernels: true })));
   }
-  return { engine: 'loom-ts', detail: { kernels: kernelBackend(), threads: 1, int8: 'packed int8 kernel (forwardNetwork packedKernels)' }, cases };
+  // The other packed kernels at batch 1, and a morphed layer without them (its decoded values, kept).
+  const x1 = new Tensor(random(1024, 4), [1, 1024]);
+  for (const [name, dtype] of [['int4', DType.Int4], ['ternary', DType.Ternary], ['binary', DType.Binary], ['fp4', DType.FP4], ['fp8', DType.FP8E4M3]] as const) {
+    layer.dtype = dtype;
+    cases.push(timed(`dense 1024² ${name} b1`, () => forwardNetwork(dense, x1, { packedKernels: true })));
+  }
+  layer.dtype = DType.Int8;
+  cases.push(timed('dense 1024² int8 b1 decoded', () => forwardNetwork(dense, x1)));
+  const logits = new Tensor(random(512 * 2048, 6), [512, 2048]);
+  const labels = Int32Array.from({ length: 512 }, (_, i) => (i * 7919) % 2048);
+  cases.push(timed('cross-entropy 512×2048 loss+grad', () => crossEntropyLoss(logits, labels)));
+  return { engine: 'loom-ts', detail: { kernels: kernelBackend(), threads: 1, int8: 'packed int8 kernel (forwardNetwork packedKernels)', decoded: 'forwardNetwork without packedKernels' }, cases };
 }
 
 function child(engine: string, command: string, args: string[], env?: NodeJS.ProcessEnv): Engine {
@@ -146,9 +158,10 @@ const engines: Engine[] = [
 ];
 
 const base = engines[0].cases ?? [];
-const lines = [`${'case'.padEnd(22)}${'engine'.padEnd(14)}${'med ms'.padStart(9)}${'× loom'.padStart(9)}${'best ms'.padStart(9)}${'× loom'.padStart(9)}`];
-const fixed = (v: number | undefined, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '–').padStart(9);
 const labels = [...new Set(engines.flatMap((e) => (e.cases ?? []).map((c) => c.case)))];
+const width = Math.max(22, ...labels.map((l) => l.length + 2));
+const lines = [`${'case'.padEnd(width)}${'engine'.padEnd(14)}${'med ms'.padStart(9)}${'× loom'.padStart(9)}${'best ms'.padStart(9)}${'× loom'.padStart(9)}`];
+const fixed = (v: number | undefined, d: number) => (typeof v === 'number' && Number.isFinite(v) ? v.toFixed(d) : '–').padStart(9);
 for (const label of labels) {
   const own = base.find((c) => c.case === label);
   for (const e of engines) {
@@ -157,7 +170,7 @@ for (const label of labels) {
     // The engine's time over Loom's (above 1: Loom is faster).
     const bestRatio = own && typeof c.best_ms === 'number' && typeof own.best_ms === 'number' ? c.best_ms / own.best_ms : NaN;
     Object.assign(c, { ms_relative_to_loom: own ? c.ms / own.ms : NaN, best_ms_relative_to_loom: bestRatio });
-    lines.push(`${label.padEnd(22)}${e.engine.padEnd(14)}${fixed(c.ms, 2)}${fixed(own ? c.ms / own.ms : NaN, 2)}${fixed(c.best_ms, 2)}${fixed(bestRatio, 2)}`);
+    lines.push(`${label.padEnd(width)}${e.engine.padEnd(14)}${fixed(c.ms, 2)}${fixed(own ? c.ms / own.ms : NaN, 2)}${fixed(c.best_ms, 2)}${fixed(bestRatio, 2)}`);
   }
 }
 for (const e of engines) if (e.error) lines.push(`${e.engine}: ${e.error}`);

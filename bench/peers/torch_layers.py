@@ -1,6 +1,7 @@
 """PyTorch CPU peer for bench/layers.ts: the Conv2d pair forward (64x1x28x28 -> 16 -> 32 channels, 3x3,
 stride 1, padding 1), nn.LSTM(32, 64) on (seq 50, batch 16) forward and forward+backward, and causal
-nn.MultiheadAttention(256, 8) and a SwiGLU MLP (256 -> 1024) on 8 x 128 tokens forward+backward, one thread count.
+nn.MultiheadAttention(256, 8) and a SwiGLU MLP (256 -> 1024) on 8 x 128 tokens forward+backward, and
+cross-entropy's loss and gradient over 512 x 2048 logits, one thread count.
 Prints one JSON object. Usage: python3 torch_layers.py <threads> <seconds>"""
 import json
 import sys
@@ -91,4 +92,15 @@ ms, best, n = timed(mha_fwd_bwd)
 cases.append({"case": "mha fwd+bwd" + suffix, "ms": ms, "best_ms": best, "samples": n})
 ms, best, n = timed(swiglu_fwd_bwd)
 cases.append({"case": "swiglu fwd+bwd" + suffix, "ms": ms, "best_ms": best, "samples": n})
+logits = torch.rand(512, 2048, requires_grad=True)
+labels = torch.arange(512) * 7919 % 2048
+
+
+def cross_entropy():
+    logits.grad = None
+    torch.nn.functional.cross_entropy(logits, labels).backward()
+
+
+ms, best, n = timed(cross_entropy)
+cases.append({"case": "cross-entropy 512×2048 loss+grad" + suffix, "ms": ms, "best_ms": best, "samples": n})
 print(json.dumps({"peer": "pytorch", "version": torch.__version__, "threads": threads, "cases": cases}))
