@@ -2896,8 +2896,8 @@ export function swigluBackward(rows: i32, inter: i32, relu2: bool, gateUp: usize
  * (softmax − onehot(label)) / batch, in float32: e = exp(z − max) (expV), inv = 1 / Σe rounded once
  * from float64, softmax = e·inv. stats[3r…3r+2] (float64) = the row's max, Σe (float64 sum of the
  * float32 exps: two lanes each, lanes summed (0+1)+(2+3)) and the first index of the max, counted as
- * crossEntropyLoss's scan counts it (NaNs skipped). Labels are in range (the caller checks). Rows need
- * 3 floats of slack after the last one (whole-vector tail loads).
+ * crossEntropyLoss's scan counts it (NaNs skipped: a row with NaNs still gets a NaN sum). Labels are
+ * in range (the caller checks). Rows need 3 floats of slack after the last one (whole-vector tail loads).
  */
 export function crossEntropyRows(rows: i32, classes: i32, z: usize, labels: usize, batch: f32, stats: usize): void {
   const full = classes & ~3;
@@ -2911,9 +2911,11 @@ export function crossEntropyRows(rows: i32, classes: i32, z: usize, labels: usiz
   for (let r = 0; r < rows; r++) {
     const row = z + ((<usize>r * <usize>classes) << 2);
     const tail = row + (<usize>full << 2);
+    // pmax (mv < x ? x : mv, one maxps; wasm's max orders NaN and ±0 in several instructions) skips NaNs
+    // as the reference's strict > scan does: a row's NaNs reach the loss through the sum instead.
     let mv = negInf;
-    for (let p = row; p < tail; p += 16) mv = f32x4.max(mv, v128.load(p));
-    if (rem) mv = f32x4.max(mv, v128.bitselect(v128.load(tail), negInf, remMask));
+    for (let p = row; p < tail; p += 16) mv = f32x4.pmax(mv, v128.load(p));
+    if (rem) mv = f32x4.pmax(mv, v128.bitselect(v128.load(tail), negInf, remMask));
     const m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
     const st = stats + (<usize>r * 24);
     store<f64>(st, <f64>m);
@@ -2949,25 +2951,13 @@ export function crossEntropyRows(rows: i32, classes: i32, z: usize, labels: usiz
   }
 }
 
-/** The first index whose logit equals the max m (crossEntropyLoss's strict > scan); with a NaN max, that scan itself. */
+/** The first index whose logit equals the row's max m (not NaN): what crossEntropyLoss's strict > scan finds; 0 when none does (every logit NaN). */
 function crossEntropyArg(row: usize, classes: i32, m: f32): i32 {
-  if (m == m) {
-    const mm = f32x4.splat(m);
-    let c = 0;
-    for (; c + 4 <= classes; c += 4) {
-      if (v128.any_true(f32x4.eq(v128.load(row + (<usize>c << 2)), mm))) break;
-    }
-    for (; c < classes; c++) if (load<f32>(row + (<usize>c << 2)) == m) return c;
-    return 0;
+  const mm = f32x4.splat(m);
+  let c = 0;
+  for (; c + 4 <= classes; c += 4) {
+    if (v128.any_true(f32x4.eq(v128.load(row + (<usize>c << 2)), mm))) break;
   }
-  let best: f32 = -Infinity;
-  let arg = 0;
-  for (let c = 0; c < classes; c++) {
-    const v = load<f32>(row + (<usize>c << 2));
-    if (v > best) {
-      best = v;
-      arg = c;
-    }
-  }
-  return arg;
+  for (; c < classes; c++) if (load<f32>(row + (<usize>c << 2)) == m) return c;
+  return 0;
 }
