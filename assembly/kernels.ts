@@ -2607,9 +2607,11 @@ function softmaxRow(row: usize, kN: i32, visible: i32, scale: f32, maxAt: usize,
     m = load<f32>(maxAt);
     inv = load<f32>(invAt);
   } else {
+    // pmax (one maxps, where wasm's max takes a dependent chain of several): it skips a NaN score, whose
+    // exp still makes the row's sum and so every probability NaN.
     let mv = negInf;
-    for (let p = row; p < tail; p += 16) mv = f32x4.max(mv, v128.load(p));
-    if (rem) mv = f32x4.max(mv, v128.bitselect(v128.load(tail), negInf, remMask));
+    for (let p = row; p < tail; p += 16) mv = f32x4.pmax(mv, v128.load(p));
+    if (rem) mv = f32x4.pmax(mv, v128.bitselect(v128.load(tail), negInf, remMask));
     m = max(max(f32x4.extract_lane(mv, 0), f32x4.extract_lane(mv, 1)), max(f32x4.extract_lane(mv, 2), f32x4.extract_lane(mv, 3)));
     inv = 0;
   }
