@@ -557,7 +557,8 @@ const Q4_CONSTANTS = memory.data<i32>([
 @inline function q4_0BlockAdd(blk: usize, qb: usize, sc: v128, acc: v128, low: v128, eight: v128): v128 {
   const q = v128.load(blk, 2);
   const lo = i8x16.sub(v128.and(q, low), eight);
-  const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+  // Each byte's high nibble: a 16-bit shift then the nibble mask (x86 has no byte shift; i8x16.shr_u is emulated).
+  const hi = i8x16.sub(v128.and(i16x8.shr_u(q, 4), low), eight);
   const d = dotBlockQ16(i16x8.extend_low_i8x16_s(lo), i16x8.extend_high_i8x16_s(lo), i16x8.extend_low_i8x16_s(hi), i16x8.extend_high_i8x16_s(hi), qb);
   return f32x4.add(acc, f32x4.mul(f32x4.convert_i32x4_s(d), sc));
 }
@@ -592,7 +593,7 @@ export function q4_0GemmQ16(M: i32, rows: i32, cols: i32, w: usize, xq: usize, x
       const ws = q4_0HalfToF32(<u32>load<u16>(blk));
       const q = v128.load(blk, 2);
       const lo = i8x16.sub(v128.and(q, low), eight);
-      const hi = i8x16.sub(i8x16.shr_u(q, 4), eight);
+      const hi = i8x16.sub(v128.and(i16x8.shr_u(q, 4), low), eight);
       const lo0 = i16x8.extend_low_i8x16_s(lo), lo1 = i16x8.extend_high_i8x16_s(lo);
       const hi0 = i16x8.extend_low_i8x16_s(hi), hi1 = i16x8.extend_high_i8x16_s(hi);
       for (let i = 0; i < M; i++) {
