@@ -617,10 +617,9 @@ export function int8RowGemmQ16(M: i32, rows: i32, cols: i32, w: usize, scales: u
     const row = w + <usize>r * <usize>cols;
     let one = f32x4.splat(0);
     for (let b = 0; b < blocks; b++) {
-      const q0 = v128.load(row + (<usize>b << 5));
-      const q1 = v128.load(row + (<usize>b << 5), 16);
-      const a0 = i16x8.extend_low_i8x16_s(q0), a1 = i16x8.extend_high_i8x16_s(q0);
-      const a2 = i16x8.extend_low_i8x16_s(q1), a3 = i16x8.extend_high_i8x16_s(q1);
+      // Eight int8 weights widened to int16 per load (one pmovsxbw each; extending a vector's high half takes two).
+      const wb = row + (<usize>b << 5);
+      const a0 = v128.load8x8_s(wb), a1 = v128.load8x8_s(wb, 8), a2 = v128.load8x8_s(wb, 16), a3 = v128.load8x8_s(wb, 24);
       if (M == 1) {
         one = f32x4.add(one, f32x4.mul(f32x4.convert_i32x4_s(dotBlockQ16(a0, a1, a2, a3, xq + (<usize>b << 6))), f32x4.splat(load<f32>(xs + (<usize>b << 2)))));
         continue;
