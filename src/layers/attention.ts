@@ -439,6 +439,8 @@ interface ForwardWorkspace {
   s: F32;
   /** [nK] exponentials of one row. */
   e: Float64Array;
+  /** [hd, nK]: a block's values transposed for the reference GEMM. */
+  vT: F32;
 }
 
 /** `ownKV` false: keys and values come from elsewhere (the KV cache). */
@@ -451,6 +453,7 @@ function forwardWorkspace(m: Dims, nQ: number, nK: number, ownKV = true): Forwar
     oh: new Float32Array(nQ * m.hd),
     s: new Float32Array(Math.min(BLOCK, nQ) * nK),
     e: new Float64Array(nK),
+    vT: new Float32Array(m.hd * nK),
   };
 }
 
@@ -503,7 +506,7 @@ function headForward(
         stats.inv[stats.off + i0 + r] = inv;
       }
     }
-    refAB(s, vh.subarray(0, kN * hd), ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN);
+    refAB(s, vh.subarray(0, kN * hd), ws.oh.subarray(i0 * hd, (i0 + rows) * hd), rows, hd, kN, ws.vT);
   }
 }
 
@@ -518,6 +521,9 @@ interface BackwardWorkspace {
   ds: F32;
   /** [max(BLOCK, nK), hd] products before they are added into the double accumulators. */
   tmp: F32;
+  /** Transposed operands of the reference GEMM: [nK, BLOCK] (dS, P) and [hd, nK] (K, Q, dO). */
+  aT: F32;
+  bT: F32;
 }
 
 function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
@@ -530,6 +536,8 @@ function backwardWorkspace(m: Dims, seq: number): BackwardWorkspace {
     p: new Float32Array(block * seq),
     ds: new Float32Array(block * seq),
     tmp: new Float32Array(seq * m.hd),
+    aT: new Float32Array(seq * block),
+    bT: new Float32Array(m.hd * seq),
   };
 }
 
@@ -568,13 +576,13 @@ function headBackward(
     }
 
     const dq = ws.tmp.subarray(0, rows * hd);
-    refAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN);
+    refAB(ds, ws.kh.subarray(0, kN * hd), dq, rows, hd, kN, ws.bT);
     putRows(dq, rows, hd, gQ, i0 * qStride + qCol, qStride);
 
     const part = ws.tmp.subarray(0, kN * hd);
-    refAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows);
+    refAtB(ds, ws.qh.subarray(i0 * hd, (i0 + rows) * hd), part, kN, hd, rows, ws);
     addRows(part, kN, hd, gK, kvCol, kvStride);
-    refAtB(p, dOb, part, kN, hd, rows);
+    refAtB(p, dOb, part, kN, hd, rows, ws);
     addRows(part, kN, hd, gV, kvCol, kvStride);
   }
 }
@@ -582,12 +590,13 @@ function headBackward(
 // The reference heads' products: the float64-accumulating TypeScript GEMM whatever their size, so a
 // query's values do not depend on how many keys its block or the cache holds (decoding reproduces the
 // full forward bit for bit; the size rule of kernels/backend.ts would switch on the key count).
-function refAB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number): void {
-  gemmABtRef(A, transpose(B, K, N), C, M, N, K);
+// Transposes go into the workspace's buffers (bT: at least N·K values; aT: M·K).
+function refAB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number, bT: F32): void {
+  gemmABtRef(A, transpose(B, K, N, bT.subarray(0, N * K)), C, M, N, K);
 }
 
-function refAtB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number): void {
-  gemmABtRef(transpose(A, K, M), transpose(B, K, N), C, M, N, K);
+function refAtB(A: Float32Array, B: Float32Array, C: Float32Array, M: number, N: number, K: number, t: { aT: F32; bT: F32 }): void {
+  gemmABtRef(transpose(A, K, M, t.aT.subarray(0, M * K)), transpose(B, K, N, t.bT.subarray(0, N * K)), C, M, N, K);
 }
 
 /** dst[col + r·stride + c] = src[r·width + c]. */
