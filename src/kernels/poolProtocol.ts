@@ -127,25 +127,22 @@ export interface ThreadState {
 export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, work: number, col: number, state: ThreadState): void {
   const op = ctl[CTL.op];
   if (op === 5) {
-    const [format, rows, cols, w, scales, x1, xq, xs, out, bias] = ctl.subarray(CTL.rowProduct, CTL.rowProduct + 10);
-    for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < ctl[CTL.tiles]; t = Atomics.add(ctl, CTL.nextTile, 1)) {
-      const [lo, hi] = [ctl[CTL.ranges + 4 * t], ctl[CTL.ranges + 4 * t + 1]];
-      if (hi <= lo) continue;
+    const [format, , cols, w, scales, x1, xq, xs, out, bias] = ctl.subarray(CTL.rowProduct, CTL.rowProduct + 10);
+    takeTiles(ctl, (lo, hi) => {
       const b = bias ? bias + 4 * lo : 0;
       if (format === 0) x.panelGemm(1, hi - lo, cols, x1, w + lo * cols * 4, out + 4 * lo, b, col);
       else if (format === 1) x.q4_0GemmQ16(1, hi - lo, cols, w + (lo * cols / 32) * 18, xq, xs, out + 4 * lo, b, col);
       else x.int8RowGemmQ16(1, hi - lo, cols, w + lo * cols, scales + 4 * lo, xq, xs, out + 4 * lo, b, col);
-    }
+    });
     return;
   }
   if (op === 3 || op === 4) {
     const [seq, hd, heads, kvHeads, causal, scaleBits, qkv, io, stats, gq, gk, gv] = ctl.subarray(CTL.attention, CTL.attention + 12);
     const scale = floatOfBits(scaleBits);
-    for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < ctl[CTL.tiles]; t = Atomics.add(ctl, CTL.nextTile, 1)) {
-      const [lo, hi] = [ctl[CTL.ranges + 4 * t], ctl[CTL.ranges + 4 * t + 1]];
+    takeTiles(ctl, (lo, hi) => {
       if (op === 3) x.attentionHeads(lo, hi, seq, hd, heads, kvHeads, causal, scale, qkv, io, stats, col, work);
       else x.attentionGroupsBackward(lo, hi, seq, hd, heads, kvHeads, causal, scale, qkv, io, stats, gq, gk, gv, col, work);
-    }
+    });
     return;
   }
   const shape = op === 0 ? [] : Array.from(ctl.subarray(CTL.convShape, CTL.convShape + 15));
@@ -157,11 +154,7 @@ export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, w
   }
   const back = op === 2 && ctl[CTL.convFlip] ? Array.from(ctl.subarray(CTL.convBackShape, CTL.convBackShape + 15)) : null;
   let flipPrepared = false;
-  const tiles = ctl[CTL.tiles];
-  for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < tiles; t = Atomics.add(ctl, CTL.nextTile, 1)) {
-    const r = CTL.ranges + 4 * t;
-    const [lo, hi] = [ctl[r], ctl[r + 1]];
-    if (hi <= lo) continue;
+  takeTiles(ctl, (lo, hi, r) => {
     if (op === 0) {
       if (ctl[r + 3] > ctl[r + 2]) x.gemmRange(ctl[CTL.M], ctl[CTL.N], ctl[CTL.K], ctl[CTL.a], ctl[CTL.aKM], ctl[CTL.b], ctl[CTL.bKN], ctl[CTL.c], ctl[CTL.bias], work, lo, hi, ctl[r + 2], ctl[r + 3]);
     } else if (op === 1) {
@@ -178,6 +171,18 @@ export function runShare(x: GemmShareExports, ctl: Int32Array, thread: number, w
     } else {
       x.convBackwardData(lo, hi, ...shape, ctl[CTL.convG], ctl[CTL.convW], ctl[CTL.convDX], work, col);
     }
+  });
+}
+
+/**
+ * Takes the job's tiles in turn from the shared counter until none is left, calling `run` with each
+ * non-empty tile's first two range words and the index of its range words (for the last two).
+ */
+function takeTiles(ctl: Int32Array, run: (lo: number, hi: number, r: number) => void): void {
+  const tiles = ctl[CTL.tiles];
+  for (let t = Atomics.add(ctl, CTL.nextTile, 1); t < tiles; t = Atomics.add(ctl, CTL.nextTile, 1)) {
+    const r = CTL.ranges + 4 * t;
+    if (ctl[r + 1] > ctl[r]) run(ctl[r], ctl[r + 1], r);
   }
 }
 
