@@ -229,7 +229,7 @@ export function swigluGate(relu2: boolean, rows: number, inter: number, gateUp: 
  */
 export function crossEntropyRows(z: Float32Array, labels: Int32Array, rows: number, classes: number, grad: Float32Array, stats: Float64Array): boolean {
   if (!kernels || mode === 'ts' || rows === 0) return false;
-  return kernels.crossEntropy(z, labels, rows, classes, rows, grad, stats);
+  return kernels.crossEntropy(z, labels, rows, classes, grad, stats);
 }
 
 /**

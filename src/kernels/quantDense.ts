@@ -11,7 +11,8 @@ import { wasmKernelModule } from './backend.js';
  * dot products against each input row rounded to int16 (scale max|x|/32767, nearest), so the only
  * error against decode-then-float is that rounding of x (at most max|x|/65534 per value) and the
  * final float32 rounding. FP8 rows are decoded FP8_ROWS at a time (16 codes per SIMD step, by their
- * bits, exactly the 256-entry table's values) and multiplied on gemm's kernels: decode-then-float's bits. Other dtypes, or shapes whose rows do not start on a byte, return null (callers decode).
+ * bits, exactly the 256-entry table's values) and multiplied on gemm's kernels: decode-then-float's
+ * bits. Other dtypes, or shapes whose rows do not start on a byte, return null (callers decode).
  */
 
 interface QuantDenseExports {

@@ -453,12 +453,12 @@ export class WasmKernels {
   }
 
   /**
-   * Softmax cross-entropy's gradient over `rows` rows of `classes` logits (assembly/kernels.ts
-   * crossEntropyRows): grad = (softmax − onehot(label)) / batch, and stats[3r…3r+2] = the row's max,
+   * Softmax cross-entropy's gradient over a batch of `rows` rows of `classes` logits (assembly/kernels.ts
+   * crossEntropyRows): grad = (softmax − onehot(label)) / rows, and stats[3r…3r+2] = the row's max,
    * Σ exp(z − max) and first arg max. Labels must be in range. Staged about CE_CHUNK values at a time
    * (whole rows); false when memory cannot hold one row.
    */
-  crossEntropy(z: Float32Array, labels: Int32Array, rows: number, classes: number, batch: number, grad: Float32Array, stats: Float64Array): boolean {
+  crossEntropy(z: Float32Array, labels: Int32Array, rows: number, classes: number, grad: Float32Array, stats: Float64Array): boolean {
     const chunk = Math.max(1, Math.min(rows, Math.floor(CE_CHUNK / classes)));
     // 4 floats of slack after the rows (the kernel's tail loads), labels as int32, 3 float64 stats per row.
     const at = this.place([chunk * classes + 4, chunk, 6 * chunk]);
@@ -468,7 +468,7 @@ export class WasmKernels {
       const n = Math.min(chunk, rows - r);
       this.put([pz, z.subarray(r * classes), n * classes]);
       new Int32Array(this.x.memory.buffer, pl, n).set(labels.subarray(r, r + n));
-      this.x.crossEntropyRows(n, classes, pz, pl, batch, ps);
+      this.x.crossEntropyRows(n, classes, pz, pl, rows, ps);
       this.take([pz, grad.subarray(r * classes), n * classes]);
       stats.set(new Float64Array(this.x.memory.buffer, ps, 3 * n), 3 * r);
     }
